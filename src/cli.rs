@@ -1,0 +1,179 @@
+//! Command-line definitions, and nothing else: what each command does lives in
+//! `commands`, how results look in `render`.
+
+use crate::model::Env;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shipctl",
+    version,
+    about = "Deployment ledger for dev, staging and prod, kept in SQL",
+    long_about = "Deployment ledger for dev, staging and prod, kept in SQL.\n\n\
+        Releases are planned into deployments, validated and executed as two short \
+        transactions around a leased run, and rolled back transactionally. The ledger \
+        lives in SQLite (default: ./shipctl.db), PostgreSQL or MariaDB/MySQL.",
+    after_help = "Examples:\n  \
+        shipctl release --create 1.0.2 --tag v1.0.2\n  \
+        shipctl deploy --release 1 --env prod\n  \
+        shipctl validate --deploy-id 1\n  \
+        shipctl status --env prod\n  \
+        shipctl rollback --deploy-id 1\n\n\
+        Exit codes: 0 done, 1 error, 3 deployment failed (rolled back), 4 blocked (busy or pinned)."
+)]
+pub struct Cli {
+    /// Database URL: sqlite://FILE, postgres://USER@HOST/DB or mysql://USER@HOST/DB
+    #[arg(
+        long,
+        global = true,
+        env = "SHIPCTL_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// How long a running deployment's lease lasts without a heartbeat (heartbeats every third)
+    #[arg(
+        long,
+        global = true,
+        env = "SHIPCTL_LEASE_TTL",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_ttl
+    )]
+    pub lease_ttl: Duration,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a release, or list them
+    #[command(after_help = "Examples:\n  \
+        shipctl release --create 1.0.2 --tag v1.0.2   # prints the new release id\n  \
+        shipctl release --list")]
+    Release(ReleaseArgs),
+
+    /// Plan a deployment of a release to an environment (state planifié)
+    #[command(after_help = "Example:\n  \
+        shipctl deploy --release 1 --env prod   # prints the new deployment id")]
+    Deploy {
+        /// Release id (see `shipctl release --list`)
+        #[arg(long, value_name = "ID")]
+        release: i64,
+        #[arg(long, value_enum)]
+        env: Env,
+    },
+
+    /// Validate and execute a planned deployment: claim, run, finish
+    #[command(after_help = "Examples:\n  \
+        shipctl validate --deploy-id 3\n  \
+        shipctl validate --deploy-id 3 --duration 2s --failure-rate 0.5 --seed 7\n\n\
+        Exit codes: 0 succeeded, 3 failed and rolled back, 4 environment busy.")]
+    Validate {
+        #[arg(long, value_name = "ID")]
+        deploy_id: i64,
+        #[command(flatten)]
+        sim: SimArgs,
+    },
+
+    /// Show what is live, running, pending and recent in an environment
+    #[command(after_help = "Examples:\n  \
+        shipctl status --env prod\n  \
+        shipctl status                 # all environments\n  \
+        shipctl status --env prod --output json")]
+    Status {
+        /// One environment; all three when omitted
+        #[arg(long, value_enum)]
+        env: Option<Env>,
+    },
+
+    /// Cancel a pending deployment, or roll a live one back to the previous release
+    #[command(after_help = "Examples:\n  \
+        shipctl rollback --deploy-id 4   # planifié/validé: cancelled\n  \
+        shipctl rollback --deploy-id 3   # live: previous release redeployed, environment pinned")]
+    Rollback {
+        #[arg(long, value_name = "ID")]
+        deploy_id: i64,
+        #[command(flatten)]
+        sim: SimArgs,
+    },
+
+    /// Lift the pin a rollback left on an environment
+    #[command(after_help = "Example:\n  shipctl unpin --env prod")]
+    Unpin {
+        #[arg(long, value_enum)]
+        env: Env,
+    },
+}
+
+#[derive(Debug, Args)]
+#[group(skip)]
+#[command(group(clap::ArgGroup::new("mode").required(true).args(["create", "list"])))]
+pub struct ReleaseArgs {
+    /// Version of the new release (unique, at most 50 characters)
+    #[arg(long, value_name = "VERSION", requires = "tag")]
+    pub create: Option<String>,
+    /// Git tag of the new release (at most 50 characters)
+    #[arg(long, value_name = "TAG", requires = "create")]
+    pub tag: Option<String>,
+    /// List every release
+    #[arg(long, conflicts_with = "create")]
+    pub list: bool,
+}
+
+/// Simulation controls: they override the environment's executor.
+#[derive(Debug, Args, Clone)]
+pub struct SimArgs {
+    /// How long the simulated run lasts
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Probability that the simulated run fails, from 0.0 to 1.0
+    #[arg(long, value_name = "RATE", default_value_t = 0.2, value_parser = parse_rate)]
+    pub failure_rate: f64,
+    /// Seed for the failure draw: the same seed gives the same outcome
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::duration::parse(s)
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(s)?;
+    if d < Duration::from_millis(300) {
+        return Err("a lease must last at least 300ms".to_string());
+    }
+    Ok(d)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("{s:?} is not a rate between 0.0 and 1.0")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

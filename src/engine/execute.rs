@@ -1,0 +1,666 @@
+//! Execution as two short transactions around the run, never one held open
+//! across it: *claim* (lock, recover, check, `en_cours`, lease, token), *run*
+//! (executor plus heartbeats), *finish* (token-guarded `réussi` or rollback).
+
+use super::{Engine, Who, lease, load};
+use crate::error::{DbContext, Error, Result};
+use crate::executor::Executor;
+use crate::model::{Etat, OnFailure};
+use crate::store::ledger::{self, Audit, Deployment, EnvRow};
+use crate::store::{Dialect, Store, Tx};
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// How a run ended, before it is written down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Execution {
+    pub deployment: Deployment,
+    pub outcome: Outcome,
+    /// The error, for a failed or interrupted run.
+    pub error: Option<String>,
+    pub duration_ms: u128,
+    pub executor: String,
+    /// A stale deployment this command recovered on its way.
+    pub recovered: Option<i64>,
+    /// For a rollback: the deployment that was rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<Deployment>,
+}
+
+impl Execution {
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome {
+            Outcome::Succeeded => 0,
+            Outcome::Failed | Outcome::Interrupted => 3,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum RollbackReport {
+    /// A pending deployment was cancelled.
+    Cancelled { deployment: Deployment },
+    /// The previous live release was redeployed.
+    Restored(Execution),
+}
+
+/// SIGINT and SIGTERM, caught from before the claim so a signal can never leave
+/// a deployment `en_cours` behind.
+struct Signals {
+    int: Signal,
+    term: Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        let hook = |kind| {
+            signal(kind).map_err(|e| Error::input(format!("cannot install a signal handler: {e}")))
+        };
+        Ok(Signals {
+            int: hook(SignalKind::interrupt())?,
+            term: hook(SignalKind::terminate())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+/// What the claim hands to the run and the finish.
+struct Claimed {
+    dep: Deployment,
+    token: i64,
+    recovered: Option<i64>,
+    /// For a restore: the live deployment it rolls back.
+    restores: Option<Deployment>,
+}
+
+enum RunEnd {
+    Done(Outcome, Option<String>),
+    LeaseLost,
+}
+
+impl Engine {
+    /// `validate --deploy-id N`: gates, then claim / run / finish.
+    pub async fn validate(&mut self, id: i64, exec: &Executor) -> Result<Execution> {
+        let mut signals = Signals::install()?;
+        let d = self.store.d;
+        let dep = self.find(id).await?;
+        let env = ledger::env_row(self.store.conn(), d, dep.env)
+            .await
+            .db("reading the environment")?;
+
+        let mut tx = self.store.write().await?;
+        ledger::lock_env(&mut tx, d, env.id)
+            .await
+            .db("locking the environment")?;
+        let recovered = lease::recover_stale(&mut tx, d, &self.who, env.id).await?;
+        let dep = load(&mut tx, d, id).await?;
+        let refusal = match dep.state {
+            Etat::Planifie | Etat::Valide => busy_check(&mut tx, d, &dep).await?,
+            Etat::EnCours => Some(already_running(&dep)),
+            _ => Some(not_runnable(&dep, recovered)),
+        };
+        if let Some(refusal) = refusal {
+            tx.commit().await.db("committing")?;
+            return Err(refusal);
+        }
+        let token = claim_in(&mut tx, d, &self.who, &dep).await?;
+        let dep = load(&mut tx, d, id).await?;
+        tx.commit().await.db("committing the claim")?;
+
+        let claimed = Claimed {
+            dep,
+            token,
+            recovered,
+            restores: None,
+        };
+        self.run_and_finish(&env, claimed, exec, &mut signals).await
+    }
+
+    /// `rollback --deploy-id N`: cancel a pending deployment, or redeploy the
+    /// release that was live before N and pin the environment to it.
+    pub async fn rollback(&mut self, id: i64, exec: &Executor) -> Result<RollbackReport> {
+        let mut signals = Signals::install()?;
+        let d = self.store.d;
+        let dep = self.find(id).await?;
+        let env = ledger::env_row(self.store.conn(), d, dep.env)
+            .await
+            .db("reading the environment")?;
+
+        let mut tx = self.store.write().await?;
+        ledger::lock_env(&mut tx, d, env.id)
+            .await
+            .db("locking the environment")?;
+        let recovered = lease::recover_stale(&mut tx, d, &self.who, env.id).await?;
+        let dep = load(&mut tx, d, id).await?;
+        match dep.state {
+            Etat::Planifie | Etat::Valide => {
+                ledger::transition(&mut tx, d, id, dep.state, Etat::Annule)
+                    .await
+                    .db("cancelling the deployment")?;
+                ledger::audit(
+                    &mut tx,
+                    d,
+                    Audit {
+                        deployment: Some(id),
+                        action: "deployment.cancelled",
+                        before: Some(dep.state),
+                        after: Some(Etat::Annule),
+                        message: format!(
+                            "pending deployment of {} to {} cancelled by rollback",
+                            dep.version, dep.env
+                        ),
+                        actor: &self.who.actor,
+                    },
+                )
+                .await
+                .db("writing the audit log")?;
+                let dep = load(&mut tx, d, id).await?;
+                tx.commit().await.db("committing the cancellation")?;
+                Ok(RollbackReport::Cancelled { deployment: dep })
+            }
+            Etat::EnCours => refuse(tx, already_running(&dep)).await,
+            Etat::Echec | Etat::Annule => {
+                refuse(
+                    tx,
+                    Error::input(format!(
+                        "deployment {id} is {}: there is nothing to roll back",
+                        dep.state
+                    ))
+                    .hint(match (dep.state, recovered == Some(id)) {
+                        (Etat::Echec, true) => {
+                            "its holder had died and its lease had expired: this command has just \
+                         recovered it as échec; the environment's live release is unchanged"
+                        }
+                        (Etat::Echec, _) => {
+                            "a failed deployment never became live; nothing changed"
+                        }
+                        _ => "it was already cancelled or rolled back",
+                    }),
+                )
+                .await
+            }
+            Etat::Reussi => {
+                let live = ledger::live(&mut tx, d, env.id)
+                    .await
+                    .db("reading the live release")?;
+                if live.as_ref().map(|l| l.id) != Some(id) {
+                    let live_text = live
+                        .map(|l| format!("deployment {} (release {})", l.id, l.version))
+                        .unwrap_or_else(|| "none".into());
+                    return refuse(
+                        tx,
+                        Error::input(format!(
+                            "deployment {id} (release {}) is not live in {}: the live one is {live_text}",
+                            dep.version, dep.env
+                        ))
+                        .hint("only the live deployment can be rolled back; see `shipctl status --env ENV`"),
+                    )
+                    .await;
+                }
+                let Some(previous) = ledger::previous_live(&mut tx, d, &dep)
+                    .await
+                    .db("looking for the previous release")?
+                else {
+                    return refuse(
+                        tx,
+                        Error::input(format!(
+                            "deployment {id} (release {}) is the first release live in {}: \
+                             there is no previous release to restore",
+                            dep.version, dep.env
+                        ))
+                        .hint("deploy a fixed release instead: shipctl release --create ... then deploy"),
+                    )
+                    .await;
+                };
+                if let Some(busy) = busy_check(&mut tx, d, &dep).await? {
+                    return refuse(tx, busy).await;
+                }
+                let rid =
+                    ledger::insert_deployment(&mut tx, d, previous.release_id, env.id, Some(id))
+                        .await
+                        .db("planning the restore")?;
+                ledger::audit(
+                    &mut tx,
+                    d,
+                    Audit {
+                        deployment: Some(rid),
+                        action: "deployment.planned",
+                        before: None,
+                        after: Some(Etat::Planifie),
+                        message: format!(
+                            "rollback of deployment {id}: restoring release {} in {}",
+                            previous.version, dep.env
+                        ),
+                        actor: &self.who.actor,
+                    },
+                )
+                .await
+                .db("writing the audit log")?;
+                let restore = load(&mut tx, d, rid).await?;
+                let token = claim_in(&mut tx, d, &self.who, &restore).await?;
+                let restore = load(&mut tx, d, rid).await?;
+                tx.commit().await.db("committing the claim")?;
+                let claimed = Claimed {
+                    dep: restore,
+                    token,
+                    recovered,
+                    restores: Some(dep),
+                };
+                let execution = self
+                    .run_and_finish(&env, claimed, exec, &mut signals)
+                    .await?;
+                Ok(RollbackReport::Restored(execution))
+            }
+        }
+    }
+
+    async fn run_and_finish(
+        &mut self,
+        env: &EnvRow,
+        claimed: Claimed,
+        exec: &Executor,
+        signals: &mut Signals,
+    ) -> Result<Execution> {
+        let started = Instant::now();
+        let end = supervise(&mut self.store, &self.who, &claimed, exec, signals).await;
+        let (outcome, error) = match end {
+            RunEnd::Done(outcome, error) => (outcome, error),
+            RunEnd::LeaseLost => {
+                return Err(Error::failed(format!(
+                    "deployment {} lost its lease while running: another process recovered it \
+                     after the lease expired; this run stopped and wrote nothing",
+                    claimed.dep.id
+                ))
+                .hint(
+                    "a longer --lease-ttl helps when the database is slow to answer heartbeats",
+                ));
+            }
+        };
+        let d = self.store.d;
+        let mut tx = self.store.write().await?;
+        ledger::lock_env(&mut tx, d, env.id)
+            .await
+            .db("locking the environment")?;
+        let dep = &claimed.dep;
+        let elapsed =
+            crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
+        let finished = match outcome {
+            Outcome::Succeeded => {
+                finish_success(&mut tx, d, &self.who, env, &claimed, &elapsed).await?
+            }
+            Outcome::Failed | Outcome::Interrupted => {
+                let why = error.clone().unwrap_or_default();
+                finish_failure(&mut tx, d, &self.who, env, &claimed, &why).await?
+            }
+        };
+        if !finished {
+            tx.commit().await.db("committing")?;
+            return Err(Error::failed(format!(
+                "deployment {} was taken over while it ran (its lease expired and another \
+                 process recovered it); this run's result was not written",
+                dep.id
+            )));
+        }
+        let final_dep = load(&mut tx, d, dep.id).await?;
+        let rolled_back = match &claimed.restores {
+            Some(n) => Some(load(&mut tx, d, n.id).await?),
+            None => None,
+        };
+        tx.commit().await.db("committing the result")?;
+        Ok(Execution {
+            deployment: final_dep,
+            outcome,
+            error,
+            duration_ms: started.elapsed().as_millis(),
+            executor: exec.describe(),
+            recovered: claimed.recovered,
+            rolled_back,
+        })
+    }
+}
+
+/// The run itself: the executor, a heartbeat every TTL/3 and the signals.
+async fn supervise(
+    store: &mut Store,
+    who: &Who,
+    claimed: &Claimed,
+    exec: &Executor,
+    signals: &mut Signals,
+) -> RunEnd {
+    let d = store.d;
+    let ttl = who.lease_ttl;
+    let ttl_ms = ttl.as_millis() as i64;
+    let period = ttl / 3;
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_beat = Instant::now();
+    let run = exec.run();
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            result = &mut run => {
+                return match result {
+                    Ok(()) => RunEnd::Done(Outcome::Succeeded, None),
+                    Err(e) => RunEnd::Done(Outcome::Failed, Some(e)),
+                };
+            }
+            _ = beat.tick() => {
+                match ledger::heartbeat(store.conn(), d, claimed.dep.id, claimed.token, ttl_ms).await {
+                    Ok(true) => last_beat = Instant::now(),
+                    Ok(false) => return RunEnd::LeaseLost,
+                    // A database hiccup: keep trying while the lease may still be ours.
+                    Err(_) if last_beat.elapsed() < ttl => {}
+                    Err(_) => return RunEnd::LeaseLost,
+                }
+            }
+            name = signals.recv() => {
+                return RunEnd::Done(
+                    Outcome::Interrupted,
+                    Some(format!("interrupted by {name}; the run was stopped")),
+                );
+            }
+        }
+    }
+}
+
+/// `planifié|validé → en_cours` inside the caller's locked transaction.
+async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> Result<i64> {
+    let ctx = "claiming the deployment";
+    if dep.state == Etat::Planifie {
+        ledger::audit(
+            tx,
+            d,
+            Audit {
+                deployment: Some(dep.id),
+                action: "deployment.validated",
+                before: Some(Etat::Planifie),
+                after: Some(Etat::Valide),
+                message: format!("{}: no gates configured for {}", dep.version, dep.env),
+                actor: &who.actor,
+            },
+        )
+        .await
+        .db(ctx)?;
+    }
+    let token = ledger::next_token(tx, d, dep.env_id).await.db(ctx)?;
+    let ttl_ms = who.lease_ttl.as_millis() as i64;
+    match ledger::claim(tx, d, dep.id, token, &who.holder, ttl_ms).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(Error::blocked(format!(
+                "deployment {} changed state while it was being claimed",
+                dep.id
+            ))
+            .hint("run the command again"));
+        }
+        Err(e) if super::is_unique_violation(&e) => {
+            return Err(Error::blocked(format!(
+                "environment {} is busy: another deployment started at the same moment",
+                dep.env
+            ))
+            .hint("wait for it to finish, then run the command again"));
+        }
+        Err(e) => return Err(Error::database(ctx, e)),
+    }
+    ledger::audit(
+        tx,
+        d,
+        Audit {
+            deployment: Some(dep.id),
+            action: "deployment.started",
+            before: Some(Etat::Valide),
+            after: Some(Etat::EnCours),
+            message: format!(
+                "{} to {}: attempt {}, held by {} (lease {}, fencing token {token})",
+                dep.version,
+                dep.env,
+                dep.attempts + 1,
+                who.holder,
+                crate::duration::format(who.lease_ttl)
+            ),
+            actor: &who.actor,
+        },
+    )
+    .await
+    .db(ctx)?;
+    Ok(token)
+}
+
+async fn finish_success(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    who: &Who,
+    env: &EnvRow,
+    claimed: &Claimed,
+    elapsed: &str,
+) -> Result<bool> {
+    let ctx = "recording the success";
+    let dep = &claimed.dep;
+    if !ledger::finish(tx, d, dep.id, claimed.token, Etat::Reussi)
+        .await
+        .db(ctx)?
+    {
+        return Ok(false);
+    }
+    let audit = |deployment, action, before, after, message| Audit {
+        deployment: Some(deployment),
+        action,
+        before,
+        after,
+        message,
+        actor: &who.actor,
+    };
+    ledger::audit(
+        tx,
+        d,
+        audit(
+            dep.id,
+            "deployment.succeeded",
+            Some(Etat::EnCours),
+            Some(Etat::Reussi),
+            format!(
+                "release {} is live in {} (ran {elapsed})",
+                dep.version, dep.env
+            ),
+        ),
+    )
+    .await
+    .db(ctx)?;
+    if let Some(rolled) = &claimed.restores {
+        ledger::transition(tx, d, rolled.id, Etat::Reussi, Etat::Annule)
+            .await
+            .db(ctx)?;
+        ledger::audit(
+            tx,
+            d,
+            audit(
+                rolled.id,
+                "deployment.rolled_back",
+                Some(Etat::Reussi),
+                Some(Etat::Annule),
+                format!(
+                    "release {} rolled back in {}: deployment {} restored release {}",
+                    rolled.version, dep.env, dep.id, dep.version
+                ),
+            ),
+        )
+        .await
+        .db(ctx)?;
+        ledger::set_pin(tx, d, env.id, dep.release_id, rolled.release_id)
+            .await
+            .db(ctx)?;
+        ledger::audit(
+            tx,
+            d,
+            audit(
+                dep.id,
+                "pin.set",
+                None,
+                None,
+                format!(
+                    "{} pinned to release {}: the reconciler will not redeploy {} while the \
+                     manifests declare it; `shipctl unpin --env {}` lifts the pin",
+                    dep.env, dep.version, rolled.version, dep.env
+                ),
+            ),
+        )
+        .await
+        .db(ctx)?;
+    } else if let Some(pin) = &env.pin
+        && ledger::clear_pin(tx, d, env.id).await.db(ctx)?
+    {
+        ledger::audit(
+            tx,
+            d,
+            audit(
+                dep.id,
+                "pin.lifted",
+                None,
+                None,
+                format!(
+                    "{}: pin on release {} lifted: release {} was deployed explicitly",
+                    dep.env, pin.version, dep.version
+                ),
+            ),
+        )
+        .await
+        .db(ctx)?;
+    }
+    Ok(true)
+}
+
+async fn finish_failure(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    who: &Who,
+    env: &EnvRow,
+    claimed: &Claimed,
+    why: &str,
+) -> Result<bool> {
+    let ctx = "recording the failure";
+    let dep = &claimed.dep;
+    let attempts = dep.attempts;
+    let (to, next) = if claimed.restores.is_some() {
+        (
+            Etat::Annule,
+            "the restore is abandoned and the live release is unchanged".to_string(),
+        )
+    } else if env.on_failure == OnFailure::Cancel {
+        (Etat::Annule, format!("{} cancels on failure", env.env))
+    } else if attempts >= env.max_attempts {
+        (
+            Etat::Annule,
+            format!("all {} attempts used, cancelled", env.max_attempts),
+        )
+    } else {
+        (
+            Etat::Planifie,
+            format!(
+                "rolled back to planifié, {} attempt(s) left",
+                env.max_attempts - attempts
+            ),
+        )
+    };
+    if !ledger::finish(tx, d, dep.id, claimed.token, to)
+        .await
+        .db(ctx)?
+    {
+        return Ok(false);
+    }
+    ledger::audit(
+        tx,
+        d,
+        Audit {
+            deployment: Some(dep.id),
+            action: "deployment.failed",
+            before: Some(Etat::EnCours),
+            after: Some(to),
+            message: format!(
+                "attempt {attempts}/{} of {} to {} failed: {why}; {next}",
+                env.max_attempts, dep.version, dep.env
+            ),
+            actor: &who.actor,
+        },
+    )
+    .await
+    .db(ctx)?;
+    Ok(true)
+}
+
+/// Ends a transaction that wrote nothing but a lease recovery, and refuses.
+async fn refuse<T>(tx: Tx<'_>, err: Error) -> Result<T> {
+    tx.commit().await.db("committing")?;
+    Err(err)
+}
+
+/// `Some(error)` when another deployment holds the environment.
+async fn busy_check(tx: &mut Tx<'_>, d: Dialect, dep: &Deployment) -> Result<Option<Error>> {
+    let running = ledger::in_progress(tx, d, dep.env_id)
+        .await
+        .db("reading the deployment in progress")?;
+    Ok(running.filter(|r| r.id != dep.id).map(|r| {
+        Error::blocked(format!(
+            "environment {} is busy: deployment {} (release {}) is en_cours, held by {} until {} UTC",
+            dep.env,
+            r.id,
+            r.version,
+            r.lease_holder.as_deref().unwrap_or("unknown"),
+            r.lease_expires_at.as_deref().unwrap_or("unknown")
+        ))
+        .hint(format!(
+            "wait for it to finish and run the command again; if its process died, the \
+             lease expires and the next command in {} recovers it",
+            dep.env
+        ))
+    }))
+}
+
+fn already_running(dep: &Deployment) -> Error {
+    Error::blocked(format!(
+        "deployment {} is already running (en_cours), held by {} until {} UTC",
+        dep.id,
+        dep.lease_holder.as_deref().unwrap_or("unknown"),
+        dep.lease_expires_at.as_deref().unwrap_or("unknown")
+    ))
+    .hint("wait for it to finish; a failed run rolls itself back")
+}
+
+fn not_runnable(dep: &Deployment, recovered: Option<i64>) -> Error {
+    let hint = match dep.state {
+        Etat::Echec if recovered == Some(dep.id) => format!(
+            "its holder died and its lease expired: this command has just recovered it as échec; \
+             plan a new attempt with `shipctl deploy --release {} --env {}`",
+            dep.release_id, dep.env
+        ),
+        Etat::Reussi => format!(
+            "it already succeeded; to run release {} again, plan a new deployment with \
+             `shipctl deploy --release {} --env {}`",
+            dep.version, dep.release_id, dep.env
+        ),
+        _ => format!(
+            "plan a new deployment with `shipctl deploy --release {} --env {}`",
+            dep.release_id, dep.env
+        ),
+    };
+    Error::input(format!(
+        "deployment {} is {}: only planifié or validé deployments can be validated",
+        dep.id, dep.state
+    ))
+    .hint(hint)
+}

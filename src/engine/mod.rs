@@ -1,0 +1,295 @@
+//! The only writer of the ledger. Every state change happens in this folder, in
+//! a transaction that also writes its audit row.
+
+mod execute;
+mod lease;
+
+pub use execute::{Execution, Outcome, RollbackReport};
+
+use crate::error::{DbContext, Error, Result};
+use crate::model::{Env, Etat, check_label};
+use crate::store::ledger::{self, Audit, Deployment, Pin, Release};
+use crate::store::{Store, Tx};
+use serde::Serialize;
+use std::time::Duration;
+
+/// Who is acting: the audit log's `acteur`, and the lease holder for runs.
+#[derive(Debug, Clone)]
+pub struct Who {
+    pub actor: String,
+    pub holder: String,
+    pub lease_ttl: Duration,
+}
+
+impl Who {
+    pub fn from_process(lease_ttl: Duration) -> Who {
+        let actor = ["SHIPCTL_ACTOR", "USER", "LOGNAME"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| "unknown".to_string());
+        let nonce: u32 = rand::random();
+        let holder = format!("{}:{}:{nonce:08x}", hostname(), std::process::id());
+        Who {
+            actor,
+            holder,
+            lease_ttl,
+        }
+    }
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates or truncates.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".to_string();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+pub struct Engine {
+    pub store: Store,
+    pub who: Who,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnvStatus {
+    pub env: Env,
+    pub live: Option<Deployment>,
+    pub in_progress: Option<Deployment>,
+    pub pending: Vec<Deployment>,
+    pub pin: Option<Pin>,
+    pub recent: Vec<Deployment>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Unpinned {
+    pub env: Env,
+    pub pin: Pin,
+}
+
+/// How many deployments `status` lists as recent history.
+pub const RECENT: i64 = 10;
+
+impl Engine {
+    pub fn new(store: Store, who: Who) -> Engine {
+        Engine { store, who }
+    }
+
+    pub async fn create_release(&mut self, version: &str, tag: &str) -> Result<Release> {
+        check_label("version", version).map_err(|m| {
+            Error::input(format!("cannot create the release: {m}"))
+                .hint("a version is 1 to 50 characters, for example 1.0.2")
+        })?;
+        check_label("tag", tag).map_err(|m| {
+            Error::input(format!("cannot create release {version}: {m}"))
+                .hint("a tag is 1 to 50 characters, for example v1.0.2")
+        })?;
+        let d = self.store.d;
+        let mut tx = self.store.write().await?;
+        if let Some(existing) = ledger::release_by_version(&mut tx, d, version)
+            .await
+            .db("looking up the release")?
+        {
+            return Err(duplicate_version(&existing));
+        }
+        let id = match ledger::insert_release(&mut tx, d, version, tag).await {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(Error::input(format!(
+                    "release {version} already exists (created by another process just now)"
+                ))
+                .hint("versions are unique: pick a new version"));
+            }
+            Err(e) => return Err(Error::database("creating the release", e)),
+        };
+        ledger::audit(
+            &mut tx,
+            d,
+            Audit {
+                deployment: None,
+                action: "release.created",
+                before: None,
+                after: None,
+                message: format!("release {version} (tag {tag}) created with id {id}"),
+                actor: &self.who.actor,
+            },
+        )
+        .await
+        .db("writing the audit log")?;
+        let release = ledger::release_by_id(&mut tx, d, id)
+            .await
+            .db("reading the new release")?
+            .ok_or_else(|| Error::input("the new release vanished"))?;
+        tx.commit().await.db("committing the release")?;
+        Ok(release)
+    }
+
+    pub async fn releases(&mut self) -> Result<Vec<Release>> {
+        let d = self.store.d;
+        ledger::releases(self.store.conn(), d)
+            .await
+            .db("listing releases")
+    }
+
+    /// `deploy --release ID --env ENV`: a new `planifié` deployment.
+    pub async fn plan(&mut self, release_id: i64, env: Env) -> Result<Deployment> {
+        let d = self.store.d;
+        let release = ledger::release_by_id(self.store.conn(), d, release_id)
+            .await
+            .db("looking up the release")?
+            .ok_or_else(|| {
+                Error::input(format!("release {release_id} does not exist")).hint(
+                    "list releases with `shipctl release --list`, or create one with \
+                     `shipctl release --create VERSION --tag TAG`",
+                )
+            })?;
+        let env_row = ledger::env_row(self.store.conn(), d, env)
+            .await
+            .db("reading the environment")?;
+        let mut tx = self.store.write().await?;
+        ledger::lock_env(&mut tx, d, env_row.id)
+            .await
+            .db("locking the environment")?;
+        lease::recover_stale(&mut tx, d, &self.who, env_row.id).await?;
+        let pending = ledger::pending(&mut tx, d, env_row.id)
+            .await
+            .db("reading pending deployments")?;
+        if let Some(dup) = pending.iter().find(|p| p.release_id == release.id) {
+            tx.commit().await.db("committing")?;
+            return Err(Error::input(format!(
+                "release {} already has a pending deployment in {env}: deployment {} ({})",
+                release.version, dup.id, dup.state
+            ))
+            .hint(format!(
+                "run it with `shipctl validate --deploy-id {}`, or cancel it with \
+                 `shipctl rollback --deploy-id {}`",
+                dup.id, dup.id
+            )));
+        }
+        let id = ledger::insert_deployment(&mut tx, d, release.id, env_row.id, None)
+            .await
+            .db("planning the deployment")?;
+        ledger::audit(
+            &mut tx,
+            d,
+            Audit {
+                deployment: Some(id),
+                action: "deployment.planned",
+                before: None,
+                after: Some(Etat::Planifie),
+                message: format!("release {} planned for {env}", release.version),
+                actor: &self.who.actor,
+            },
+        )
+        .await
+        .db("writing the audit log")?;
+        let dep = load(&mut tx, d, id).await?;
+        tx.commit().await.db("committing the plan")?;
+        Ok(dep)
+    }
+
+    /// Live, in progress, pending and recent deployments, from one snapshot,
+    /// without writing (a stale lease is shown as stale, not recovered).
+    pub async fn status(&mut self, envs: &[Env]) -> Result<Vec<EnvStatus>> {
+        let d = self.store.d;
+        let mut tx = self.store.read().await?;
+        let mut out = Vec::with_capacity(envs.len());
+        for &env in envs {
+            let row = ledger::env_row(&mut tx, d, env)
+                .await
+                .db("reading the environment")?;
+            let ctx = "reading deployments";
+            out.push(EnvStatus {
+                env,
+                live: ledger::live(&mut tx, d, row.id).await.db(ctx)?,
+                in_progress: ledger::in_progress(&mut tx, d, row.id).await.db(ctx)?,
+                pending: ledger::pending(&mut tx, d, row.id).await.db(ctx)?,
+                pin: row.pin,
+                recent: ledger::recent(&mut tx, d, row.id, RECENT).await.db(ctx)?,
+            });
+        }
+        tx.commit().await.db("closing the read transaction")?;
+        Ok(out)
+    }
+
+    pub async fn unpin(&mut self, env: Env) -> Result<Unpinned> {
+        let d = self.store.d;
+        let row = ledger::env_row(self.store.conn(), d, env)
+            .await
+            .db("reading the environment")?;
+        let mut tx = self.store.write().await?;
+        ledger::lock_env(&mut tx, d, row.id)
+            .await
+            .db("locking the environment")?;
+        let row = ledger::env_row(&mut tx, d, env)
+            .await
+            .db("reading the environment")?;
+        let Some(pin) = row.pin else {
+            return Err(Error::input(format!("{env} is not pinned"))
+                .hint("pins are set by `shipctl rollback` of a live deployment"));
+        };
+        ledger::clear_pin(&mut tx, d, row.id)
+            .await
+            .db("lifting the pin")?;
+        ledger::audit(
+            &mut tx,
+            d,
+            Audit {
+                deployment: None,
+                action: "pin.lifted",
+                before: None,
+                after: None,
+                message: format!("{env}: pin on release {} lifted by unpin", pin.version),
+                actor: &self.who.actor,
+            },
+        )
+        .await
+        .db("writing the audit log")?;
+        tx.commit().await.db("committing")?;
+        Ok(Unpinned { env, pin })
+    }
+
+    /// A deployment by id, or the clear "does not exist" error.
+    pub async fn find(&mut self, id: i64) -> Result<Deployment> {
+        let d = self.store.d;
+        find(self.store.conn(), d, id).await
+    }
+}
+
+pub(crate) async fn find(
+    c: &mut sqlx::AnyConnection,
+    d: crate::store::Dialect,
+    id: i64,
+) -> Result<Deployment> {
+    ledger::deployment_by_id(c, d, id)
+        .await
+        .db("looking up the deployment")?
+        .ok_or_else(|| {
+            Error::input(format!("deployment {id} does not exist"))
+                .hint("see the deployments of an environment with `shipctl status --env ENV`")
+        })
+}
+
+/// Re-reads a row the transaction has just written.
+async fn load(tx: &mut Tx<'_>, d: crate::store::Dialect, id: i64) -> Result<Deployment> {
+    find(tx, d, id).await
+}
+
+fn duplicate_version(existing: &Release) -> Error {
+    Error::input(format!(
+        "release {} already exists (id {}, tag {}, created {})",
+        existing.version, existing.id, existing.tag, existing.created_at
+    ))
+    .hint(format!(
+        "versions are unique and releases immutable: deploy it with \
+         `shipctl deploy --release {} --env ENV`, or create a new version",
+        existing.id
+    ))
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}

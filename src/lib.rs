@@ -1,0 +1,12 @@
+//! shipctl: a deployment ledger for dev, staging and prod, kept in SQL.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod cli;
+pub mod commands;
+pub mod duration;
+pub mod engine;
+pub mod error;
+pub mod executor;
+pub mod model;
+pub mod render;
+pub mod store;

@@ -1,0 +1,120 @@
+//! The one printer: every byte shipctl writes to stdout goes through here, as
+//! text for people (colour only on a terminal, NO_COLOR honoured) or as JSON.
+
+mod text;
+
+use crate::cli::Output;
+use crate::error::Error;
+use crate::store::url::scrub;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+
+pub use text::Text;
+
+pub struct Printer {
+    json: bool,
+    style: Style,
+    err_style: Style,
+    secrets: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+pub struct Style {
+    color: bool,
+}
+
+impl Printer {
+    pub fn new(output: Output) -> Printer {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let json = output == Output::Json;
+        Printer {
+            json,
+            style: Style {
+                color: !json && !no_color && std::io::stdout().is_terminal(),
+            },
+            err_style: Style {
+                color: !no_color && std::io::stderr().is_terminal(),
+            },
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Strings that must never be printed (a database password).
+    pub fn hide(&mut self, secrets: &[String]) {
+        self.secrets.extend(secrets.iter().cloned());
+    }
+
+    pub fn emit<T: Serialize + Text>(&self, value: &T) {
+        let out = if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(s) => s,
+                Err(e) => format!("{{\"error\": {{\"message\": \"cannot encode output: {e}\"}}}}"),
+            }
+        } else {
+            value.text(&self.style)
+        };
+        self.write_stdout(&out);
+    }
+
+    pub fn error(&self, e: &Error) {
+        let message = scrub(&e.message, &self.secrets);
+        let hint = e.hint.as_deref().map(|h| scrub(h, &self.secrets));
+        if self.json {
+            let body = serde_json::json!({
+                "error": {
+                    "kind": e.kind_name(),
+                    "message": message,
+                    "hint": hint,
+                    "exit_code": e.exit_code(),
+                }
+            });
+            self.write_stdout(&serde_json::to_string_pretty(&body).unwrap_or_default());
+        } else {
+            let s = self.err_style;
+            let mut out = format!("{} {message}", s.red_bold("error:"));
+            if let Some(h) = hint {
+                out.push_str(&format!("\n  {} {h}", s.bold("hint:")));
+            }
+            let _ = writeln!(std::io::stderr(), "{out}");
+        }
+    }
+
+    fn write_stdout(&self, text: &str) {
+        let text = scrub(text, &self.secrets);
+        let mut stdout = std::io::stdout().lock();
+        // A closed pipe (`shipctl status | head -1`) is not an error worth a panic.
+        let _ = writeln!(stdout, "{}", text.trim_end_matches('\n'));
+        let _ = stdout.flush();
+    }
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    pub fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    pub fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+    pub fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    pub fn red(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    pub fn red_bold(&self, s: &str) -> String {
+        self.paint("1;31", s)
+    }
+    pub fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    pub fn cyan(&self, s: &str) -> String {
+        self.paint("36", s)
+    }
+}

@@ -1,0 +1,296 @@
+//! How each result reads on a terminal.
+
+use super::Style;
+use crate::engine::{EnvStatus, Execution, Outcome, RollbackReport, Unpinned};
+use crate::model::Etat;
+use crate::store::ledger::{Deployment, Release};
+
+pub trait Text {
+    fn text(&self, s: &Style) -> String;
+}
+
+fn state(s: &Style, etat: Etat) -> String {
+    let name = etat.as_str();
+    match etat {
+        Etat::Reussi => s.green(name),
+        Etat::Echec => s.red(name),
+        Etat::EnCours => s.cyan(name),
+        Etat::Planifie | Etat::Valide => s.yellow(name),
+        Etat::Annule => s.dim(name),
+    }
+}
+
+/// Columns padded by characters, not bytes, so `réussi` lines up with `planifié`.
+fn table(s: &Style, headers: &[&str], rows: &[Vec<(String, String)>], indent: &str) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, (plain, _)) in row.iter().enumerate() {
+            widths[i] = widths[i].max(plain.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<(String, String)>| {
+        let mut l = String::from(indent);
+        let last = cells.len() - 1;
+        for (i, (plain, shown)) in cells.into_iter().enumerate() {
+            l.push_str(&shown);
+            if i < last {
+                l.push_str(&" ".repeat(widths[i] - plain.chars().count() + 2));
+            }
+        }
+        l.push('\n');
+        l
+    };
+    out.push_str(&line(
+        headers.iter().map(|h| (h.to_string(), s.dim(h))).collect(),
+    ));
+    for row in rows {
+        out.push_str(&line(row.clone()));
+    }
+    out
+}
+
+fn plain(v: impl ToString) -> (String, String) {
+    let v = v.to_string();
+    (v.clone(), v)
+}
+
+fn deployment_row(s: &Style, d: &Deployment) -> Vec<(String, String)> {
+    let mut st = (d.state.as_str().to_string(), state(s, d.state));
+    if d.lease_stale {
+        st.0.push_str(" (stale)");
+        st.1.push_str(&s.red(" (stale)"));
+    }
+    vec![
+        plain(d.id),
+        plain(&d.version),
+        plain(&d.tag),
+        st,
+        plain(d.attempts),
+        plain(&d.date),
+    ]
+}
+
+impl Text for Release {
+    fn text(&self, s: &Style) -> String {
+        format!(
+            "Created release {}: {} (tag {})",
+            s.bold(&self.id.to_string()),
+            self.version,
+            self.tag
+        )
+    }
+}
+
+impl Text for Vec<Release> {
+    fn text(&self, s: &Style) -> String {
+        if self.is_empty() {
+            return "No releases yet. Create one with `shipctl release --create 1.0.0 --tag v1.0.0`."
+                .into();
+        }
+        let rows: Vec<_> = self
+            .iter()
+            .map(|r| {
+                vec![
+                    plain(r.id),
+                    plain(&r.version),
+                    plain(&r.tag),
+                    plain(&r.created_at),
+                ]
+            })
+            .collect();
+        table(s, &["ID", "VERSION", "TAG", "CREATED (UTC)"], &rows, "")
+    }
+}
+
+impl Text for Deployment {
+    fn text(&self, s: &Style) -> String {
+        format!(
+            "Planned deployment {}: release {} to {} ({})\nRun it with: shipctl validate --deploy-id {}",
+            s.bold(&self.id.to_string()),
+            self.version,
+            self.env,
+            state(s, self.state),
+            self.id
+        )
+    }
+}
+
+impl Text for Execution {
+    fn text(&self, s: &Style) -> String {
+        let d = &self.deployment;
+        let secs = format!("{:.1}s", self.duration_ms as f64 / 1000.0);
+        let mut out = String::new();
+        if let Some(r) = self.recovered {
+            out.push_str(&format!(
+                "{} deployment {r} had a dead holder (lease expired): recorded as échec\n",
+                s.yellow("recovered:")
+            ));
+        }
+        match (&self.outcome, &self.rolled_back) {
+            (Outcome::Succeeded, None) => out.push_str(&format!(
+                "{} Deployment {}: release {} is live in {} ({secs}, attempt {})",
+                s.green("✓"),
+                d.id,
+                s.bold(&d.version),
+                d.env,
+                d.attempts
+            )),
+            (Outcome::Succeeded, Some(rb)) => out.push_str(&format!(
+                "{} Rolled back deployment {} ({}): release {} restored in {} by deployment {} ({secs})\n  \
+                 {} is pinned to {}; `shipctl unpin --env {}` lifts the pin",
+                s.green("✓"),
+                rb.id,
+                rb.version,
+                s.bold(&d.version),
+                d.env,
+                d.id,
+                d.env,
+                d.version,
+                d.env
+            )),
+            (_, rolled_back) => {
+                let err = self.error.as_deref().unwrap_or("unknown error");
+                let what = match rolled_back {
+                    Some(rb) => format!("Rollback of deployment {}", rb.id),
+                    None => format!("Deployment {}", d.id),
+                };
+                out.push_str(&format!(
+                    "{} {what} failed after {secs}: {err}\n",
+                    s.red("✗")
+                ));
+                let next = match (d.state, rolled_back) {
+                    (_, Some(rb)) => format!(
+                        "  release {} stays live in {}; the restore (deployment {}) is {}",
+                        rb.version,
+                        d.env,
+                        d.id,
+                        state(s, d.state)
+                    ),
+                    (Etat::Planifie, None) => format!(
+                        "  rolled back to {} (attempt {}); retry with `shipctl validate --deploy-id {}`",
+                        state(s, d.state),
+                        d.attempts,
+                        d.id
+                    ),
+                    _ => format!(
+                        "  rolled back and {} after {} attempt(s); plan it again with `shipctl deploy`",
+                        state(s, d.state),
+                        d.attempts
+                    ),
+                };
+                out.push_str(&next);
+            }
+        }
+        out
+    }
+}
+
+impl Text for RollbackReport {
+    fn text(&self, s: &Style) -> String {
+        match self {
+            RollbackReport::Cancelled { deployment: d } => format!(
+                "Cancelled deployment {}: release {} to {} is now {}",
+                d.id,
+                d.version,
+                d.env,
+                state(s, d.state)
+            ),
+            RollbackReport::Restored(exec) => exec.text(s),
+        }
+    }
+}
+
+impl Text for EnvStatus {
+    fn text(&self, s: &Style) -> String {
+        let mut out = format!("{}\n", s.bold(self.env.as_str()));
+        let field = |name: &str| format!("  {:<12} ", name);
+        out.push_str(&field("live"));
+        match &self.live {
+            Some(l) => out.push_str(&format!(
+                "{} (tag {})  deployment {}, since {} UTC\n",
+                s.green(&l.version),
+                l.tag,
+                l.id,
+                l.date
+            )),
+            None => out.push_str(&s.dim("nothing deployed yet\n")),
+        }
+        out.push_str(&field("in progress"));
+        match &self.in_progress {
+            Some(r) if r.lease_stale => out.push_str(&format!(
+                "{} deployment {} ({}): holder {} stopped heartbeating at {} UTC; \
+                 the next writing command recovers it\n",
+                s.red("stale"),
+                r.id,
+                r.version,
+                r.lease_holder.as_deref().unwrap_or("unknown"),
+                r.lease_expires_at.as_deref().unwrap_or("?")
+            )),
+            Some(r) => out.push_str(&format!(
+                "deployment {} ({}), attempt {}, held by {} until {} UTC\n",
+                s.cyan(&r.id.to_string()),
+                r.version,
+                r.attempts,
+                r.lease_holder.as_deref().unwrap_or("unknown"),
+                r.lease_expires_at.as_deref().unwrap_or("?")
+            )),
+            None => out.push_str(&s.dim("none\n")),
+        }
+        out.push_str(&field("pending"));
+        if self.pending.is_empty() {
+            out.push_str(&s.dim("none\n"));
+        } else {
+            let items: Vec<String> = self
+                .pending
+                .iter()
+                .map(|p| format!("{} ({}, {})", p.id, p.version, state(s, p.state)))
+                .collect();
+            out.push_str(&items.join(", "));
+            out.push('\n');
+        }
+        if let Some(pin) = &self.pin {
+            out.push_str(&field("pinned"));
+            out.push_str(&format!(
+                "{} to {}{} since {} UTC; `shipctl unpin --env {}` lifts it\n",
+                s.yellow("yes"),
+                pin.version,
+                pin.blocks_version
+                    .as_ref()
+                    .map(|b| format!(" (holding back {b})"))
+                    .unwrap_or_default(),
+                pin.since.as_deref().unwrap_or("?"),
+                self.env
+            ));
+        }
+        if !self.recent.is_empty() {
+            out.push_str(&format!("  {}\n", "recent"));
+            let rows: Vec<_> = self.recent.iter().map(|d| deployment_row(s, d)).collect();
+            out.push_str(&table(
+                s,
+                &["ID", "RELEASE", "TAG", "STATE", "ATTEMPTS", "DATE (UTC)"],
+                &rows,
+                "    ",
+            ));
+        }
+        out
+    }
+}
+
+impl Text for Vec<EnvStatus> {
+    fn text(&self, s: &Style) -> String {
+        self.iter()
+            .map(|e| e.text(s))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Text for Unpinned {
+    fn text(&self, _s: &Style) -> String {
+        format!(
+            "Lifted the pin on {} (it held the environment on release {})",
+            self.env, self.pin.version
+        )
+    }
+}

@@ -1,0 +1,472 @@
+//! The ledger's queries, each written once for every backend. Callers pass the
+//! connection or transaction they are working in.
+
+use super::Dialect;
+use crate::model::{Env, Etat, OnFailure};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+pub type Res<T> = sqlx::Result<T>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    pub id: i64,
+    pub version: String,
+    pub tag: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvRow {
+    pub id: i64,
+    pub env: Env,
+    pub max_attempts: i64,
+    pub on_failure: OnFailure,
+    pub pin: Option<Pin>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pin {
+    /// The release the environment is held on.
+    pub release_id: i64,
+    pub version: String,
+    /// The release the reconciler must not redeploy while the pin holds.
+    pub blocks_release_id: Option<i64>,
+    pub blocks_version: Option<String>,
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub release_id: i64,
+    pub version: String,
+    pub tag: String,
+    pub env: Env,
+    #[serde(skip)]
+    pub env_id: i64,
+    #[serde(rename = "etat")]
+    pub state: Etat,
+    #[serde(rename = "date_deploiement")]
+    pub date: String,
+    pub attempts: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_holder: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<String>,
+    /// An `en_cours` row whose lease has expired: its holder stopped heartbeating.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lease_stale: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restores_id: Option<i64>,
+}
+
+/// One row of `audit_logs`, as written.
+pub struct Audit<'a> {
+    pub deployment: Option<i64>,
+    pub action: &'a str,
+    pub before: Option<Etat>,
+    pub after: Option<Etat>,
+    pub message: String,
+    pub actor: &'a str,
+}
+
+// ---------------------------------------------------------------- releases
+
+const RELEASE_COLS: &str =
+    "id, version, tag_git, {ts:date_creation} AS date_creation FROM releases";
+
+fn release(row: &AnyRow) -> Res<Release> {
+    Ok(Release {
+        id: row.try_get("id")?,
+        version: row.try_get("version")?,
+        tag: row.try_get("tag_git")?,
+        created_at: row.try_get("date_creation")?,
+    })
+}
+
+pub async fn release_by_id(c: &mut AnyConnection, d: Dialect, id: i64) -> Res<Option<Release>> {
+    let sql = d.sql(&format!("SELECT {RELEASE_COLS} WHERE id = ?"));
+    let row = sqlx::query(sql).bind(id).fetch_optional(c).await?;
+    row.as_ref().map(release).transpose()
+}
+
+pub async fn release_by_version(
+    c: &mut AnyConnection,
+    d: Dialect,
+    version: &str,
+) -> Res<Option<Release>> {
+    let sql = d.sql(&format!("SELECT {RELEASE_COLS} WHERE version = ?"));
+    let row = sqlx::query(sql).bind(version).fetch_optional(c).await?;
+    row.as_ref().map(release).transpose()
+}
+
+pub async fn releases(c: &mut AnyConnection, d: Dialect) -> Res<Vec<Release>> {
+    let sql = d.sql(&format!("SELECT {RELEASE_COLS} ORDER BY id"));
+    let rows = sqlx::query(sql).fetch_all(c).await?;
+    rows.iter().map(release).collect()
+}
+
+pub async fn insert_release(
+    c: &mut AnyConnection,
+    d: Dialect,
+    version: &str,
+    tag: &str,
+) -> Res<i64> {
+    insert(
+        c,
+        d,
+        "INSERT INTO releases (version, tag_git, date_creation) VALUES (?, ?, {now})",
+        |q| q.bind(version.to_string()).bind(tag.to_string()),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------- environments
+
+pub async fn env_row(c: &mut AnyConnection, d: Dialect, env: Env) -> Res<EnvRow> {
+    let sql = d.sql(
+        "SELECT e.id, e.max_attempts, e.on_failure, e.pinned_release_id, p.version AS pinned_version, \
+         e.pin_blocks_release_id, b.version AS blocks_version, {ts:e.pinned_at} AS pinned_at \
+         FROM environnements e \
+         LEFT JOIN releases p ON p.id = e.pinned_release_id \
+         LEFT JOIN releases b ON b.id = e.pin_blocks_release_id \
+         WHERE e.nom = ?",
+    );
+    let row = sqlx::query(sql).bind(env.as_str()).fetch_one(c).await?;
+    let on_failure: String = row.try_get("on_failure")?;
+    let pinned: Option<i64> = row.try_get("pinned_release_id")?;
+    let pin = match pinned {
+        Some(release_id) => Some(Pin {
+            release_id,
+            version: row.try_get("pinned_version")?,
+            blocks_release_id: row.try_get("pin_blocks_release_id")?,
+            blocks_version: row.try_get("blocks_version")?,
+            since: row.try_get("pinned_at")?,
+        }),
+        None => None,
+    };
+    Ok(EnvRow {
+        id: row.try_get("id")?,
+        env,
+        max_attempts: row.try_get("max_attempts")?,
+        on_failure: OnFailure::parse(&on_failure).unwrap_or(OnFailure::Replan),
+        pin,
+    })
+}
+
+/// Serialises writers of one environment on PostgreSQL and MySQL. SQLite's
+/// `BEGIN IMMEDIATE` has already done it for the whole database.
+pub async fn lock_env(c: &mut AnyConnection, d: Dialect, env_id: i64) -> Res<()> {
+    if d.locks_rows() {
+        sqlx::query(d.sql("SELECT id FROM environnements WHERE id = ? FOR UPDATE"))
+            .bind(env_id)
+            .fetch_one(c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The next fencing token of the environment. Claims in one environment are
+/// serialised by its lock, so tokens also order its deployments by start.
+pub async fn next_token(c: &mut AnyConnection, d: Dialect, env_id: i64) -> Res<i64> {
+    sqlx::query(d.sql("UPDATE environnements SET fencing_token = fencing_token + 1 WHERE id = ?"))
+        .bind(env_id)
+        .execute(&mut *c)
+        .await?;
+    sqlx::query_scalar(d.sql("SELECT fencing_token FROM environnements WHERE id = ?"))
+        .bind(env_id)
+        .fetch_one(c)
+        .await
+}
+
+pub async fn set_pin(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+    release_id: i64,
+    blocks_release_id: i64,
+) -> Res<()> {
+    sqlx::query(d.sql(
+        "UPDATE environnements SET pinned_release_id = ?, pin_blocks_release_id = ?, \
+         pinned_at = {now} WHERE id = ?",
+    ))
+    .bind(release_id)
+    .bind(blocks_release_id)
+    .bind(env_id)
+    .execute(c)
+    .await
+    .map(|_| ())
+}
+
+pub async fn clear_pin(c: &mut AnyConnection, d: Dialect, env_id: i64) -> Res<bool> {
+    let done = sqlx::query(d.sql(
+        "UPDATE environnements SET pinned_release_id = NULL, pin_blocks_release_id = NULL, \
+         pinned_at = NULL WHERE id = ? AND pinned_release_id IS NOT NULL",
+    ))
+    .bind(env_id)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- deployments
+
+const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.id_release, r.version, r.tag_git, e.nom, d.id_env, d.etat, \
+     {ts:d.date_deploiement} AS date_deploiement, d.attempts, d.fencing_token, d.lease_holder, \
+     {ts:d.lease_expires_at} AS lease_expires_at, \
+     CASE WHEN d.etat = 'en_cours' AND d.lease_expires_at < {now} THEN 1 ELSE 0 END AS lease_stale, \
+     d.restores_id \
+     FROM deploiements d \
+     JOIN releases r ON r.id = d.id_release \
+     JOIN environnements e ON e.id = d.id_env";
+
+fn deployment(row: &AnyRow) -> Res<Deployment> {
+    let etat: String = row.try_get("etat")?;
+    let nom: String = row.try_get("nom")?;
+    let bad = |what: &str, v: &str| sqlx::Error::Decode(format!("unknown {what} {v:?}").into());
+    Ok(Deployment {
+        id: row.try_get("id")?,
+        release_id: row.try_get("id_release")?,
+        version: row.try_get("version")?,
+        tag: row.try_get("tag_git")?,
+        env: Env::parse(&nom).ok_or_else(|| bad("environment", &nom))?,
+        env_id: row.try_get("id_env")?,
+        state: Etat::parse(&etat).ok_or_else(|| bad("state", &etat))?,
+        date: row.try_get("date_deploiement")?,
+        attempts: row.try_get("attempts")?,
+        fencing_token: row.try_get("fencing_token")?,
+        lease_holder: row.try_get("lease_holder")?,
+        lease_expires_at: row.try_get("lease_expires_at")?,
+        lease_stale: row.try_get::<i64, _>("lease_stale")? == 1,
+        restores_id: row.try_get("restores_id")?,
+    })
+}
+
+async fn deployments(
+    c: &mut AnyConnection,
+    d: Dialect,
+    tail: &str,
+    bind: impl FnOnce(
+        sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+) -> Res<Vec<Deployment>> {
+    let sql = d.sql(&format!("{DEPLOYMENT_SELECT} {tail}"));
+    let rows = bind(sqlx::query(sql)).fetch_all(c).await?;
+    rows.iter().map(deployment).collect()
+}
+
+pub async fn deployment_by_id(
+    c: &mut AnyConnection,
+    d: Dialect,
+    id: i64,
+) -> Res<Option<Deployment>> {
+    let mut found = deployments(c, d, "WHERE d.id = ?", |q| q.bind(id)).await?;
+    Ok(found.pop())
+}
+
+/// The live release: the newest successful deployment (tokens order starts, and
+/// one deployment runs at a time, so the highest token finished last).
+pub async fn live(c: &mut AnyConnection, d: Dialect, env_id: i64) -> Res<Option<Deployment>> {
+    let mut found = deployments(
+        c,
+        d,
+        "WHERE d.id_env = ? AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1",
+        |q| q.bind(env_id),
+    )
+    .await?;
+    Ok(found.pop())
+}
+
+/// What a rollback of `live` restores: the newest success before it of another release.
+pub async fn previous_live(
+    c: &mut AnyConnection,
+    d: Dialect,
+    live: &Deployment,
+) -> Res<Option<Deployment>> {
+    let mut found = deployments(
+        c,
+        d,
+        "WHERE d.id_env = ? AND d.etat = 'réussi' AND d.fencing_token < ? AND d.id_release <> ? \
+         ORDER BY d.fencing_token DESC LIMIT 1",
+        |q| {
+            q.bind(live.env_id)
+                .bind(live.fencing_token.unwrap_or(0))
+                .bind(live.release_id)
+        },
+    )
+    .await?;
+    Ok(found.pop())
+}
+
+pub async fn in_progress(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+) -> Res<Option<Deployment>> {
+    let mut found = deployments(c, d, "WHERE d.id_env = ? AND d.etat = 'en_cours'", |q| {
+        q.bind(env_id)
+    })
+    .await?;
+    Ok(found.pop())
+}
+
+pub async fn pending(c: &mut AnyConnection, d: Dialect, env_id: i64) -> Res<Vec<Deployment>> {
+    deployments(
+        c,
+        d,
+        "WHERE d.id_env = ? AND d.etat IN ('planifié', 'validé') ORDER BY d.id",
+        |q| q.bind(env_id),
+    )
+    .await
+}
+
+pub async fn recent(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+    limit: i64,
+) -> Res<Vec<Deployment>> {
+    deployments(c, d, "WHERE d.id_env = ? ORDER BY d.id DESC LIMIT ?", |q| {
+        q.bind(env_id).bind(limit)
+    })
+    .await
+}
+
+pub async fn insert_deployment(
+    c: &mut AnyConnection,
+    d: Dialect,
+    release_id: i64,
+    env_id: i64,
+    restores: Option<i64>,
+) -> Res<i64> {
+    insert(
+        c,
+        d,
+        "INSERT INTO deploiements (id_release, id_env, etat, date_deploiement, restores_id) \
+         VALUES (?, ?, 'planifié', {now}, ?)",
+        |q| q.bind(release_id).bind(env_id).bind(restores),
+    )
+    .await
+}
+
+/// `from → to` for one row; false when the row was not in `from` any more.
+pub async fn transition(
+    c: &mut AnyConnection,
+    d: Dialect,
+    id: i64,
+    from: Etat,
+    to: Etat,
+) -> Res<bool> {
+    let done = sqlx::query(d.sql(
+        "UPDATE deploiements SET etat = ?, lease_expires_at = NULL WHERE id = ? AND etat = ?",
+    ))
+    .bind(to.as_str())
+    .bind(id)
+    .bind(from.as_str())
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `planifié|validé → en_cours` with a fresh lease and fencing token.
+pub async fn claim(
+    c: &mut AnyConnection,
+    d: Dialect,
+    id: i64,
+    token: i64,
+    holder: &str,
+    ttl_ms: i64,
+) -> Res<bool> {
+    let done = sqlx::query(d.sql(
+        "UPDATE deploiements SET etat = 'en_cours', attempts = attempts + 1, fencing_token = ?, \
+         lease_holder = ?, lease_expires_at = {now+ms}, date_deploiement = {now} \
+         WHERE id = ? AND etat IN ('planifié', 'validé')",
+    ))
+    .bind(token)
+    .bind(holder.to_string())
+    .bind(ttl_ms)
+    .bind(id)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends the lease; false means it was lost (recovered by someone else).
+pub async fn heartbeat(
+    c: &mut AnyConnection,
+    d: Dialect,
+    id: i64,
+    token: i64,
+    ttl_ms: i64,
+) -> Res<bool> {
+    let done = sqlx::query(d.sql(
+        "UPDATE deploiements SET lease_expires_at = {now+ms} \
+         WHERE id = ? AND fencing_token = ? AND etat = 'en_cours'",
+    ))
+    .bind(ttl_ms)
+    .bind(id)
+    .bind(token)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// `en_cours → to`, only for the holder of `token`. False: a stale holder, nothing written.
+pub async fn finish(c: &mut AnyConnection, d: Dialect, id: i64, token: i64, to: Etat) -> Res<bool> {
+    let done = sqlx::query(d.sql(
+        "UPDATE deploiements SET etat = ?, lease_expires_at = NULL, date_deploiement = {now} \
+         WHERE id = ? AND fencing_token = ? AND etat = 'en_cours'",
+    ))
+    .bind(to.as_str())
+    .bind(id)
+    .bind(token)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+// ---------------------------------------------------------------- audit
+
+pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
+    sqlx::query(d.sql(
+        "INSERT INTO audit_logs (id_deploiement, action, etat_avant, etat_apres, message, acteur, date_log) \
+         VALUES (?, ?, ?, ?, ?, ?, {now})",
+    ))
+    .bind(a.deployment)
+    .bind(a.action.to_string())
+    .bind(a.before.map(Etat::as_str))
+    .bind(a.after.map(Etat::as_str))
+    .bind(a.message)
+    .bind(a.actor.to_string())
+    .execute(c)
+    .await
+    .map(|_| ())
+}
+
+// ---------------------------------------------------------------- helpers
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Runs an INSERT and returns the new row's id, by `RETURNING` where the
+/// dialect has it and by the driver's last insert id on MySQL.
+async fn insert(
+    c: &mut AnyConnection,
+    d: Dialect,
+    sql: &str,
+    bind: impl for<'q> FnOnce(AnyQuery<'q>) -> AnyQuery<'q>,
+) -> Res<i64> {
+    if d.returns_id() {
+        let row = bind(sqlx::query(d.sql(&format!("{sql} RETURNING id"))))
+            .fetch_one(c)
+            .await?;
+        row.try_get(0)
+    } else {
+        let done = bind(sqlx::query(d.sql(sql))).execute(c).await?;
+        done.last_insert_id()
+            .ok_or_else(|| sqlx::Error::Protocol("the server returned no insert id".into()))
+    }
+}

@@ -1,0 +1,125 @@
+//! The database: connecting from a URL, migrating, opening transactions, and the
+//! ledger's queries. Backend differences stay in `dialect`; everything above
+//! this module speaks one SQL.
+
+mod dialect;
+pub mod ledger;
+mod migrate;
+pub mod url;
+
+pub use dialect::Dialect;
+pub use url::{Backend, DbUrl};
+
+use crate::error::{DbContext, Error, Result};
+use sqlx::{Any, AnyConnection, Connection, Transaction};
+use std::time::Duration;
+
+pub type Tx<'c> = Transaction<'c, Any>;
+
+/// How long to wait for a server to answer before saying it is unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a SQLite writer waits for another to finish before giving up.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 15_000;
+
+pub struct Store {
+    conn: AnyConnection,
+    pub d: Dialect,
+    url: DbUrl,
+}
+
+impl Store {
+    /// Connects and brings the schema up to date. On an up-to-date database this
+    /// costs one query beyond the connection itself.
+    pub async fn open(url: &DbUrl) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let connecting = AnyConnection::connect(url.driver_url());
+        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(connect_error(url, Error::database("", e).message)),
+            Err(_) => {
+                return Err(connect_error(
+                    url,
+                    format!(": no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+                ));
+            }
+        };
+        let d = Dialect(url.backend);
+        session_setup(&mut conn, url.backend)
+            .await
+            .db("preparing the database session")?;
+        migrate::ensure(&mut conn, d).await?;
+        Ok(Store {
+            conn,
+            d,
+            url: url.clone(),
+        })
+    }
+
+    pub fn url(&self) -> &DbUrl {
+        &self.url
+    }
+
+    /// The connection, outside any transaction (heartbeats, single statements).
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+
+    /// A write transaction. On SQLite it holds the database's write lock from its
+    /// first statement; on PostgreSQL and MySQL callers lock the environment row
+    /// with [`ledger::lock_env`].
+    pub async fn write(&mut self) -> Result<Tx<'_>> {
+        let tx = match self.d.begin_write() {
+            Some(stmt) => self.conn.begin_with(stmt).await,
+            None => self.conn.begin().await,
+        };
+        tx.db("starting a write transaction")
+    }
+
+    /// A read-only transaction over one consistent snapshot.
+    pub async fn read(&mut self) -> Result<Tx<'_>> {
+        self.conn
+            .begin_with(self.d.begin_read())
+            .await
+            .db("starting a read transaction")
+    }
+}
+
+fn connect_error(url: &DbUrl, cause: String) -> Error {
+    let what = match url.backend {
+        Backend::Sqlite => "cannot open the SQLite database",
+        Backend::Postgres => "cannot connect to PostgreSQL at",
+        Backend::MySql => "cannot connect to MySQL/MariaDB at",
+    };
+    let hint = match url.backend {
+        Backend::Sqlite => {
+            "check that the directory exists and is writable, or pass another \
+                            path with --database-url sqlite://PATH"
+        }
+        _ => {
+            "check that the server is running and that host, port, user, password and \
+              database in the URL are right (--database-url or SHIPCTL_DATABASE_URL)"
+        }
+    };
+    let cause = cause.trim_start_matches(": ").to_string();
+    Error::input(format!("{what} {}: {cause}", url.redacted())).hint(hint)
+}
+
+async fn session_setup(conn: &mut AnyConnection, backend: Backend) -> sqlx::Result<()> {
+    let setup = match backend {
+        // WAL itself is set once, by the migration; it persists in the file.
+        Backend::Sqlite => {
+            format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;")
+        }
+        Backend::Postgres => return Ok(()),
+        // UTC for DATETIME columns, strict inserts, and READ COMMITTED so that a
+        // writer that has locked the environment row sees every committed change.
+        Backend::MySql => "SET time_zone = '+00:00', \
+             sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'); \
+             SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;"
+            .to_string(),
+    };
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
