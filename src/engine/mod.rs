@@ -26,7 +26,8 @@ impl Who {
         let actor = ["SHIPCTL_ACTOR", "USER", "LOGNAME"]
             .iter()
             .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-            .unwrap_or_else(|| "unknown".to_string());
+            .or_else(login_name)
+            .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }));
         let nonce: u32 = rand::random();
         let holder = format!("{}:{}:{nonce:08x}", hostname(), std::process::id());
         Who {
@@ -34,6 +35,22 @@ impl Who {
             holder,
             lease_ttl,
         }
+    }
+}
+
+/// The login name of the process's user, when `$USER` is not set (cron, CI, systemd).
+fn login_name() -> Option<String> {
+    // SAFETY: getpwuid returns NULL or a pointer to a static record valid until
+    // the next call; the name is copied out at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
     }
 }
 

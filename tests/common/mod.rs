@@ -1,0 +1,367 @@
+//! Test harness: a fresh database per test on each backend, the real binary,
+//! and direct SQL to check what it wrote.
+//!
+//! SQLite always runs. PostgreSQL and MariaDB run when SHIPCTL_TEST_POSTGRES_URL
+//! / SHIPCTL_TEST_MYSQL_URL are set (an admin URL; each test creates and drops
+//! its own database there). Unset: the test says so and skips. Set but the
+//! server is unreachable: the test fails.
+#![allow(dead_code)]
+
+use sqlx::{AnyConnection, Connection, Row};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    MySql,
+}
+
+pub const ALL: [Backend; 3] = [Backend::Sqlite, Backend::Postgres, Backend::MySql];
+
+impl Backend {
+    fn env_var(self) -> Option<&'static str> {
+        match self {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some("SHIPCTL_TEST_POSTGRES_URL"),
+            Backend::MySql => Some("SHIPCTL_TEST_MYSQL_URL"),
+        }
+    }
+}
+
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    /// Working directory of every command (and home of the SQLite file).
+    pub dir: tempfile::TempDir,
+    admin: Option<(String, String)>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
+}
+
+impl TestDb {
+    /// A fresh, empty database on `backend`, or `None` (with a note) when the
+    /// backend's URL is not set.
+    pub fn new(backend: Backend) -> Option<TestDb> {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let Some(var) = backend.env_var() else {
+            let path = dir.path().join("shipctl.db");
+            return Some(TestDb {
+                backend,
+                url: format!("sqlite://{}", path.display()),
+                dir,
+                admin: None,
+            });
+        };
+        let Ok(admin) = std::env::var(var) else {
+            eprintln!("skipping {backend:?}: {var} is not set");
+            return None;
+        };
+        let name = format!(
+            "shipctl_t{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            rand::random::<u32>()
+        );
+        let admin_driver = admin.replacen("mariadb://", "mysql://", 1);
+        block_on(async {
+            let mut c = AnyConnection::connect(&admin_driver)
+                .await
+                .unwrap_or_else(|e| panic!("{var} is set but the server is unreachable: {e}"));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await
+                .expect("create test database");
+        });
+        let url = with_database(&admin_driver, &name);
+        Some(TestDb {
+            backend,
+            url,
+            dir,
+            admin: Some((admin_driver, name)),
+        })
+    }
+
+    /// The binary, pointed at this database, with a fixed actor and no colour.
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_shipctl"));
+        c.current_dir(self.dir.path())
+            .env("SHIPCTL_DATABASE_URL", &self.url)
+            .env("USER", "tester")
+            .env("NO_COLOR", "1")
+            .env_remove("SHIPCTL_LEASE_TTL")
+            .env_remove("SHIPCTL_ACTOR");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.cmd().args(args).output().expect("run shipctl");
+        Run::from(out)
+    }
+
+    /// Runs and insists on an exit code, showing the output when it differs.
+    pub fn expect(&self, args: &[&str], code: i32) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, code,
+            "shipctl {args:?} on {:?} exited {} (wanted {code})\nstdout:\n{}\nstderr:\n{}",
+            self.backend, r.code, r.stdout, r.stderr
+        );
+        r
+    }
+
+    /// Rows as strings; NULL as "NULL". Select only text and integer columns.
+    pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        let sql = if self.backend == Backend::Postgres {
+            number(sql)
+        } else {
+            sql.to_string()
+        };
+        block_on(async {
+            let mut c = AnyConnection::connect(&self.url).await.expect("connect");
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .fetch_all(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            rows.iter()
+                .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
+                .collect()
+        })
+    }
+
+    pub fn scalar(&self, sql: &str) -> String {
+        self.query(sql)
+            .first()
+            .and_then(|r| r.first().cloned())
+            .unwrap_or_else(|| panic!("no row for {sql}"))
+    }
+
+    pub fn state(&self, deploy_id: i64) -> String {
+        self.scalar(&format!(
+            "SELECT etat FROM deploiements WHERE id = {deploy_id}"
+        ))
+    }
+
+    /// (action, etat_avant, etat_apres) of one deployment's audit rows, in order.
+    pub fn audit(&self, deploy_id: i64) -> Vec<(String, String, String)> {
+        self.query(&format!(
+            "SELECT action, etat_avant, etat_apres FROM audit_logs \
+             WHERE id_deploiement = {deploy_id} ORDER BY id"
+        ))
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect()
+    }
+
+    /// Every row of every table, as text: equal snapshots mean nothing was written.
+    pub fn snapshot(&self) -> String {
+        let tables = [
+            "shipctl_migrations",
+            "releases",
+            "environnements",
+            "deploiements",
+            "audit_logs",
+        ];
+        let mut out = String::new();
+        for t in tables {
+            let sql = match self.backend {
+                Backend::Postgres => format!("SELECT CAST({t} AS TEXT) FROM {t}"),
+                Backend::Sqlite | Backend::MySql => {
+                    let columns = if self.backend == Backend::Sqlite {
+                        format!("SELECT name FROM pragma_table_info('{t}') ORDER BY cid")
+                    } else {
+                        format!(
+                            "SELECT column_name FROM information_schema.columns \
+                             WHERE table_schema = DATABASE() AND table_name = '{t}' \
+                             ORDER BY ordinal_position"
+                        )
+                    };
+                    let text = if self.backend == Backend::Sqlite {
+                        "TEXT"
+                    } else {
+                        "CHAR"
+                    };
+                    let list: Vec<String> = self
+                        .query(&columns)
+                        .iter()
+                        .map(|c| format!("IFNULL(CAST({} AS {text}), 'NULL')", c[0]))
+                        .collect();
+                    format!("SELECT {} FROM {t}", list.join(", "))
+                }
+            };
+            out.push_str(&format!("== {t}\n"));
+            let mut rows: Vec<String> = self.query(&sql).into_iter().map(|r| r.join("|")).collect();
+            rows.sort();
+            for r in rows {
+                out.push_str(&r);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Polls `check` until it holds or the deadline passes.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.admin.take() {
+            let force = if self.backend == Backend::Postgres {
+                " WITH (FORCE)"
+            } else {
+                ""
+            };
+            block_on(async {
+                if let Ok(mut c) = AnyConnection::connect(&admin).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name}{force}"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        }
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// The id in "Created release N: ..." / "Planned deployment N: ...": the first number.
+    pub fn id(&self) -> i64 {
+        let digits: String = self
+            .stdout
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("no id in {:?}", self.stdout))
+    }
+}
+
+fn with_database(admin: &str, name: &str) -> String {
+    let mut u = url::Url::parse(admin).expect("admin URL");
+    u.set_path(&format!("/{name}"));
+    u.to_string()
+}
+
+fn number(sql: &str) -> String {
+    let mut n = 0;
+    let mut out = String::new();
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn cell(row: &sqlx::any::AnyRow, i: usize) -> String {
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map_or("NULL".into(), |v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v.unwrap_or_else(|| "NULL".into());
+    }
+    if let Ok(v) = row.try_get::<Option<bool>, _>(i) {
+        return v.map_or("NULL".into(), |v| if v { "1" } else { "0" }.into());
+    }
+    if let Ok(v) = row.try_get::<Option<f64>, _>(i) {
+        return v.map_or("NULL".into(), |v| v.to_string());
+    }
+    panic!("column {i} is neither integer, text nor float")
+}
+
+/// Runs `body` once per backend whose database is available.
+pub fn each_backend(mut body: impl FnMut(&TestDb)) {
+    for b in ALL {
+        if let Some(db) = TestDb::new(b) {
+            body(&db);
+        }
+    }
+}
+
+/// Creates a release and returns its id.
+pub fn release(db: &TestDb, version: &str) -> i64 {
+    db.expect(
+        &[
+            "release",
+            "--create",
+            version,
+            "--tag",
+            &format!("v{version}"),
+        ],
+        0,
+    )
+    .id()
+}
+
+/// Plans a deployment and returns its id.
+pub fn plan(db: &TestDb, release: i64, env: &str) -> i64 {
+    db.expect(
+        &["deploy", "--release", &release.to_string(), "--env", env],
+        0,
+    )
+    .id()
+}
+
+/// Validates with a simulation that always succeeds, quickly.
+pub fn succeed(db: &TestDb, deploy: i64) {
+    db.expect(
+        &[
+            "validate",
+            "--deploy-id",
+            &deploy.to_string(),
+            "--duration",
+            "0s",
+            "--failure-rate",
+            "0",
+        ],
+        0,
+    );
+}
