@@ -101,6 +101,13 @@ fn connect_error(url: &DbUrl, cause: String) -> Error {
         }
     };
     let cause = cause.trim_start_matches(": ").to_string();
+    let missing_db = cause.contains("does not exist") || cause.contains("Unknown database");
+    let hint = if missing_db && url.backend != Backend::Sqlite {
+        "create the database first (PostgreSQL: `createdb NAME`; MariaDB/MySQL: \
+         `CREATE DATABASE NAME`); shipctl creates its tables itself on first use"
+    } else {
+        hint
+    };
     Error::input(format!("{what} {}: {cause}", url.redacted())).hint(hint)
 }
 
