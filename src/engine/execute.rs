@@ -51,7 +51,7 @@ pub enum RollbackReport {
     /// A pending deployment was cancelled.
     Cancelled { deployment: Deployment },
     /// The previous live release was redeployed.
-    Restored(Execution),
+    Restored(Box<Execution>),
 }
 
 /// SIGINT and SIGTERM, caught from before the claim so a signal can never leave
@@ -265,7 +265,7 @@ impl Engine {
                 let execution = self
                     .run_and_finish(&env, claimed, exec, &mut signals)
                     .await?;
-                Ok(RollbackReport::Restored(execution))
+                Ok(RollbackReport::Restored(Box::new(execution)))
             }
         }
     }
