@@ -7,6 +7,7 @@ pub mod duration;
 pub mod engine;
 pub mod error;
 pub mod executor;
+pub mod manifest;
 pub mod model;
 pub mod render;
 pub mod store;

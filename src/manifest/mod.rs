@@ -1,0 +1,532 @@
+//! Manifests → the desired state. Every `*.yaml` / `*.yml` file directly in the
+//! directory (sorted, not recursive), merged; every error names the file and the
+//! line or key path, and says what to do.
+
+pub mod schema;
+
+use crate::error::{Error, Result};
+use crate::model::{Env, OnFailure, check_label};
+use schema::{ExecutorSpec, Gate, UNQUOTED_NUMBER};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A manifest larger than this is refused rather than parsed.
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
+/// More files than this in one directory is refused.
+pub const MAX_FILES: usize = 1000;
+pub const API_VERSION: &str = "shipctl/v1";
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// What the manifests declare.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Desired {
+    pub releases: Vec<DeclaredRelease>,
+    pub environments: BTreeMap<Env, EnvSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeclaredRelease {
+    pub version: String,
+    pub tag: String,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvSpec {
+    pub release: String,
+    pub policy: Policy,
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// An environment's policy. Reconcile stores it in the database so that
+/// imperative commands on any machine apply the same rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Policy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Env>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<NamedGate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorSpec>,
+    pub on_failure: OnFailure,
+    pub max_attempts: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            requires: None,
+            gates: Vec::new(),
+            executor: None,
+            on_failure: OnFailure::Replan,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamedGate {
+    pub name: String,
+    pub gate: Gate,
+}
+
+impl Desired {
+    pub fn release(&self, version: &str) -> Option<&DeclaredRelease> {
+        self.releases.iter().find(|r| r.version == version)
+    }
+}
+
+/// Reads and validates every manifest in `dir`. Touches no database.
+pub fn load(dir: &Path) -> Result<Desired> {
+    let mut parsed = Vec::new();
+    for path in list(dir)? {
+        let text = read(&path)?;
+        if let Some(file) = parse(&path, &text)? {
+            parsed.push((path, text, file));
+        }
+    }
+    merge(parsed)
+}
+
+fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let shown = dir.display();
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        let what = if e.kind() == std::io::ErrorKind::NotFound {
+            format!("the manifest directory {shown} does not exist")
+        } else {
+            format!("cannot read the manifest directory {shown}: {e}")
+        };
+        Error::input(what).hint(
+            "create it with a manifest describing the desired releases, or pass --manifests DIR",
+        )
+    })?;
+    if !meta.is_dir() {
+        return Err(Error::input(format!("{shown} is not a directory"))
+            .hint("--manifests takes the directory that holds the *.yaml files"));
+    }
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| Error::input(format!("cannot list the manifest directory {shown}: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| {
+            Error::input(format!("cannot list the manifest directory {shown}: {e}"))
+        })?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_manifest_name(&name) {
+            files.push(entry.path());
+        }
+    }
+    if files.is_empty() {
+        return Err(
+            Error::input(format!("no manifests (*.yaml or *.yml files) in {shown}"))
+                .hint("write the desired state in a file such as manifests/shipctl.yaml"),
+        );
+    }
+    if files.len() > MAX_FILES {
+        return Err(Error::input(format!(
+            "{shown} holds {} manifests; at most {MAX_FILES} are read",
+            files.len()
+        )));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// `*.yaml` and `*.yml`, but not hidden files nor editors' temp and swap files
+/// (`.#x.yaml`, `.x.yaml.swp`, `x.yaml~`, `x.yaml.tmp`).
+pub fn is_manifest_name(name: &str) -> bool {
+    !name.starts_with('.')
+        && !name.starts_with('#')
+        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+fn read(path: &Path) -> Result<String> {
+    let shown = path.display();
+    let cannot = |e: std::io::Error| {
+        let why = if e.raw_os_error() == Some(libc::ELOOP) {
+            "it is a symbolic link that loops".to_string()
+        } else {
+            e.to_string()
+        };
+        Error::input(format!("cannot read the manifest {shown}: {why}"))
+    };
+    let meta = std::fs::metadata(path).map_err(cannot)?;
+    if meta.is_dir() {
+        return Err(
+            Error::input(format!("{shown} is a directory, not a manifest file"))
+                .hint("manifests are read from the top of the directory only; rename it"),
+        );
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_big(path, meta.len()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_big(path, bytes.len() as u64));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        Error::input(format!(
+            "{shown} is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+        .hint("save the manifest as UTF-8")
+    })
+}
+
+fn too_big(path: &Path, len: u64) -> Error {
+    Error::input(format!(
+        "{} is {len} bytes; a manifest may be at most {MAX_FILE_BYTES} bytes",
+        path.display()
+    ))
+    .hint("a desired state this large is a mistake: check what generated the file")
+}
+
+/// How deep `[`/`{` flow collections may nest. The YAML parser's cost grows with
+/// the square of the depth, so a hostile file is refused before it is parsed.
+const MAX_FLOW_DEPTH: usize = 64;
+
+fn parse(path: &Path, text: &str) -> Result<Option<schema::File>> {
+    if let Some(line) = too_deep(text) {
+        return Err(Error::input(format!(
+            "{}:{line}: the YAML is nested more than {MAX_FLOW_DEPTH} levels deep",
+            path.display()
+        ))
+        .hint("a manifest is a few levels deep; check what generated the file"));
+    }
+    let file = match serde_yaml::from_str::<Option<schema::File>>(text) {
+        Ok(file) => file,
+        Err(e) => return Err(yaml_error(path, text, &e)),
+    };
+    if let Some(f) = &file
+        && let Some(v) = &f.api_version
+        && v != API_VERSION
+    {
+        return Err(Error::input(format!(
+            "{}: apiVersion is {v:?}; this shipctl reads {API_VERSION}",
+            at(path, text, "apiVersion")
+        ))
+        .hint(format!("write `apiVersion: {API_VERSION}` or leave it out")));
+    }
+    Ok(file)
+}
+
+/// The line where flow collections nest deeper than allowed, found lexically:
+/// brackets inside quoted scalars and comments do not count.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for c in line.chars() {
+            match quote {
+                Some(q) if c == q => quote = None,
+                Some(_) => {}
+                None => match c {
+                    '#' if prev.is_whitespace() => break,
+                    '\'' | '"' if matches!(prev, ' ' | '\t' | ':' | '[' | '{' | ',' | '-') => {
+                        quote = Some(c)
+                    }
+                    '[' | '{' => {
+                        depth += 1;
+                        if depth > MAX_FLOW_DEPTH {
+                            return Some(n + 1);
+                        }
+                    }
+                    ']' | '}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                },
+            }
+            prev = c;
+        }
+    }
+    None
+}
+
+/// `file:line:column: key.path: message`, with a hint for the known traps.
+fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
+    let mut message = e.to_string();
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    let (place, raw) = match e.location() {
+        Some(l) => (
+            format!("{}:{}:{}", path.display(), l.line(), l.column()),
+            raw_token(text, l.line(), l.column()),
+        ),
+        None => (path.display().to_string(), None),
+    };
+    let hint = if message.contains(UNQUOTED_NUMBER) {
+        let raw = raw.unwrap_or_default();
+        let yaml_reads = message
+            .split(": ")
+            .last()
+            .and_then(|m| m.split(' ').next())
+            .unwrap_or("")
+            .to_string();
+        let key = message.split(": ").next().unwrap_or("").to_string();
+        message = format!(
+            "{key}: {raw} is a number to YAML (it reads as {yaml_reads}), but versions and tags are strings"
+        );
+        format!("quote it: \"{raw}\"")
+    } else if message.contains("unknown field") {
+        "check the spelling; the manifest format is in the README (GitOps section)".into()
+    } else if message.contains("unknown environment") {
+        "use dev, staging or prod".into()
+    } else if message.contains("defined twice") {
+        "keep one definition".into()
+    } else if message.contains("recursion limit") {
+        message = "the YAML is nested too deeply".into();
+        "a manifest is a few levels deep; check what generated the file".into()
+    } else if message.contains("repetition limit") {
+        message = "the YAML expands too many aliases (an alias bomb?)".into();
+        "write the manifest without YAML anchors and aliases".into()
+    } else if message.contains("more than one document") {
+        message = "the file holds several YAML documents (---)".into();
+        "put each document in a file of its own".into()
+    } else {
+        "fix the YAML at that line".into()
+    };
+    Error::input(format!("{place}: {message}")).hint(hint)
+}
+
+/// The user's own text of the scalar at a 1-based line and column.
+fn raw_token(text: &str, line: usize, column: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?;
+    let rest: String = l.chars().skip(column.saturating_sub(1)).collect();
+    let token: String = rest
+        .chars()
+        .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '}' | ']' | '#'))
+        .collect();
+    (!token.is_empty()).then_some(token)
+}
+
+/// `file:line` of the first line that defines `key`, else just the file.
+fn at(path: &Path, text: &str, key: &str) -> String {
+    let needle = format!("{key}:");
+    match text
+        .lines()
+        .position(|l| l.trim_start().trim_start_matches("- ").starts_with(&needle))
+    {
+        Some(i) => format!("{}:{}", path.display(), i + 1),
+        None => path.display().to_string(),
+    }
+}
+
+/// `file:line` of the first line that mentions `value` after `key`.
+fn at_value(path: &Path, text: &str, key: &str, value: &str) -> String {
+    match text
+        .lines()
+        .position(|l| l.contains(&format!("{key}:")) && l.contains(value))
+    {
+        Some(i) => format!("{}:{}", path.display(), i + 1),
+        None => path.display().to_string(),
+    }
+}
+
+fn merge(parsed: Vec<(PathBuf, String, schema::File)>) -> Result<Desired> {
+    let mut releases: Vec<DeclaredRelease> = Vec::new();
+    let mut environments: BTreeMap<Env, EnvSpec> = BTreeMap::new();
+    let mut texts: BTreeMap<PathBuf, String> = BTreeMap::new();
+
+    for (path, text, file) in parsed {
+        for (i, r) in file.releases.unwrap_or_default().into_iter().enumerate() {
+            let (version, tag) = (r.version.0, r.tag.0);
+            for (what, value) in [("version", &version), ("tag", &tag)] {
+                check_label(what, value).map_err(|m| {
+                    Error::input(format!(
+                        "{}: releases[{i}].{what}: {m}",
+                        at_value(&path, &text, what, value)
+                    ))
+                    .hint("versions and tags are 1 to 50 characters, such as \"1.0.2\" and v1.0.2")
+                })?;
+            }
+            if let Some(first) = releases.iter().find(|d| d.version == version) {
+                let place = if first.file == path {
+                    format!("twice in {}", path.display())
+                } else {
+                    format!("in {} and in {}", first.file.display(), path.display())
+                };
+                return Err(
+                    Error::input(format!("release {version} is declared {place}"))
+                        .hint("declare each release once; releases are immutable"),
+                );
+            }
+            releases.push(DeclaredRelease {
+                version,
+                tag,
+                file: path.clone(),
+            });
+        }
+        for (name, spec) in file.environments.unwrap_or_default().0 {
+            let env = name.0;
+            if let Some(first) = environments.get(&env) {
+                return Err(Error::input(format!(
+                    "environments.{env} is defined in {} and in {}",
+                    first.file.display(),
+                    path.display()
+                ))
+                .hint("define each environment in one file only"));
+            }
+            let policy = policy(&path, &text, env, &spec)?;
+            environments.insert(
+                env,
+                EnvSpec {
+                    release: spec.release.0,
+                    policy,
+                    file: path.clone(),
+                },
+            );
+        }
+        texts.insert(path, text);
+    }
+
+    for (env, spec) in &environments {
+        if !releases.iter().any(|r| r.version == spec.release) {
+            let text = texts.get(&spec.file).map(String::as_str).unwrap_or("");
+            return Err(Error::input(format!(
+                "{}: environments.{env}.release: release {} is not declared in any manifest",
+                at_value(&spec.file, text, "release", &spec.release),
+                spec.release
+            ))
+            .hint(format!(
+                "declare it under releases:, for example\n    releases:\n      - version: \"{}\"\n        tag: v{}",
+                spec.release, spec.release
+            )));
+        }
+    }
+    Ok(Desired {
+        releases,
+        environments,
+    })
+}
+
+fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Result<Policy> {
+    let bad = |key: &str, message: String, hint: &str| {
+        Error::input(format!(
+            "{}: environments.{env}.{key}: {message}",
+            at(path, text, key.split('.').next_back().unwrap_or(key))
+        ))
+        .hint(hint.to_string())
+    };
+    let requires = spec.requires.map(|r| r.0);
+    if let Some(r) = requires
+        && r >= env
+    {
+        return Err(bad(
+            "requires",
+            format!("{env} cannot require {r}: environments are promoted dev → staging → prod"),
+            "name an environment that comes before it",
+        ));
+    }
+    let max_attempts = spec.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    if !(1..=100).contains(&max_attempts) {
+        return Err(bad(
+            "max_attempts",
+            format!("{max_attempts} is out of range"),
+            "use a number from 1 to 100",
+        ));
+    }
+    let mut gates = Vec::new();
+    for (name, gate) in &spec.gates.0 {
+        let key = format!("gates.{name}");
+        match (&gate.approvals, &gate.command) {
+            (Some(0), None) => {
+                return Err(bad(
+                    &key,
+                    "approvals: 0 approves nothing".into(),
+                    "use 1 or more, or remove the gate",
+                ));
+            }
+            (Some(_), None) if gate.timeout.is_some() => {
+                return Err(bad(
+                    &key,
+                    "timeout applies to command gates only".into(),
+                    "remove timeout",
+                ));
+            }
+            (Some(_), None) => {}
+            (None, Some(argv)) if argv.is_empty() || argv[0].is_empty() => {
+                return Err(bad(
+                    &key,
+                    "command is empty".into(),
+                    "write the program and its arguments, e.g. command: [\"./scripts/scan.sh\"]",
+                ));
+            }
+            (None, Some(_)) => {}
+            _ => {
+                return Err(bad(
+                    &key,
+                    "a gate has either approvals: N or command: [...]".into(),
+                    "keep exactly one of the two",
+                ));
+            }
+        }
+        gates.push(NamedGate {
+            name: name.clone(),
+            gate: gate.clone(),
+        });
+    }
+    match &spec.executor {
+        Some(ExecutorSpec {
+            simulate: Some(s),
+            command: None,
+        }) => {
+            if let Some(rate) = s.failure_rate
+                && !(0.0..=1.0).contains(&rate)
+            {
+                return Err(bad(
+                    "executor.simulate.failure_rate",
+                    format!("{rate} is not between 0.0 and 1.0"),
+                    "use a rate such as 0.1",
+                ));
+            }
+        }
+        Some(ExecutorSpec {
+            simulate: None,
+            command: Some(c),
+        }) => {
+            if c.run.is_empty() || c.run[0].is_empty() {
+                return Err(bad(
+                    "executor.command.run",
+                    "the command is empty".into(),
+                    "write the program and its arguments, e.g. run: [\"./deploy.sh\"]",
+                ));
+            }
+            if c.rollback
+                .as_ref()
+                .is_some_and(|r| r.is_empty() || r[0].is_empty())
+            {
+                return Err(bad(
+                    "executor.command.rollback",
+                    "the command is empty".into(),
+                    "remove it or write the program and its arguments",
+                ));
+            }
+        }
+        Some(_) => {
+            return Err(bad(
+                "executor",
+                "an executor is either simulate: or command:".into(),
+                "keep exactly one of the two",
+            ));
+        }
+        None => {}
+    }
+    Ok(Policy {
+        requires,
+        gates,
+        executor: spec.executor.clone(),
+        on_failure: spec.on_failure.map(|o| o.0).unwrap_or(OnFailure::Replan),
+        max_attempts,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! The YAML shape of a manifest file, with the checks serde can make while it
+//! still knows the line and key path: unknown keys, unquoted numeric versions,
+//! environment names, durations, keys defined twice.
+
+use crate::model::{Env, OnFailure};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// Marker the loader looks for to quote the user's own text back in the hint.
+pub const UNQUOTED_NUMBER: &str = "is an unquoted number";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(rename = "apiVersion")]
+    pub api_version: Option<String>,
+    pub releases: Option<Vec<Release>>,
+    pub environments: Option<UniqueMap<EnvName, Environment>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub version: Label,
+    pub tag: Label,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub release: Label,
+    pub requires: Option<EnvName>,
+    #[serde(default)]
+    pub gates: UniqueMap<String, Gate>,
+    pub executor: Option<ExecutorSpec>,
+    pub on_failure: Option<OnFailureName>,
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationText>,
+}
+
+/// `simulate:` or `command:`, exactly one (checked by the loader).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulate: Option<SimulateSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<DurationText>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_rate: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandSpec {
+    pub run: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationText>,
+}
+
+/// A version or tag: a YAML string. An unquoted `1.10` is a number to YAML
+/// (it would read as 1.1), so numbers are refused with a hint to quote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Label(pub String);
+
+impl<'de> Deserialize<'de> for Label {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Label;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a quoted string such as \"1.0.2\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Label, E> {
+                Ok(Label(v.to_string()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Label, E> {
+                Err(E::custom(format!("{v} {UNQUOTED_NUMBER}")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Label, E> {
+                Err(E::custom(format!("{v} {UNQUOTED_NUMBER}")))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Label, E> {
+                Err(E::custom(format!("{v} {UNQUOTED_NUMBER}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `dev`, `staging` or `prod`, refused otherwise with the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EnvName(pub Env);
+
+impl<'de> Deserialize<'de> for EnvName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Env::parse(&s).map(EnvName).ok_or_else(|| {
+            de::Error::custom(format!(
+                "unknown environment {s:?}: shipctl manages dev, staging and prod only"
+            ))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnFailureName(pub OnFailure);
+
+impl<'de> Deserialize<'de> for OnFailureName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        OnFailure::parse(&s)
+            .map(OnFailureName)
+            .ok_or_else(|| de::Error::custom(format!("on_failure is {s:?}; use replan or cancel")))
+    }
+}
+
+/// A duration written as users write them everywhere: `500ms`, `2s`, `5m`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DurationText(pub Duration);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a duration such as 500ms, 2s or 5m")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationText, E> {
+                crate::duration::parse(v)
+                    .map(DurationText)
+                    .map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationText, E> {
+                Err(E::custom(format!(
+                    "{v} has no unit; write it like {v}s or {v}ms"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationText, E> {
+                self.visit_u64(v.unsigned_abs())
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<DurationText, E> {
+                Err(E::custom(format!(
+                    "{v} has no unit; write it like 1.5s or 500ms"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for DurationText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::duration::format(self.0))
+    }
+}
+
+/// A mapping that refuses a key written twice (YAML parsers keep the last one
+/// silently, which hides mistakes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UniqueMap<K, V>(pub Vec<(K, V)>);
+
+impl<K, V> Default for UniqueMap<K, V> {
+    fn default() -> Self {
+        UniqueMap(Vec::new())
+    }
+}
+
+impl<'de, K, V> Deserialize<'de> for UniqueMap<K, V>
+where
+    K: Deserialize<'de> + PartialEq + fmt::Debug + KeyName,
+    V: Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<K, V>(std::marker::PhantomData<(K, V)>);
+        impl<'de, K, V> Visitor<'de> for Vis<K, V>
+        where
+            K: Deserialize<'de> + PartialEq + fmt::Debug + KeyName,
+            V: Deserialize<'de>,
+        {
+            type Value = UniqueMap<K, V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out: Vec<(K, V)> = Vec::new();
+                while let Some(key) = map.next_key::<K>()? {
+                    if out.iter().any(|(k, _)| *k == key) {
+                        return Err(de::Error::custom(format!(
+                            "{} is defined twice in this file",
+                            key.key_name()
+                        )));
+                    }
+                    let value = map.next_value::<V>()?;
+                    out.push((key, value));
+                }
+                Ok(UniqueMap(out))
+            }
+        }
+        d.deserialize_map(Vis(std::marker::PhantomData))
+    }
+}
+
+pub trait KeyName {
+    fn key_name(&self) -> String;
+}
+
+impl KeyName for String {
+    fn key_name(&self) -> String {
+        self.clone()
+    }
+}
+
+impl KeyName for EnvName {
+    fn key_name(&self) -> String {
+        self.0.as_str().to_string()
+    }
+}
+
+impl Serialize for UniqueMap<String, Gate> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
