@@ -9,5 +9,6 @@ pub mod error;
 pub mod executor;
 pub mod manifest;
 pub mod model;
+pub mod plan;
 pub mod render;
 pub mod store;

@@ -1,0 +1,250 @@
+//! Desired state + actual state → a plan. Pure: no I/O, no clock, no database;
+//! the engine gathers `Actual`, the renderer shows the `Plan`, and the engine
+//! applies it, re-planning each environment under its lock.
+
+use crate::manifest::{Desired, Policy};
+use crate::model::{Env, Etat};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// What the ledger holds, as far as planning cares.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Actual {
+    /// version → tag of every release in the database.
+    pub releases: BTreeMap<String, String>,
+    pub envs: BTreeMap<Env, ActualEnv>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ActualEnv {
+    pub live: Option<Dep>,
+    pub in_progress: Option<Dep>,
+    pub pending: Vec<Dep>,
+    /// Versions with a `réussi` deployment here (live or superseded, not rolled back).
+    pub succeeded: Vec<String>,
+    pub pin: Option<PinView>,
+    /// The stored policy; `None` when reconcile never stored one.
+    pub policy: Option<Policy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dep {
+    pub id: i64,
+    pub version: String,
+    #[serde(rename = "etat")]
+    pub state: Etat,
+    /// An `en_cours` row whose lease expired.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PinView {
+    pub version: String,
+    /// The release the pin holds back (the one that was rolled back).
+    pub blocks: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub releases: Vec<ReleaseStep>,
+    pub environments: Vec<EnvPlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum ReleaseStep {
+    Create {
+        version: String,
+        tag: String,
+    },
+    /// Releases are immutable: the manifest and the database disagree.
+    Conflict {
+        version: String,
+        declared_tag: String,
+        actual_tag: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvPlan {
+    pub env: Env,
+    pub desired: String,
+    pub live: Option<String>,
+    pub action: Action,
+    /// A deployment whose holder died, to be marked `échec` first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recover: Option<Dep>,
+    /// The rollback pin lifts: the manifests moved on from the release it held back.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub lift_pin: bool,
+    /// Pending deployments of other releases, superseded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cancel: Vec<Dep>,
+    /// The stored policy differs from the manifests'.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub update_policy: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    InSync,
+    /// Validate and execute the desired release: reuse a pending deployment, or
+    /// plan one. `after`: only once that environment has it (same run).
+    Deploy {
+        reuse: Option<i64>,
+        after: Option<Env>,
+    },
+    /// A rollback pinned the environment to another release; not touched.
+    Pinned {
+        pinned_to: String,
+    },
+    /// A deployment is running; not touched.
+    Busy {
+        running: Dep,
+    },
+    /// `requires` is not met: the release has not succeeded there.
+    Blocked {
+        requires: Env,
+    },
+}
+
+impl Plan {
+    /// Whether applying the plan would write or execute anything.
+    pub fn has_changes(&self) -> bool {
+        self.releases
+            .iter()
+            .any(|r| matches!(r, ReleaseStep::Create { .. }))
+            || self.environments.iter().any(EnvPlan::has_changes)
+    }
+
+    pub fn conflicts(&self) -> impl Iterator<Item = &ReleaseStep> {
+        self.releases
+            .iter()
+            .filter(|r| matches!(r, ReleaseStep::Conflict { .. }))
+    }
+}
+
+impl EnvPlan {
+    pub fn has_changes(&self) -> bool {
+        matches!(self.action, Action::Deploy { .. })
+            || self.recover.is_some()
+            || self.lift_pin
+            || !self.cancel.is_empty()
+            || self.update_policy
+    }
+}
+
+pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
+    let mut releases = Vec::new();
+    for r in &desired.releases {
+        match actual.releases.get(&r.version) {
+            None => releases.push(ReleaseStep::Create {
+                version: r.version.clone(),
+                tag: r.tag.clone(),
+            }),
+            Some(tag) if *tag != r.tag => releases.push(ReleaseStep::Conflict {
+                version: r.version.clone(),
+                declared_tag: r.tag.clone(),
+                actual_tag: tag.clone(),
+            }),
+            Some(_) => {}
+        }
+    }
+    let empty = ActualEnv::default();
+    let mut environments: Vec<EnvPlan> = Vec::new();
+    for (&env, spec) in &desired.environments {
+        let here = actual.envs.get(&env).unwrap_or(&empty);
+        let upstream = spec.policy.requires.map(|r| {
+            let deploying = environments.iter().any(|p| {
+                p.env == r && p.desired == spec.release && matches!(p.action, Action::Deploy { .. })
+            });
+            let has = actual
+                .envs
+                .get(&r)
+                .is_some_and(|a| a.succeeded.contains(&spec.release));
+            (r, has, deploying)
+        });
+        environments.push(plan_env(env, &spec.release, &spec.policy, here, upstream));
+    }
+    Plan {
+        releases,
+        environments,
+    }
+}
+
+/// One environment. `upstream`: (required env, has the release, deploys it in this run).
+pub fn plan_env(
+    env: Env,
+    desired: &str,
+    policy: &Policy,
+    here: &ActualEnv,
+    upstream: Option<(Env, bool, bool)>,
+) -> EnvPlan {
+    let stored = here.policy.clone().unwrap_or_default();
+    let mut p = EnvPlan {
+        env,
+        desired: desired.to_string(),
+        live: here.live.as_ref().map(|l| l.version.clone()),
+        action: Action::InSync,
+        recover: None,
+        lift_pin: false,
+        cancel: Vec::new(),
+        update_policy: stored != *policy,
+    };
+    match &here.in_progress {
+        Some(running) if !running.stale => {
+            p.action = Action::Busy {
+                running: running.clone(),
+            };
+            return p;
+        }
+        Some(stale) => p.recover = Some(stale.clone()),
+        None => {}
+    }
+    if let Some(pin) = &here.pin {
+        if pin.blocks.as_deref() == Some(desired) {
+            p.action = Action::Pinned {
+                pinned_to: pin.version.clone(),
+            };
+            return p;
+        }
+        p.lift_pin = true;
+    }
+    let others = |keep: &str| -> Vec<Dep> {
+        here.pending
+            .iter()
+            .filter(|d| d.version != keep)
+            .cloned()
+            .collect()
+    };
+    if p.live.as_deref() == Some(desired) {
+        p.cancel = others(desired);
+        return p;
+    }
+    let after = match upstream {
+        Some((_, true, _)) | None => None,
+        Some((r, false, true)) => Some(r),
+        Some((r, false, false)) => {
+            p.action = Action::Blocked { requires: r };
+            return p;
+        }
+    };
+    let reuse = here
+        .pending
+        .iter()
+        .find(|d| d.version == desired)
+        .map(|d| d.id);
+    p.cancel = here
+        .pending
+        .iter()
+        .filter(|d| Some(d.id) != reuse)
+        .cloned()
+        .collect();
+    p.action = Action::Deploy { reuse, after };
+    p
+}
+
+#[cfg(test)]
+mod tests;
