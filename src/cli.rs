@@ -3,6 +3,7 @@
 
 use crate::model::Env;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Debug, Parser)]
@@ -56,6 +57,8 @@ pub struct Cli {
 pub enum Output {
     Text,
     Json,
+    /// A plan table and a diff block for pull-request comments (`reconcile --dry-run` only)
+    Markdown,
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,6 +114,16 @@ pub enum Command {
         sim: SimArgs,
     },
 
+    /// Validate the manifests offline: no database, nothing executed
+    #[command(after_help = "Examples:\n  \
+        shipctl check\n  \
+        shipctl check --manifests deploy/manifests --output json\n\n\
+        Exit codes: 0 valid, 1 invalid (the message names the file and line).")]
+    Check {
+        #[command(flatten)]
+        manifests: ManifestArgs,
+    },
+
     /// Lift the pin a rollback left on an environment
     #[command(after_help = "Example:\n  shipctl unpin --env prod")]
     Unpin {
@@ -134,18 +147,33 @@ pub struct ReleaseArgs {
     pub list: bool,
 }
 
-/// Simulation controls: they override the environment's executor.
 #[derive(Debug, Args, Clone)]
+pub struct ManifestArgs {
+    /// Directory of the manifests (*.yaml, *.yml; not recursive)
+    #[arg(long, value_name = "DIR", default_value = "manifests")]
+    pub manifests: PathBuf,
+}
+
+/// Simulation controls. Given, they override the environment's configured
+/// executor; otherwise the environment's executor runs (default: a 1s
+/// simulation failing one time in five).
+#[derive(Debug, Args, Clone, Default)]
 pub struct SimArgs {
-    /// How long the simulated run lasts
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub duration: Duration,
-    /// Probability that the simulated run fails, from 0.0 to 1.0
-    #[arg(long, value_name = "RATE", default_value_t = 0.2, value_parser = parse_rate)]
-    pub failure_rate: f64,
+    /// How long the simulated run lasts [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Probability that the simulated run fails, from 0.0 to 1.0 [default: 0.2]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub failure_rate: Option<f64>,
     /// Seed for the failure draw: the same seed gives the same outcome
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+}
+
+impl SimArgs {
+    pub fn given(&self) -> bool {
+        self.duration.is_some() || self.failure_rate.is_some() || self.seed.is_some()
+    }
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
