@@ -1,6 +1,7 @@
 //! The one printer: every byte shipctl writes to stdout goes through here, as
 //! text for people (colour only on a terminal, NO_COLOR honoured) or as JSON.
 
+mod plan;
 mod text;
 
 use crate::cli::Output;
@@ -9,6 +10,7 @@ use crate::store::url::scrub;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
+pub use plan::{DryRun, describe};
 pub use text::Text;
 
 pub struct Printer {
@@ -54,6 +56,11 @@ impl Printer {
             value.text(&self.style)
         };
         self.write_stdout(&out);
+    }
+
+    /// Text that is already formatted for its audience (markdown for a pull request).
+    pub fn raw(&self, text: &str) {
+        self.write_stdout(text);
     }
 
     pub fn error(&self, e: &Error) {

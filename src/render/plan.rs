@@ -1,0 +1,253 @@
+//! How a plan reads: a table of what each environment would do, and a unified
+//! diff of the actual state against the desired one (text, JSON or markdown).
+
+use super::Style;
+use super::text::Text;
+use crate::manifest::{Desired, Policy};
+use crate::plan::{Action, Actual, EnvPlan, Plan, ReleaseStep};
+use serde::Serialize;
+use similar::TextDiff;
+
+#[derive(Debug, Serialize)]
+pub struct DryRun {
+    pub manifests: String,
+    pub in_sync: bool,
+    pub plan: Plan,
+    pub diff: String,
+}
+
+impl DryRun {
+    pub fn new(manifests: String, desired: &Desired, actual: &Actual, plan: Plan) -> DryRun {
+        let before = actual_text(desired, actual);
+        let after = desired_text(desired);
+        let diff = TextDiff::from_lines(&before, &after)
+            .unified_diff()
+            .context_radius(3)
+            .header("actual (database)", "desired (manifests)")
+            .to_string();
+        DryRun {
+            manifests,
+            in_sync: !plan.has_changes(),
+            plan,
+            diff,
+        }
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("### shipctl reconcile --dry-run\n\n");
+        let changing = self
+            .plan
+            .environments
+            .iter()
+            .filter(|e| e.has_changes())
+            .count();
+        if self.in_sync {
+            out.push_str("**In sync**: merging this changes nothing.\n\n");
+        } else {
+            out.push_str(&format!(
+                "**Changes pending**: {changing} environment(s) would change.\n\n"
+            ));
+        }
+        out.push_str("| Environment | Live | Desired | Plan |\n|---|---|---|---|\n");
+        for e in &self.plan.environments {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                e.env,
+                cell(e.live.as_deref().unwrap_or("–")),
+                cell(&e.desired),
+                cell(&describe(e).join("; "))
+            ));
+        }
+        let creates = release_steps(&self.plan);
+        if !creates.is_empty() {
+            out.push_str(&format!("\nReleases: {}\n", cell(&creates.join(", "))));
+        }
+        if !self.diff.is_empty() {
+            let fence = if self.diff.contains("```") {
+                "````"
+            } else {
+                "```"
+            };
+            out.push_str(&format!("\n{fence}diff\n{}{fence}\n", self.diff));
+        }
+        out
+    }
+}
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn release_steps(plan: &Plan) -> Vec<String> {
+    plan.releases
+        .iter()
+        .map(|r| match r {
+            ReleaseStep::Create { version, tag } => format!("create {version} ({tag})"),
+            ReleaseStep::Conflict {
+                version,
+                declared_tag,
+                actual_tag,
+            } => format!("CONFLICT {version}: declared {declared_tag}, database has {actual_tag}"),
+        })
+        .collect()
+}
+
+/// What reconcile would do in one environment, step by step.
+pub fn describe(e: &EnvPlan) -> Vec<String> {
+    let mut steps = Vec::new();
+    if let Some(r) = &e.recover {
+        steps.push(format!("recover stale deployment {} (holder died)", r.id));
+    }
+    if e.lift_pin {
+        steps.push("lift the rollback pin".into());
+    }
+    for c in &e.cancel {
+        steps.push(format!(
+            "cancel deployment {} ({}) as superseded",
+            c.id, c.version
+        ));
+    }
+    if e.update_policy {
+        steps.push("store the policy".into());
+    }
+    let main = match &e.action {
+        Action::InSync => "in sync".to_string(),
+        Action::Deploy { reuse, after } => {
+            let what = match reuse {
+                Some(id) => format!("deploy {}: run pending deployment {id}", e.desired),
+                None => format!("deploy {}: plan and run", e.desired),
+            };
+            match after {
+                Some(r) => format!("{what}, once it succeeds in {r}"),
+                None => what,
+            }
+        }
+        Action::Pinned { pinned_to } => {
+            format!(
+                "pinned to {pinned_to} by a rollback: not touched (`shipctl unpin --env {}`)",
+                e.env
+            )
+        }
+        Action::Busy { running } => format!(
+            "busy: deployment {} ({}) is running: not touched",
+            running.id, running.version
+        ),
+        Action::Blocked { requires } => format!(
+            "blocked: {} has not succeeded in {requires} (requires)",
+            e.desired
+        ),
+    };
+    steps.push(main);
+    steps
+}
+
+impl Text for DryRun {
+    fn text(&self, s: &Style) -> String {
+        let mut out = format!(
+            "Plan for {} {}\n\n",
+            self.manifests,
+            s.dim("(dry run: nothing written, nothing executed)")
+        );
+        for e in &self.plan.environments {
+            let steps = describe(e);
+            let shown = if e.has_changes() {
+                s.yellow(&steps.join("; "))
+            } else {
+                steps.join("; ")
+            };
+            out.push_str(&format!(
+                "  {:<8} {:<10} → {:<10} {shown}\n",
+                e.env.as_str(),
+                e.live.as_deref().unwrap_or("–"),
+                e.desired
+            ));
+        }
+        let creates = release_steps(&self.plan);
+        if !creates.is_empty() {
+            out.push_str(&format!("  releases: {}\n", creates.join(", ")));
+        }
+        if self.in_sync {
+            out.push_str(&format!("\n{} in sync: nothing to do\n", s.green("✓")));
+        } else {
+            out.push('\n');
+            for line in self.diff.lines() {
+                let painted = if line.starts_with("+++") || line.starts_with("---") {
+                    s.bold(line)
+                } else if line.starts_with('+') {
+                    s.green(line)
+                } else if line.starts_with('-') {
+                    s.red(line)
+                } else if line.starts_with("@@") {
+                    s.cyan(line)
+                } else {
+                    line.to_string()
+                };
+                out.push_str(&painted);
+                out.push('\n');
+            }
+            out.push_str("\nApply with: shipctl reconcile\n");
+        }
+        out
+    }
+}
+
+/// The desired state as lines, in a stable order, for the diff.
+fn desired_text(d: &Desired) -> String {
+    let mut out = String::from("releases:\n");
+    let mut releases: Vec<_> = d.releases.iter().collect();
+    releases.sort_by(|a, b| a.version.cmp(&b.version));
+    for r in releases {
+        out.push_str(&format!("  {}: tag {}\n", r.version, r.tag));
+    }
+    for (env, spec) in &d.environments {
+        out.push_str(&env_text(env.as_str(), Some(&spec.release), &spec.policy));
+    }
+    out
+}
+
+/// The same lines for what the database holds, limited to what the manifests manage.
+fn actual_text(d: &Desired, a: &Actual) -> String {
+    let mut out = String::from("releases:\n");
+    let mut versions: Vec<&String> = d.releases.iter().map(|r| &r.version).collect();
+    versions.sort();
+    for v in versions {
+        if let Some(tag) = a.releases.get(v) {
+            out.push_str(&format!("  {v}: tag {tag}\n"));
+        }
+    }
+    for env in d.environments.keys() {
+        let here = a.envs.get(env);
+        let live = here
+            .and_then(|e| e.live.as_ref())
+            .map(|l| l.version.as_str());
+        let policy = here.and_then(|e| e.policy.clone()).unwrap_or_default();
+        out.push_str(&env_text(env.as_str(), live, &policy));
+    }
+    out
+}
+
+fn env_text(env: &str, release: Option<&str>, p: &Policy) -> String {
+    let mut out = format!("{env}:\n  release: {}\n", release.unwrap_or("(none)"));
+    if let Some(r) = p.requires {
+        out.push_str(&format!("  requires: {r}\n"));
+    }
+    out.push_str(&format!(
+        "  on_failure: {}\n  max_attempts: {}\n",
+        p.on_failure.as_str(),
+        p.max_attempts
+    ));
+    if let Some(x) = &p.executor {
+        out.push_str(&format!(
+            "  executor: {}\n",
+            serde_json::to_string(x).unwrap_or_default()
+        ));
+    }
+    for g in &p.gates {
+        out.push_str(&format!(
+            "  gate {}: {}\n",
+            g.name,
+            serde_json::to_string(&g.gate).unwrap_or_default()
+        ));
+    }
+    out
+}

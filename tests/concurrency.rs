@@ -1,0 +1,703 @@
+//! Concurrency through the real binary, on every backend: racing claims in one
+//! environment, racing migrations on a fresh database, a holder killed with
+//! SIGKILL and recovered, SIGTERM/SIGINT during a run, and fencing of a holder
+//! that was stopped while another process recovered its deployment.
+
+mod common;
+use common::*;
+
+use sqlx::{AnyConnection, Connection, Row};
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+/// `validate` with a simulation that never fails, optionally with a lease TTL.
+fn validate_args(deploy: i64, duration: &str, ttl: Option<&str>) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(ttl) = ttl {
+        args.extend(["--lease-ttl".to_string(), ttl.to_string()]);
+    }
+    args.extend(
+        [
+            "validate",
+            "--deploy-id",
+            &deploy.to_string(),
+            "--duration",
+            duration,
+            "--failure-rate",
+            "0",
+        ]
+        .map(String::from),
+    );
+    args
+}
+
+/// A child process that is killed (SIGKILL works on a stopped one too) and
+/// reaped if the test fails before it exited.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        Proc(cmd.spawn().expect("spawn shipctl"))
+    }
+
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// The binary in the background, with its output captured.
+fn spawn(db: &TestDb, args: &[String]) -> Proc {
+    let mut c = db.cmd();
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Proc::spawn(c)
+}
+
+/// A starting gate: every command built by [`Gate::command`] waits in a shell
+/// on the gate's pipe, and [`Gate::open`] releases them all at once (EOF).
+struct Gate {
+    reader: std::io::PipeReader,
+    writer: std::io::PipeWriter,
+}
+
+impl Gate {
+    fn new() -> Gate {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        Gate { reader, writer }
+    }
+
+    /// The binary with the harness's settings, held until the gate opens.
+    fn command(&self, db: &TestDb, args: &[String]) -> Command {
+        let base = db.cmd();
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(r#"read -r go; exec "$0" "$@""#)
+            .arg(base.get_program())
+            .args(args)
+            .current_dir(db.dir.path())
+            .stdin(self.reader.try_clone().expect("clone the gate"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c
+    }
+
+    fn open(self) {
+        drop(self.writer);
+    }
+}
+
+/// Polls a child until it exits; fails after `timeout` (the child is then
+/// killed when dropped).
+fn wait_exit(child: &mut Proc, timeout: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.0.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            panic!("{what}: still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for the exit and collects the output.
+fn finish(mut child: Proc, timeout: Duration, what: &str) -> Run {
+    let status = wait_exit(&mut child, timeout, what);
+    collect(&mut child, status)
+}
+
+fn collect(child: &mut Proc, status: ExitStatus) -> Run {
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = child.0.stdout.take() {
+        o.read_to_string(&mut stdout).expect("read stdout");
+    }
+    if let Some(mut e) = child.0.stderr.take() {
+        e.read_to_string(&mut stderr).expect("read stderr");
+    }
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+fn signal(child: &Proc, sig: libc::c_int) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    // SAFETY: kill(2) on a child we spawned and have not reaped yet.
+    let rc = unsafe { libc::kill(pid, sig) };
+    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+}
+
+/// A column as text on every backend (timestamps included).
+fn text(db: &TestDb, expr: &str) -> String {
+    match db.backend {
+        Backend::MySql => format!("CAST({expr} AS CHAR)"),
+        Backend::Sqlite | Backend::Postgres => format!("CAST({expr} AS TEXT)"),
+    }
+}
+
+fn lease_expiry(db: &TestDb, deploy: i64) -> String {
+    db.scalar(&format!(
+        "SELECT {} FROM deploiements WHERE id = {deploy}",
+        text(db, "lease_expires_at")
+    ))
+}
+
+fn lease_holder(db: &TestDb, deploy: i64) -> String {
+    db.scalar(&format!(
+        "SELECT lease_holder FROM deploiements WHERE id = {deploy}"
+    ))
+}
+
+fn en_cours_count(db: &TestDb) -> i64 {
+    db.scalar("SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours'")
+        .parse()
+        .expect("count")
+}
+
+fn wait_state(db: &TestDb, deploy: i64, state: &str) {
+    db.wait_for(
+        &format!("deployment {deploy} to be {state} on {:?}", db.backend),
+        Duration::from_secs(15),
+        || db.state(deploy) == state,
+    );
+}
+
+/// `status --env ENV --output json` (read-only), asserting exit 0.
+fn status_json(db: &TestDb, env: &str) -> serde_json::Value {
+    db.expect(&["status", "--env", env, "--output", "json"], 0)
+        .json()
+}
+
+/// Polls the read-only `status` until it reports the in-progress deployment
+/// as stale; returns the number of `status` runs it took.
+fn wait_stale_in_status(db: &TestDb, env: &str, deploy: i64) -> usize {
+    let mut runs = 0;
+    db.wait_for(
+        &format!("status to show deployment {deploy} as stale"),
+        Duration::from_secs(15),
+        || {
+            runs += 1;
+            let st = status_json(db, env);
+            assert_eq!(
+                st["in_progress"]["id"], deploy,
+                "status lost the in-progress deployment: {st:#}"
+            );
+            st["in_progress"]["lease_stale"] == true
+        },
+    );
+    runs
+}
+
+/// The audit rows of one action for one deployment: (before, after, message).
+fn audit_rows(db: &TestDb, deploy: i64, action: &str) -> Vec<(String, String, String)> {
+    db.query(&format!(
+        "SELECT etat_avant, etat_apres, message FROM audit_logs \
+         WHERE id_deploiement = {deploy} AND action = '{action}' ORDER BY id"
+    ))
+    .into_iter()
+    .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+    .collect()
+}
+
+fn row(a: &str, before: &str, after: &str) -> (String, String, String) {
+    (a.into(), before.into(), after.into())
+}
+
+/// Counts `en_cours` rows of one environment from its own connection, as fast
+/// as it can, until stopped: (samples taken, highest count seen).
+struct Sampler {
+    stop: Arc<AtomicBool>,
+    started: std::sync::mpsc::Receiver<()>,
+    handle: std::thread::JoinHandle<(u64, i64)>,
+}
+
+impl Sampler {
+    fn start(db: &TestDb, env: &str) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, started) = std::sync::mpsc::channel();
+        let url = db.url.clone();
+        let sql = format!(
+            "SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours' \
+             AND id_env = (SELECT id FROM environnements WHERE nom = '{env}')"
+        );
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            block_on(async move {
+                let mut c = AnyConnection::connect(&url).await.expect("sampler connect");
+                let (mut samples, mut max) = (0u64, 0i64);
+                loop {
+                    let done = flag.load(Ordering::SeqCst);
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .fetch_one(&mut c)
+                        .await
+                        .expect("sample");
+                    let n: i64 = row.try_get(0).expect("count");
+                    max = max.max(n);
+                    samples += 1;
+                    if samples == 1 {
+                        let _ = tx.send(());
+                    }
+                    if done {
+                        return (samples, max);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        });
+        Sampler {
+            stop,
+            started,
+            handle,
+        }
+    }
+
+    /// Blocks until the first sample was taken.
+    fn wait_started(&self) {
+        self.started
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the sampler never took a sample");
+    }
+
+    fn stop(self) -> (u64, i64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().expect("sampler thread")
+    }
+}
+
+// ---------------------------------------------------------------- 1. claim race
+
+const RACERS: usize = 8;
+
+#[test]
+fn racing_validates_in_one_environment_run_one_at_a_time() {
+    each_backend(|db| {
+        let deps: Vec<i64> = (0..RACERS)
+            .map(|i| {
+                let r = release(db, &format!("5.0.{i}"));
+                plan(db, r, "prod")
+            })
+            .collect();
+        let sampler = Sampler::start(db, "prod");
+        sampler.wait_started();
+
+        let gate = Gate::new();
+        let mut children: Vec<(i64, Proc)> = deps
+            .iter()
+            .map(|&d| {
+                let child = Proc::spawn(gate.command(db, &validate_args(d, "1500ms", None)));
+                (d, child)
+            })
+            .collect();
+        gate.open();
+
+        let mut results = Vec::new();
+        for (d, child) in children.drain(..) {
+            results.push((d, finish(child, Duration::from_secs(40), "a racer")));
+        }
+        let (samples, max) = sampler.stop();
+        assert!(samples > 10, "the sampler took only {samples} samples");
+        assert_eq!(
+            max, 1,
+            "on {:?} the sampler saw {max} en_cours rows at once in prod \
+             (0 means it never saw the run)",
+            db.backend
+        );
+
+        let mut winners = 0;
+        let mut refused = 0;
+        for (d, run) in &results {
+            let state = db.state(*d);
+            let attempts = db.scalar(&format!("SELECT attempts FROM deploiements WHERE id = {d}"));
+            match run.code {
+                0 => {
+                    winners += 1;
+                    assert_eq!(state, "réussi", "winner {d} on {:?}", db.backend);
+                    assert_eq!(attempts, "1");
+                    assert_eq!(
+                        db.audit(*d),
+                        vec![
+                            row("deployment.planned", "NULL", "planifié"),
+                            row("deployment.validated", "planifié", "validé"),
+                            row("deployment.started", "validé", "en_cours"),
+                            row("deployment.succeeded", "en_cours", "réussi"),
+                        ],
+                        "winner {d} on {:?}",
+                        db.backend
+                    );
+                }
+                4 => {
+                    refused += 1;
+                    assert!(
+                        run.stderr.contains("environment prod is busy"),
+                        "refused {d} on {:?} does not say why:\n{}",
+                        db.backend,
+                        run.stderr
+                    );
+                    // A refusal writes nothing: the deployment is still planned,
+                    // never attempted, and its only audit row is the planning.
+                    assert_eq!(state, "planifié", "refused {d} on {:?}", db.backend);
+                    assert_eq!(attempts, "0");
+                    assert_eq!(
+                        db.audit(*d),
+                        vec![row("deployment.planned", "NULL", "planifié")],
+                        "refused {d} on {:?}",
+                        db.backend
+                    );
+                }
+                other => panic!(
+                    "racer {d} on {:?} exited {other}\nstdout:\n{}\nstderr:\n{}",
+                    db.backend, run.stdout, run.stderr
+                ),
+            }
+        }
+        assert!(winners >= 1, "no racer won on {:?}", db.backend);
+        assert!(
+            refused >= 1,
+            "on {:?} no racer was refused: the {RACERS} runs of 1.5s did not overlap at all",
+            db.backend
+        );
+        assert_eq!(winners + refused, RACERS);
+        assert_eq!(en_cours_count(db), 0, "a run was left en_cours");
+        // Only successful claims consumed a fencing token: a claim that lost the
+        // race rolled its whole transaction back.
+        assert_eq!(
+            db.scalar("SELECT fencing_token FROM environnements WHERE nom = 'prod'"),
+            winners.to_string(),
+            "on {:?}",
+            db.backend
+        );
+        assert_eq!(
+            db.scalar(
+                "SELECT COUNT(DISTINCT fencing_token) FROM deploiements WHERE etat = 'réussi'"
+            ),
+            winners.to_string()
+        );
+    });
+}
+
+// ---------------------------------------------------------------- 2. migration race
+
+#[test]
+fn racing_first_runs_migrate_a_fresh_database_once() {
+    each_backend(|db| {
+        let gate = Gate::new();
+        let children: Vec<Proc> = (0..4)
+            .map(|_| {
+                Proc::spawn(gate.command(db, &["status".into(), "--env".into(), "prod".into()]))
+            })
+            .collect();
+        gate.open();
+        for child in children {
+            let run = finish(child, Duration::from_secs(40), "status on a fresh database");
+            assert_eq!(
+                run.code, 0,
+                "status racing on a fresh {:?} database failed:\nstdout:\n{}\nstderr:\n{}",
+                db.backend, run.stdout, run.stderr
+            );
+            assert!(run.stdout.contains("prod"), "{}", run.stdout);
+        }
+        let versions = db.query("SELECT version, name FROM shipctl_migrations ORDER BY version");
+        assert!(!versions.is_empty(), "no migration recorded");
+        for (i, v) in versions.iter().enumerate() {
+            assert_eq!(
+                v[0],
+                (i + 1).to_string(),
+                "migrations on {:?}: {versions:?}",
+                db.backend
+            );
+        }
+        assert_eq!(
+            db.query("SELECT nom FROM environnements ORDER BY id"),
+            vec![
+                vec!["dev".to_string()],
+                vec!["staging".into()],
+                vec!["prod".into()]
+            ]
+        );
+        // And the schema works: a full cycle runs on it.
+        let r = release(db, "1.0.0");
+        let d = plan(db, r, "prod");
+        succeed(db, d);
+        assert_eq!(db.state(d), "réussi");
+    });
+}
+
+// ---------------------------------------------------------------- 3. crash
+
+#[test]
+fn killed_holder_is_shown_stale_then_recovered_by_the_next_writer() {
+    each_backend(|db| {
+        let r1 = release(db, "6.0.0");
+        let r2 = release(db, "6.0.1");
+        // Both planned before the crash: planning recovers stale leases too, and
+        // here the recovery must be the validate's.
+        let d1 = plan(db, r1, "prod");
+        let d2 = plan(db, r2, "prod");
+
+        let mut child = spawn(db, &validate_args(d1, "30s", Some("1s")));
+        wait_state(db, d1, "en_cours");
+        let holder = lease_holder(db, d1);
+        assert!(
+            holder.contains(&format!(":{}:", child.id())),
+            "lease holder {holder:?} does not name pid {}",
+            child.id()
+        );
+        child.0.kill().expect("SIGKILL");
+        let status = child.0.wait().expect("reap");
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+
+        // status is read-only: it reports the dead holder once the lease has
+        // expired, and writes nothing, however often it runs.
+        let before = db.snapshot();
+        let runs = wait_stale_in_status(db, "prod", d1);
+        let st = status_json(db, "prod");
+        assert_eq!(st["in_progress"]["lease_holder"], holder.as_str());
+        let out = db.expect(&["status", "--env", "prod"], 0).stdout;
+        assert!(
+            out.contains("stale") && out.contains(&holder),
+            "status text does not show the stale holder:\n{out}"
+        );
+        assert_eq!(
+            db.snapshot(),
+            before,
+            "{} status runs on {:?} changed the database",
+            runs + 2,
+            db.backend
+        );
+        assert_eq!(db.state(d1), "en_cours", "status must not recover");
+
+        // The next writer in prod recovers the dead run, then proceeds.
+        let run = db.expect(
+            &[
+                "validate",
+                "--deploy-id",
+                &d2.to_string(),
+                "--duration",
+                "0s",
+                "--failure-rate",
+                "0",
+                "--output",
+                "json",
+            ],
+            0,
+        );
+        let j = run.json();
+        assert_eq!(j["recovered"], d1, "{j:#}");
+        assert_eq!(j["outcome"], "succeeded");
+        assert_eq!(db.state(d1), "échec");
+        assert_eq!(db.state(d2), "réussi");
+        assert_eq!(lease_expiry(db, d1), "NULL");
+        let expired = audit_rows(db, d1, "lease.expired");
+        assert_eq!(expired.len(), 1, "{expired:?}");
+        let (before, after, message) = &expired[0];
+        assert_eq!((before.as_str(), after.as_str()), ("en_cours", "échec"));
+        assert!(
+            message.contains(&holder),
+            "the recovery audit does not name the dead holder {holder:?}: {message}"
+        );
+        assert_eq!(
+            db.audit(d1).last().cloned(),
+            Some(row("lease.expired", "en_cours", "échec")),
+            "the dead run must have written nothing after its start"
+        );
+        assert_eq!(
+            db.scalar("SELECT COUNT(*) FROM audit_logs WHERE action = 'lease.expired'"),
+            "1"
+        );
+        assert_eq!(en_cours_count(db), 0);
+        let st = status_json(db, "prod");
+        assert!(st["in_progress"].is_null(), "{st:#}");
+        assert_eq!(st["live"]["id"], d2);
+    });
+}
+
+// ---------------------------------------------------------------- 4. signals
+
+#[test]
+fn sigterm_and_sigint_roll_a_running_deployment_back() {
+    each_backend(|db| {
+        for (sig, name, env) in [
+            (libc::SIGTERM, "SIGTERM", "prod"),
+            (libc::SIGINT, "SIGINT", "staging"),
+        ] {
+            let r = release(db, &format!("7.0.{sig}"));
+            let d = plan(db, r, env);
+            // Default lease TTL (30s) and a 60s run: only the signal handling can
+            // end this run within the deadline below.
+            let mut child = spawn(db, &validate_args(d, "60s", None));
+            wait_state(db, d, "en_cours");
+            let sent = Instant::now();
+            signal(&child, sig);
+            let status = wait_exit(&mut child, Duration::from_secs(5), name);
+            let took = sent.elapsed();
+            let run = collect(&mut child, status);
+            assert_eq!(
+                run.code, 3,
+                "{name} on {:?}: {status:?}\nstdout:\n{}\nstderr:\n{}",
+                db.backend, run.stdout, run.stderr
+            );
+            assert!(
+                run.stdout.contains(&format!("interrupted by {name}")),
+                "{name}: {}",
+                run.stdout
+            );
+            assert_eq!(db.state(d), "planifié", "{name} on {:?}", db.backend);
+            assert_eq!(lease_expiry(db, d), "NULL");
+            assert_eq!(
+                db.scalar(&format!("SELECT attempts FROM deploiements WHERE id = {d}")),
+                "1"
+            );
+            let failed = audit_rows(db, d, "deployment.failed");
+            assert_eq!(failed.len(), 1, "{name}: {failed:?}");
+            assert_eq!(
+                (failed[0].0.as_str(), failed[0].1.as_str()),
+                ("en_cours", "planifié")
+            );
+            assert!(
+                failed[0].2.contains(&format!("interrupted by {name}")),
+                "{name}: {}",
+                failed[0].2
+            );
+            assert_eq!(
+                db.audit(d).last().cloned(),
+                Some(row("deployment.failed", "en_cours", "planifié"))
+            );
+            assert_eq!(en_cours_count(db), 0, "{name} left a run en_cours");
+            assert!(took < Duration::from_secs(5), "{name}: exit took {took:?}");
+        }
+    });
+}
+
+// ---------------------------------------------------------------- 5. fencing
+
+/// Runs a holder with a 1s lease, freezes it (SIGSTOP) right after one of its
+/// heartbeats, lets another process recover its deployment, optionally waits
+/// until the frozen run would have ended, then thaws it: it must write nothing
+/// and exit 3.
+fn stale_holder_is_fenced(db: &TestDb, duration: Duration, wait_for_run_end: bool) {
+    let r1 = release(db, "8.0.0");
+    let r2 = release(db, "8.0.1");
+    let d1 = plan(db, r1, "prod");
+    let d2 = plan(db, r2, "prod");
+
+    let ms = format!("{}ms", duration.as_millis());
+    let mut child = spawn(db, &validate_args(d1, &ms, Some("1s")));
+    wait_state(db, d1, "en_cours");
+    let claimed_at = Instant::now();
+    let holder = lease_holder(db, d1);
+    // Freeze it right after a heartbeat committed, so that it is not frozen in
+    // the middle of a write (holding SQLite's write lock or a row lock).
+    let first = lease_expiry(db, d1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if lease_expiry(db, d1) != first {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat seen");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(&child, libc::SIGSTOP);
+
+    // The frozen holder stops heartbeating: its lease expires.
+    wait_stale_in_status(db, "prod", d1);
+
+    // Another process recovers it and deploys.
+    let run = db.expect(
+        &[
+            "validate",
+            "--deploy-id",
+            &d2.to_string(),
+            "--duration",
+            "0s",
+            "--failure-rate",
+            "0",
+            "--output",
+            "json",
+        ],
+        0,
+    );
+    assert_eq!(run.json()["recovered"], d1);
+    assert_eq!(db.state(d1), "échec");
+    assert_eq!(db.state(d2), "réussi");
+    let expired = audit_rows(db, d1, "lease.expired");
+    assert_eq!(expired.len(), 1);
+    assert!(expired[0].2.contains(&holder), "{}", expired[0].2);
+
+    if wait_for_run_end {
+        // Not waiting for a state: the frozen run's simulated work must be over
+        // before it thaws, so that it goes straight to its finishing write.
+        let end = claimed_at + duration + Duration::from_millis(200);
+        if let Some(left) = end.checked_duration_since(Instant::now()) {
+            std::thread::sleep(left);
+        }
+    }
+
+    let before = db.snapshot();
+    signal(&child, libc::SIGCONT);
+    let status = wait_exit(&mut child, Duration::from_secs(10), "the thawed holder");
+    let out = collect(&mut child, status);
+    assert_eq!(
+        out.code, 3,
+        "the fenced holder on {:?}: {status:?}\nstdout:\n{}\nstderr:\n{}",
+        db.backend, out.stdout, out.stderr
+    );
+    assert!(
+        out.stderr.contains("lost its lease") || out.stderr.contains("taken over"),
+        "the fenced holder does not say it lost its lease:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!("deployment {d1}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        db.snapshot(),
+        before,
+        "the stale holder on {:?} wrote to the database",
+        db.backend
+    );
+    assert_eq!(db.state(d1), "échec");
+    assert_eq!(db.state(d2), "réussi");
+    assert_eq!(
+        db.audit(d1).last().cloned(),
+        Some(row("lease.expired", "en_cours", "échec"))
+    );
+    assert_eq!(en_cours_count(db), 0);
+}
+
+#[test]
+fn stale_holder_thawed_mid_run_writes_nothing() {
+    each_backend(|db| stale_holder_is_fenced(db, Duration::from_secs(30), false));
+}
+
+#[test]
+fn stale_holder_thawed_after_its_run_ended_writes_nothing() {
+    each_backend(|db| stale_holder_is_fenced(db, Duration::from_millis(1500), true));
+}
