@@ -124,6 +124,16 @@ pub enum Command {
         manifests: ManifestArgs,
     },
 
+    /// Make the ledger match the manifests: plan, then validate and execute, dev → staging → prod
+    #[command(after_help = "Examples:\n  \
+        shipctl reconcile --dry-run                    # plan and diff; writes nothing, runs nothing\n  \
+        shipctl reconcile --dry-run --output markdown  # for a pull-request comment\n  \
+        shipctl reconcile                              # apply\n  \
+        shipctl reconcile --watch --interval 5m        # apply on every manifest change, and every 5m\n\n\
+        Exit codes: 0 in sync (or applied), 1 error, 2 --dry-run found changes,\n\
+        3 a deployment failed and was rolled back, 4 an environment is busy, pinned or blocked.")]
+    Reconcile(ReconcileArgs),
+
     /// Lift the pin a rollback left on an environment
     #[command(after_help = "Example:\n  shipctl unpin --env prod")]
     Unpin {
@@ -145,6 +155,29 @@ pub struct ReleaseArgs {
     /// List every release
     #[arg(long, conflicts_with = "create")]
     pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub manifests: ManifestArgs,
+    /// Plan and show the diff in one read-only transaction: nothing written, nothing executed
+    #[arg(long, conflicts_with = "watch")]
+    pub dry_run: bool,
+    /// Keep running: reconcile on every manifest change and every --interval
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: how often to reconcile anyway, to correct drift
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_interval, requires = "watch")]
+    pub interval: Duration,
+    /// With --watch: poll the directory instead of waiting for file-system events
+    #[arg(long, requires = "watch")]
+    pub poll: bool,
+    /// Stop at the first environment whose deployment fails
+    #[arg(long)]
+    pub fail_fast: bool,
+    #[command(flatten)]
+    pub sim: SimArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -170,12 +203,6 @@ pub struct SimArgs {
     pub seed: Option<u64>,
 }
 
-impl SimArgs {
-    pub fn given(&self) -> bool {
-        self.duration.is_some() || self.failure_rate.is_some() || self.seed.is_some()
-    }
-}
-
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::duration::parse(s)
 }
@@ -184,6 +211,14 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     let d = crate::duration::parse(s)?;
     if d < Duration::from_millis(300) {
         return Err("a lease must last at least 300ms".to_string());
+    }
+    Ok(d)
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(s)?;
+    if d < Duration::from_secs(1) {
+        return Err("the interval must be at least 1s".to_string());
     }
     Ok(d)
 }

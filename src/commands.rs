@@ -1,18 +1,21 @@
 //! Resolves settings, opens the ledger and runs one command. Returns the exit
 //! code of a command that completed; errors go back to `main`.
 
-use crate::cli::{Cli, Command, Output, SimArgs};
-use crate::engine::{Engine, EnvStatus, Who};
+use crate::cli::{Cli, Command, Output, ReconcileArgs, SimArgs};
+use crate::engine::{self, Engine, EnvStatus, Who};
 use crate::error::{Error, Result};
-use crate::executor::{Executor, Simulation};
+use crate::executor::Overrides;
 use crate::manifest::{self, Desired};
 use crate::model::Env;
+use crate::plan::{self, Actual};
+use crate::render::{DryRun, ReconcileView};
 use crate::render::{Printer, Style, Text};
 use crate::store::{DbUrl, Store, url::DEFAULT_URL};
 use serde::Serialize;
 
 pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
-    if cli.output == Output::Markdown {
+    let dry_run_asked = matches!(&cli.command, Command::Reconcile(a) if a.dry_run);
+    if cli.output == Output::Markdown && !dry_run_asked {
         return Err(
             Error::input("--output markdown is for `shipctl reconcile --dry-run`")
                 .hint("use --output text or --output json with this command"),
@@ -27,8 +30,18 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
         });
         return Ok(0);
     }
+    // Manifests are read before the database is touched: invalid ones change nothing.
+    let desired = match &cli.command {
+        Command::Reconcile(a) if !a.watch => Some(manifest::load(&a.manifests.manifests)?),
+        _ => None,
+    };
     let url = DbUrl::parse(cli.database_url.as_deref().unwrap_or(DEFAULT_URL))?;
     printer.hide(url.secrets());
+    if let (Command::Reconcile(a), Some(desired)) = (&cli.command, &desired)
+        && a.dry_run
+    {
+        return dry_run(&url, a, desired, cli.output, printer).await;
+    }
     let store = Store::open(&url).await?;
     let mut engine = Engine::new(store, Who::from_process(cli.lease_ttl));
 
@@ -46,12 +59,12 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
             Ok(0)
         }
         Command::Validate { deploy_id, sim } => {
-            let execution = engine.validate(deploy_id, &executor(&sim)).await?;
+            let execution = engine.validate(deploy_id, &overrides(&sim)).await?;
             printer.emit(&execution);
             Ok(execution.exit_code())
         }
         Command::Rollback { deploy_id, sim } => {
-            let report = engine.rollback(deploy_id, &executor(&sim)).await?;
+            let report = engine.rollback(deploy_id, &overrides(&sim)).await?;
             printer.emit(&report);
             Ok(match &report {
                 crate::engine::RollbackReport::Cancelled { .. } => 0,
@@ -71,6 +84,21 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
             Ok(0)
         }
         Command::Check { .. } => unreachable!("handled before the database is opened"),
+        Command::Reconcile(a) if a.watch => {
+            crate::watch::run(&mut engine, &a, &overrides(&a.sim), printer).await
+        }
+        Command::Reconcile(a) => {
+            let desired = desired.unwrap_or_else(|| unreachable!("loaded above"));
+            let result = engine
+                .reconcile(&desired, &overrides(&a.sim), a.fail_fast)
+                .await?;
+            let view = ReconcileView {
+                manifests: a.manifests.manifests.display().to_string(),
+                result,
+            };
+            printer.emit(&view);
+            Ok(view.result.exit_code())
+        }
         Command::Unpin { env } => {
             printer.emit(&engine.unpin(env).await?);
             Ok(0)
@@ -78,13 +106,41 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
     }
 }
 
-fn executor(sim: &SimArgs) -> Executor {
-    let default = Simulation::default();
-    Executor::Simulate(Simulation {
-        duration: sim.duration.unwrap_or(default.duration),
-        failure_rate: sim.failure_rate.unwrap_or(default.failure_rate),
+/// `reconcile --dry-run`: one read-only transaction on an existing ledger (or
+/// none at all when there is no ledger yet); nothing created, migrated or run.
+async fn dry_run(
+    url: &DbUrl,
+    a: &ReconcileArgs,
+    desired: &Desired,
+    output: Output,
+    printer: &Printer,
+) -> Result<i32> {
+    let actual = match Store::open_existing(url).await? {
+        Some(mut store) => engine::actual(&mut store, desired).await?,
+        None => Actual::default(),
+    };
+    let plan = plan::plan(desired, &actual);
+    engine::check_conflicts(desired, &plan)?;
+    let view = DryRun::new(
+        a.manifests.manifests.display().to_string(),
+        desired,
+        &actual,
+        plan,
+    );
+    if output == Output::Markdown {
+        printer.raw(&view.markdown());
+    } else {
+        printer.emit(&view);
+    }
+    Ok(if view.in_sync { 0 } else { 2 })
+}
+
+fn overrides(sim: &SimArgs) -> Overrides {
+    Overrides {
+        duration: sim.duration,
+        failure_rate: sim.failure_rate,
         seed: sim.seed,
-    })
+    }
 }
 
 #[derive(Serialize)]

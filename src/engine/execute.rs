@@ -4,7 +4,7 @@
 
 use super::{Engine, Who, lease, load};
 use crate::error::{DbContext, Error, Result};
-use crate::executor::Executor;
+use crate::executor::{Executor, Overrides};
 use crate::model::{Etat, OnFailure};
 use crate::store::ledger::{self, Audit, Deployment, EnvRow};
 use crate::store::{Dialect, Store, Tx};
@@ -96,13 +96,16 @@ enum RunEnd {
 
 impl Engine {
     /// `validate --deploy-id N`: gates, then claim / run / finish.
-    pub async fn validate(&mut self, id: i64, exec: &Executor) -> Result<Execution> {
+    pub async fn validate(&mut self, id: i64, overrides: &Overrides) -> Result<Execution> {
         let mut signals = Signals::install()?;
+        stopping()?;
         let d = self.store.d;
         let dep = self.find(id).await?;
         let env = ledger::env_row(self.store.conn(), d, dep.env)
             .await
             .db("reading the environment")?;
+        let exec = executor_for(&env, overrides)?;
+        gates_supported(&env)?;
 
         let mut tx = self.store.write().await?;
         ledger::lock_env(&mut tx, d, env.id)
@@ -111,7 +114,10 @@ impl Engine {
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env.id).await?;
         let dep = load(&mut tx, d, id).await?;
         let refusal = match dep.state {
-            Etat::Planifie | Etat::Valide => busy_check(&mut tx, d, &dep).await?,
+            Etat::Planifie | Etat::Valide => match busy_check(&mut tx, d, &dep).await? {
+                Some(busy) => Some(busy),
+                None => requires_check(&mut tx, d, &env, &dep).await?,
+            },
             Etat::EnCours => Some(already_running(&dep)),
             _ => Some(not_runnable(&dep, recovered)),
         };
@@ -129,18 +135,21 @@ impl Engine {
             recovered,
             restores: None,
         };
-        self.run_and_finish(&env, claimed, exec, &mut signals).await
+        self.run_and_finish(&env, claimed, &exec, &mut signals)
+            .await
     }
 
     /// `rollback --deploy-id N`: cancel a pending deployment, or redeploy the
     /// release that was live before N and pin the environment to it.
-    pub async fn rollback(&mut self, id: i64, exec: &Executor) -> Result<RollbackReport> {
+    pub async fn rollback(&mut self, id: i64, overrides: &Overrides) -> Result<RollbackReport> {
         let mut signals = Signals::install()?;
+        stopping()?;
         let d = self.store.d;
         let dep = self.find(id).await?;
         let env = ledger::env_row(self.store.conn(), d, dep.env)
             .await
             .db("reading the environment")?;
+        let exec = executor_for(&env, overrides)?;
 
         let mut tx = self.store.write().await?;
         ledger::lock_env(&mut tx, d, env.id)
@@ -263,7 +272,7 @@ impl Engine {
                     restores: Some(dep),
                 };
                 let execution = self
-                    .run_and_finish(&env, claimed, exec, &mut signals)
+                    .run_and_finish(&env, claimed, &exec, &mut signals)
                     .await?;
                 Ok(RollbackReport::Restored(Box::new(execution)))
             }
@@ -370,6 +379,7 @@ async fn supervise(
                 }
             }
             name = signals.recv() => {
+                super::request_stop();
                 return RunEnd::Done(
                     Outcome::Interrupted,
                     Some(format!("interrupted by {name}; the run was stopped")),
@@ -601,6 +611,67 @@ async fn finish_failure(
     .await
     .db(ctx)?;
     Ok(true)
+}
+
+/// Refuses to start a run once a signal asked the process to stop.
+fn stopping() -> Result<()> {
+    if super::stop_requested() {
+        return Err(Error::blocked(
+            "stopping: a signal was received, no new run starts",
+        ));
+    }
+    Ok(())
+}
+
+fn executor_for(env: &EnvRow, overrides: &Overrides) -> Result<Executor> {
+    let spec = env.policy.as_ref().and_then(|p| p.executor.as_ref());
+    Executor::resolve(spec, overrides).map_err(|m| {
+        Error::input(format!("{}: {m}", env.env)).hint(
+            "pass --duration/--failure-rate to run a simulation instead, or change the \
+             environment's executor in the manifests",
+        )
+    })
+}
+
+/// Gates are declared in the manifests, but not enforced by this version: refuse
+/// rather than deploy past a QA or security gate unchecked.
+fn gates_supported(env: &EnvRow) -> Result<()> {
+    match env.policy.as_ref().map(|p| &p.gates[..]) {
+        Some([first, ..]) => Err(Error::blocked(format!(
+            "{} declares the gate {:?}, and gates are not enforced by this version of shipctl yet",
+            env.env, first.name
+        ))
+        .hint("remove the gates from the manifests and reconcile, or use a shipctl that enforces them")),
+        _ => Ok(()),
+    }
+}
+
+/// `requires: ENV`: the release must have succeeded there first.
+async fn requires_check(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    env: &EnvRow,
+    dep: &Deployment,
+) -> Result<Option<Error>> {
+    let Some(upstream) = env.policy.as_ref().and_then(|p| p.requires) else {
+        return Ok(None);
+    };
+    if ledger::has_succeeded(tx, d, upstream, &dep.version)
+        .await
+        .db("checking the required environment")?
+    {
+        return Ok(None);
+    }
+    Ok(Some(
+        Error::blocked(format!(
+            "{} requires {upstream}: release {} has not succeeded in {upstream} yet",
+            dep.env, dep.version
+        ))
+        .hint(format!(
+            "deploy {} to {upstream} first (`shipctl deploy --release {} --env {upstream}`)",
+            dep.version, dep.release_id
+        )),
+    ))
 }
 
 /// Ends a transaction that wrote nothing but a lease recovery, and refuses.

@@ -3,8 +3,10 @@
 
 mod execute;
 mod lease;
+mod reconcile;
 
 pub use execute::{Execution, Outcome, RollbackReport};
+pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts};
 
 use crate::error::{DbContext, Error, Result};
 use crate::model::{Env, Etat, check_label};
@@ -12,6 +14,17 @@ use crate::store::ledger::{self, Audit, Deployment, Pin, Release};
 use crate::store::{Store, Tx};
 use serde::Serialize;
 use std::time::Duration;
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A signal asked the process to stop: no new run may start.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
+}
 
 /// Who is acting: the audit log's `acteur`, and the lease holder for runs.
 #[derive(Debug, Clone)]

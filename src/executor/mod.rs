@@ -2,6 +2,7 @@
 //! given rate). The engine drops the future to stop a run, so an executor must
 //! stop its work when dropped.
 
+use crate::manifest::schema::ExecutorSpec;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use std::time::Duration;
@@ -27,6 +28,21 @@ impl Default for Simulation {
     }
 }
 
+/// Simulation controls given on the command line. Any of them replaces the
+/// environment's configured executor by a simulation.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub duration: Option<Duration>,
+    pub failure_rate: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+impl Overrides {
+    pub fn given(&self) -> bool {
+        self.duration.is_some() || self.failure_rate.is_some() || self.seed.is_some()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Executor {
@@ -34,6 +50,43 @@ pub enum Executor {
 }
 
 impl Executor {
+    /// The executor an environment runs: its configured one (manifests), with
+    /// command-line overrides on top; a 1s simulation failing one time in five
+    /// when nothing is configured.
+    pub fn resolve(spec: Option<&ExecutorSpec>, o: &Overrides) -> Result<Executor, String> {
+        let mut sim = Simulation::default();
+        match spec {
+            Some(ExecutorSpec {
+                simulate: Some(s), ..
+            }) => {
+                if let Some(d) = s.duration {
+                    sim.duration = d.0;
+                }
+                if let Some(r) = s.failure_rate {
+                    sim.failure_rate = r;
+                }
+            }
+            Some(ExecutorSpec {
+                command: Some(c), ..
+            }) if !o.given() => {
+                return Err(format!(
+                    "the environment's executor is the command {:?}, and command executors are \
+                     not supported by this version of shipctl yet",
+                    c.run
+                ));
+            }
+            _ => {}
+        }
+        if let Some(d) = o.duration {
+            sim.duration = d;
+        }
+        if let Some(r) = o.failure_rate {
+            sim.failure_rate = r;
+        }
+        sim.seed = o.seed;
+        Ok(Executor::Simulate(sim))
+    }
+
     /// Runs the deployment; `Err` carries what went wrong, for the audit log.
     pub async fn run(&self) -> Result<(), String> {
         match self {

@@ -10,7 +10,7 @@ use crate::store::url::scrub;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
-pub use plan::{DryRun, describe};
+pub use plan::{DryRun, ReconcileView, describe};
 pub use text::Text;
 
 pub struct Printer {
@@ -56,6 +56,23 @@ impl Printer {
             value.text(&self.style)
         };
         self.write_stdout(&out);
+    }
+
+    /// One result of a stream (watch mode): compact JSON, one object per line.
+    pub fn emit_line<T: Serialize + Text>(&self, value: &T) {
+        if self.json {
+            let line = serde_json::to_string(value).unwrap_or_default();
+            self.write_stdout(&line);
+        } else {
+            self.write_stdout(&value.text(&self.style));
+        }
+    }
+
+    /// A progress note for people, on stderr; nothing in JSON mode.
+    pub fn note(&self, text: &str) {
+        if !self.json {
+            let _ = writeln!(std::io::stderr(), "{}", self.err_style.dim(text));
+        }
     }
 
     /// Text that is already formatted for its audience (markdown for a pull request).

@@ -3,6 +3,7 @@
 
 use super::Style;
 use super::text::Text;
+use crate::engine::{EnvOutcome, Reconciled};
 use crate::manifest::{Desired, Policy};
 use crate::plan::{Action, Actual, EnvPlan, Plan, ReleaseStep};
 use serde::Serialize;
@@ -11,7 +12,11 @@ use similar::TextDiff;
 #[derive(Debug, Serialize)]
 pub struct DryRun {
     pub manifests: String,
+    /// Nothing to write or run (exit 0); environments may still be held back.
     pub in_sync: bool,
+    /// Environments that differ from the manifests but that reconcile would not
+    /// touch now: pinned, busy or blocked by `requires`.
+    pub held_back: Vec<crate::model::Env>,
     pub plan: Plan,
     pub diff: String,
 }
@@ -25,12 +30,32 @@ impl DryRun {
             .context_radius(3)
             .header("actual (database)", "desired (manifests)")
             .to_string();
+        let held_back = plan
+            .environments
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.action,
+                    Action::Pinned { .. } | Action::Busy { .. } | Action::Blocked { .. }
+                )
+            })
+            .map(|e| e.env)
+            .collect();
         DryRun {
             manifests,
             in_sync: !plan.has_changes(),
+            held_back,
             plan,
             diff,
         }
+    }
+
+    fn held_back_list(&self) -> String {
+        self.held_back
+            .iter()
+            .map(|e| e.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub fn markdown(&self) -> String {
@@ -41,8 +66,13 @@ impl DryRun {
             .iter()
             .filter(|e| e.has_changes())
             .count();
-        if self.in_sync {
+        if self.in_sync && self.held_back.is_empty() {
             out.push_str("**In sync**: merging this changes nothing.\n\n");
+        } else if self.in_sync {
+            out.push_str(&format!(
+                "**Nothing to apply now**: {} held back (see below).\n\n",
+                self.held_back_list()
+            ));
         } else {
             out.push_str(&format!(
                 "**Changes pending**: {changing} environment(s) would change.\n\n"
@@ -166,8 +196,14 @@ impl Text for DryRun {
         if !creates.is_empty() {
             out.push_str(&format!("  releases: {}\n", creates.join(", ")));
         }
-        if self.in_sync {
+        if self.in_sync && self.held_back.is_empty() {
             out.push_str(&format!("\n{} in sync: nothing to do\n", s.green("✓")));
+        } else if self.in_sync {
+            out.push_str(&format!(
+                "\n{} nothing to apply now: {} held back\n",
+                s.yellow("!"),
+                self.held_back_list()
+            ));
         } else {
             out.push('\n');
             for line in self.diff.lines() {
@@ -250,4 +286,73 @@ fn env_text(env: &str, release: Option<&str>, p: &Policy) -> String {
         ));
     }
     out
+}
+
+/// The result of `reconcile` (or of one round of `reconcile --watch`).
+#[derive(Debug, Serialize)]
+pub struct ReconcileView {
+    pub manifests: String,
+    #[serde(flatten)]
+    pub result: Reconciled,
+}
+
+impl Text for ReconcileView {
+    fn text(&self, s: &Style) -> String {
+        let r = &self.result;
+        if r.in_sync() {
+            let mut out = format!(
+                "{} {}: in sync, nothing to do\n",
+                s.green("✓"),
+                self.manifests
+            );
+            for e in &r.environments {
+                out.push_str(&format!("  {:<8} {}\n", e.env.as_str(), e.desired));
+            }
+            return out;
+        }
+        let mut out = format!("Reconciled {}\n", self.manifests);
+        if !r.releases_created.is_empty() {
+            out.push_str(&format!(
+                "  {:<8} created {}\n",
+                "releases",
+                r.releases_created.join(", ")
+            ));
+        }
+        for e in &r.environments {
+            let from = e.live_before.as_deref().unwrap_or("–");
+            let head = format!("  {:<8} {from} → {:<8}", e.env.as_str(), e.desired);
+            let line = match &e.outcome {
+                EnvOutcome::InSync => "in sync".to_string(),
+                EnvOutcome::Deployed { execution: x } => format!(
+                    "{} deployed (deployment {}, {:.1}s)",
+                    s.green("✓"),
+                    x.deployment.id,
+                    x.duration_ms as f64 / 1000.0
+                ),
+                EnvOutcome::Failed { execution: x } => format!(
+                    "{} failed: {}; deployment {} is {}, {} stays on {from}",
+                    s.red("✗"),
+                    x.error.as_deref().unwrap_or("unknown error"),
+                    x.deployment.id,
+                    x.deployment.state,
+                    e.env
+                ),
+                EnvOutcome::Pinned { pinned_to } => format!(
+                    "{} pinned to {pinned_to} by a rollback; not touched (`shipctl unpin --env {}`)",
+                    s.yellow("!"),
+                    e.env
+                ),
+                EnvOutcome::Busy { message } => {
+                    format!("{} busy: {message}; not touched", s.yellow("!"))
+                }
+                EnvOutcome::Blocked { message } => format!("{} blocked: {message}", s.yellow("!")),
+                EnvOutcome::Skipped { reason } => format!("{} skipped: {reason}", s.dim("-")),
+            };
+            out.push_str(&format!("{head} {line}\n"));
+            for step in &e.steps {
+                out.push_str(&format!("  {:<8} {}\n", "", s.dim(&format!("· {step}"))));
+            }
+        }
+        out
+    }
 }

@@ -2,6 +2,7 @@
 //! connection or transaction they are working in.
 
 use super::Dialect;
+use crate::manifest::Policy;
 use crate::model::{Env, Etat, OnFailure};
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -24,6 +25,8 @@ pub struct EnvRow {
     pub max_attempts: i64,
     pub on_failure: OnFailure,
     pub pin: Option<Pin>,
+    /// What reconcile stored from the manifests; `None`: never stored.
+    pub policy: Option<Policy>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,7 +133,8 @@ pub async fn insert_release(
 pub async fn env_row(c: &mut AnyConnection, d: Dialect, env: Env) -> Res<EnvRow> {
     let sql = d.sql(
         "SELECT e.id, e.max_attempts, e.on_failure, e.pinned_release_id, p.version AS pinned_version, \
-         e.pin_blocks_release_id, b.version AS blocks_version, {ts:e.pinned_at} AS pinned_at \
+         e.pin_blocks_release_id, b.version AS blocks_version, {ts:e.pinned_at} AS pinned_at, \
+         e.policy \
          FROM environnements e \
          LEFT JOIN releases p ON p.id = e.pinned_release_id \
          LEFT JOIN releases b ON b.id = e.pin_blocks_release_id \
@@ -149,13 +153,90 @@ pub async fn env_row(c: &mut AnyConnection, d: Dialect, env: Env) -> Res<EnvRow>
         }),
         None => None,
     };
+    let policy = match row.try_get::<Option<String>, _>("policy")? {
+        Some(json) => Some(serde_json::from_str::<Policy>(&json).map_err(|e| {
+            sqlx::Error::Decode(
+                format!("the stored policy of {env} is unreadable ({e}); `shipctl reconcile` rewrites it")
+                    .into(),
+            )
+        })?),
+        None => None,
+    };
     Ok(EnvRow {
         id: row.try_get("id")?,
         env,
         max_attempts: row.try_get("max_attempts")?,
         on_failure: OnFailure::parse(&on_failure).unwrap_or(OnFailure::Replan),
         pin,
+        policy,
     })
+}
+
+/// Stores the manifests' policy, with attempts and failure handling in their own columns.
+pub async fn set_policy(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+    policy: &Policy,
+) -> Res<()> {
+    let json =
+        serde_json::to_string(policy).map_err(|e| sqlx::Error::Encode(e.to_string().into()))?;
+    sqlx::query(
+        d.sql(
+            "UPDATE environnements SET policy = ?, max_attempts = ?, on_failure = ? WHERE id = ?",
+        ),
+    )
+    .bind(json)
+    .bind(i64::from(policy.max_attempts))
+    .bind(policy.on_failure.as_str())
+    .bind(env_id)
+    .execute(c)
+    .await
+    .map(|_| ())
+}
+
+/// Whether `version` has a `réussi` deployment in the environment (live or
+/// superseded; a rolled-back one is `annulé`). Costs one index lookup.
+pub async fn has_succeeded(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env: Env,
+    version: &str,
+) -> Res<bool> {
+    let n: i64 = sqlx::query_scalar(d.sql(
+        "SELECT COUNT(*) FROM deploiements d \
+         JOIN releases r ON r.id = d.id_release \
+         JOIN environnements e ON e.id = d.id_env \
+         WHERE r.version = ? AND e.nom = ? AND d.etat = 'réussi'",
+    ))
+    .bind(version.to_string())
+    .bind(env.as_str())
+    .fetch_one(c)
+    .await?;
+    Ok(n > 0)
+}
+
+/// version → tag of the given versions that exist.
+pub async fn release_tags(
+    c: &mut AnyConnection,
+    d: Dialect,
+    versions: &[&str],
+) -> Res<std::collections::BTreeMap<String, String>> {
+    if versions.is_empty() {
+        return Ok(Default::default());
+    }
+    let marks = vec!["?"; versions.len()].join(", ");
+    let sql = d.sql(&format!(
+        "SELECT version, tag_git FROM releases WHERE version IN ({marks})"
+    ));
+    let mut q = sqlx::query(sql);
+    for v in versions {
+        q = q.bind(v.to_string());
+    }
+    let rows = q.fetch_all(c).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("version")?, r.try_get("tag_git")?)))
+        .collect()
 }
 
 /// Serialises writers of one environment on PostgreSQL and MySQL. SQLite's

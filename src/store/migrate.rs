@@ -14,13 +14,22 @@ struct Migration {
     mysql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "ledger",
-    sqlite: include_str!("../../migrations/sqlite/0001_ledger.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_ledger.sql"),
-    mysql: include_str!("../../migrations/mysql/0001_ledger.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "ledger",
+        sqlite: include_str!("../../migrations/sqlite/0001_ledger.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_ledger.sql"),
+        mysql: include_str!("../../migrations/mysql/0001_ledger.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "policy",
+        sqlite: include_str!("../../migrations/sqlite/0002_policy.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_policy.sql"),
+        mysql: include_str!("../../migrations/mysql/0002_policy.sql"),
+    },
+];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// Key of the PostgreSQL advisory lock and name of the MySQL lock.
@@ -94,6 +103,23 @@ pub async fn ensure(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
                 .db("releasing the migration lock");
             applied.and(unlocked.map(|_| ()))
         }
+    }
+}
+
+/// Whether the schema is there and current, without changing anything: for
+/// `reconcile --dry-run`, which must write nothing. `Ok(false)`: no schema yet.
+pub async fn is_current(conn: &mut AnyConnection) -> Result<bool> {
+    match applied_version(conn).await {
+        None => Ok(false),
+        Some(v) if v == LATEST => Ok(true),
+        Some(v) => Err(Error::input(format!(
+            "the database schema is at version {v}; this shipctl expects {LATEST}"
+        ))
+        .hint(if v < LATEST {
+            "run any writing command once (for example `shipctl reconcile`) to migrate it"
+        } else {
+            "upgrade shipctl to the version that migrated this database"
+        })),
     }
 }
 

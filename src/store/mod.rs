@@ -31,8 +31,30 @@ impl Store {
     /// Connects and brings the schema up to date. On an up-to-date database this
     /// costs one query beyond the connection itself.
     pub async fn open(url: &DbUrl) -> Result<Store> {
+        let mut store = Store::connect(url, url.driver_url()).await?;
+        migrate::ensure(&mut store.conn, store.d).await?;
+        Ok(store)
+    }
+
+    /// Opens an existing ledger without creating a file, a table or a row: for
+    /// `reconcile --dry-run`. `None` when there is no ledger yet.
+    pub async fn open_existing(url: &DbUrl) -> Result<Option<Store>> {
+        let driver = match url.sqlite_path() {
+            Some(path) if !path.exists() => return Ok(None),
+            Some(path) => format!("sqlite://{}?mode=ro", path.display()),
+            None => url.driver_url().to_string(),
+        };
+        let mut store = Store::connect(url, &driver).await?;
+        if migrate::is_current(&mut store.conn).await? {
+            Ok(Some(store))
+        } else {
+            Ok(None)
+        }
+    }
+
+    async fn connect(url: &DbUrl, driver: &str) -> Result<Store> {
         sqlx::any::install_default_drivers();
-        let connecting = AnyConnection::connect(url.driver_url());
+        let connecting = AnyConnection::connect(driver);
         let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(connect_error(url, Error::database("", e).message)),
@@ -47,7 +69,6 @@ impl Store {
         session_setup(&mut conn, url.backend)
             .await
             .db("preparing the database session")?;
-        migrate::ensure(&mut conn, d).await?;
         Ok(Store {
             conn,
             d,

@@ -89,6 +89,17 @@ impl DbUrl {
         })
     }
 
+    /// The file of a SQLite URL (`None` for other backends and `:memory:`).
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite {
+            return None;
+        }
+        let rest = self.redacted.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
+    }
+
     pub fn driver_url(&self) -> &str {
         &self.driver
     }

@@ -1,0 +1,504 @@
+//! `reconcile`: make the ledger match the manifests. Reads the actual state,
+//! plans (pure), then applies environment by environment in promotion order,
+//! re-planning each one under its lock so that a concurrent reconciler or
+//! command never makes it plan twice or run two deployments at once.
+
+use super::{Engine, Execution, Outcome, lease};
+use crate::error::{DbContext, Error, Kind, Result};
+use crate::executor::Overrides;
+use crate::manifest::{Desired, EnvSpec};
+use crate::model::{Env, Etat};
+use crate::plan::{self, Action, Actual, ActualEnv, Dep, PinView, Plan, ReleaseStep};
+use crate::store::ledger::{self, Audit, Deployment};
+use crate::store::{Dialect, Store, Tx};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct Reconciled {
+    pub releases_created: Vec<String>,
+    pub environments: Vec<EnvResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnvResult {
+    pub env: Env,
+    pub desired: String,
+    pub live_before: Option<String>,
+    /// What was written besides the execution: recoveries, pins, cancellations, policy.
+    pub steps: Vec<String>,
+    pub outcome: EnvOutcome,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EnvOutcome {
+    InSync,
+    Deployed {
+        execution: Box<Execution>,
+    },
+    Failed {
+        execution: Box<Execution>,
+    },
+    Pinned {
+        pinned_to: String,
+    },
+    Busy {
+        message: String,
+    },
+    Blocked {
+        message: String,
+    },
+    /// Not attempted: an earlier environment failed under --fail-fast, or a signal stopped the run.
+    Skipped {
+        reason: String,
+    },
+}
+
+impl Reconciled {
+    /// 3 when a deployment failed, else 4 when an environment was left blocked,
+    /// else 0.
+    pub fn exit_code(&self) -> i32 {
+        let outcomes = self.environments.iter().map(|e| &e.outcome);
+        if outcomes
+            .clone()
+            .any(|o| matches!(o, EnvOutcome::Failed { .. }))
+        {
+            3
+        } else if outcomes.clone().any(|o| {
+            matches!(
+                o,
+                EnvOutcome::Pinned { .. }
+                    | EnvOutcome::Busy { .. }
+                    | EnvOutcome::Blocked { .. }
+                    | EnvOutcome::Skipped { .. }
+            )
+        }) {
+            4
+        } else {
+            0
+        }
+    }
+
+    pub fn in_sync(&self) -> bool {
+        self.releases_created.is_empty()
+            && self
+                .environments
+                .iter()
+                .all(|e| matches!(e.outcome, EnvOutcome::InSync) && e.steps.is_empty())
+    }
+
+    /// Whether a signal stopped a run: the caller (watch) should stop too.
+    pub fn interrupted(&self) -> bool {
+        self.environments.iter().any(|e| match &e.outcome {
+            EnvOutcome::Failed { execution } => execution.outcome == Outcome::Interrupted,
+            _ => false,
+        })
+    }
+}
+
+/// The actual state of what the manifests manage, from one read transaction.
+pub async fn actual(store: &mut Store, desired: &Desired) -> Result<Actual> {
+    let d = store.d;
+    let mut tx = store.read().await?;
+    let actual = actual_in(&mut tx, d, desired).await?;
+    tx.commit().await.db("closing the read transaction")?;
+    Ok(actual)
+}
+
+async fn actual_in(tx: &mut Tx<'_>, d: Dialect, desired: &Desired) -> Result<Actual> {
+    let versions: Vec<&str> = desired
+        .releases
+        .iter()
+        .map(|r| r.version.as_str())
+        .collect();
+    let releases = ledger::release_tags(tx, d, &versions)
+        .await
+        .db("reading releases")?;
+    let mut envs = std::collections::BTreeMap::new();
+    // Environments come in promotion order and `requires` names an earlier one,
+    // so the upstream entry exists (or is an unmanaged one, created here).
+    for (&env, spec) in &desired.environments {
+        let here = actual_env(tx, d, env).await?;
+        envs.insert(env, here);
+        if let Some(up) = spec.policy.requires
+            && ledger::has_succeeded(tx, d, up, &spec.release)
+                .await
+                .db("checking the required environment")?
+        {
+            envs.entry(up)
+                .or_insert_with(ActualEnv::default)
+                .succeeded
+                .push(spec.release.clone());
+        }
+    }
+    Ok(Actual { releases, envs })
+}
+
+async fn actual_env(tx: &mut Tx<'_>, d: Dialect, env: Env) -> Result<ActualEnv> {
+    let ctx = "reading the environment";
+    let row = ledger::env_row(tx, d, env).await.db(ctx)?;
+    let live = ledger::live(tx, d, row.id).await.db(ctx)?;
+    let in_progress = ledger::in_progress(tx, d, row.id).await.db(ctx)?;
+    let pending = ledger::pending(tx, d, row.id).await.db(ctx)?;
+    Ok(ActualEnv {
+        succeeded: live.iter().map(|l| l.version.clone()).collect(),
+        live: live.as_ref().map(dep),
+        in_progress: in_progress.as_ref().map(dep),
+        pending: pending.iter().map(dep).collect(),
+        pin: row.pin.map(|p| PinView {
+            version: p.version,
+            blocks: p.blocks_version,
+        }),
+        policy: row.policy,
+    })
+}
+
+fn dep(d: &Deployment) -> Dep {
+    Dep {
+        id: d.id,
+        version: d.version.clone(),
+        state: d.state,
+        stale: d.lease_stale,
+    }
+}
+
+/// Refuses a plan whose releases conflict with the ledger: nothing is written.
+pub fn check_conflicts(desired: &Desired, plan: &Plan) -> Result<()> {
+    if let Some(ReleaseStep::Conflict {
+        version,
+        declared_tag,
+        actual_tag,
+    }) = plan.conflicts().next()
+    {
+        let file = desired
+            .release(version)
+            .map(|r| r.file.display().to_string())
+            .unwrap_or_default();
+        return Err(Error::input(format!(
+            "{file}: release {version} is declared with tag {declared_tag}, but the ledger has it \
+             with tag {actual_tag}; releases are immutable"
+        ))
+        .hint(format!(
+            "declare a new version for the new tag, or restore `tag: {actual_tag}` for {version}"
+        )));
+    }
+    Ok(())
+}
+
+impl Engine {
+    pub async fn reconcile(
+        &mut self,
+        desired: &Desired,
+        overrides: &Overrides,
+        fail_fast: bool,
+    ) -> Result<Reconciled> {
+        let first = plan::plan(desired, &actual(&mut self.store, desired).await?);
+        check_conflicts(desired, &first)?;
+        let mut out = Reconciled {
+            releases_created: Vec::new(),
+            environments: Vec::new(),
+        };
+        if !first.has_changes() {
+            // In sync: nothing at all is written (watch runs this every few minutes).
+            for e in &first.environments {
+                out.environments.push(EnvResult {
+                    env: e.env,
+                    desired: e.desired.clone(),
+                    live_before: e.live.clone(),
+                    steps: Vec::new(),
+                    outcome: passive_outcome(&e.action),
+                });
+            }
+            return Ok(out);
+        }
+        out.releases_created = self.create_releases(desired, &first).await?;
+        let mut stop: Option<String> = None;
+        for (&env, spec) in &desired.environments {
+            if stop.is_none() && super::stop_requested() {
+                stop = Some("stopping on a signal".into());
+            }
+            if let Some(reason) = &stop {
+                out.environments.push(EnvResult {
+                    env,
+                    desired: spec.release.clone(),
+                    live_before: None,
+                    steps: Vec::new(),
+                    outcome: EnvOutcome::Skipped {
+                        reason: reason.clone(),
+                    },
+                });
+                continue;
+            }
+            let result = self.reconcile_env(env, spec, overrides).await?;
+            if let EnvOutcome::Failed { execution } = &result.outcome {
+                if execution.outcome == Outcome::Interrupted {
+                    stop = Some("interrupted by a signal".into());
+                } else if fail_fast {
+                    stop = Some(format!("{env} failed and --fail-fast is set"));
+                }
+            }
+            out.environments.push(result);
+        }
+        Ok(out)
+    }
+
+    async fn create_releases(&mut self, desired: &Desired, plan: &Plan) -> Result<Vec<String>> {
+        let creates: Vec<(&String, &String)> = plan
+            .releases
+            .iter()
+            .filter_map(|r| match r {
+                ReleaseStep::Create { version, tag } => Some((version, tag)),
+                ReleaseStep::Conflict { .. } => None,
+            })
+            .collect();
+        if creates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let d = self.store.d;
+        let mut tx = self.store.write().await?;
+        let mut created = Vec::new();
+        for (version, tag) in creates {
+            // Another reconciler may have created it since the plan was made.
+            if let Some(existing) = ledger::release_by_version(&mut tx, d, version)
+                .await
+                .db("looking up the release")?
+            {
+                if existing.tag != *tag {
+                    return Err(Error::input(format!(
+                        "release {version} was just created elsewhere with tag {}, not {tag}",
+                        existing.tag
+                    )));
+                }
+                continue;
+            }
+            let id = ledger::insert_release(&mut tx, d, version, tag)
+                .await
+                .db("creating the release")?;
+            let file = desired
+                .release(version)
+                .map(|r| r.file.display().to_string())
+                .unwrap_or_default();
+            ledger::audit(
+                &mut tx,
+                d,
+                Audit {
+                    deployment: None,
+                    action: "release.created",
+                    before: None,
+                    after: None,
+                    message: format!(
+                        "release {version} (tag {tag}) created with id {id} by reconcile, declared in {file}"
+                    ),
+                    actor: &self.who.actor,
+                },
+            )
+            .await
+            .db("writing the audit log")?;
+            created.push(version.clone());
+        }
+        tx.commit().await.db("committing the releases")?;
+        Ok(created)
+    }
+
+    /// One environment: re-plan under its lock, write the plan's steps, commit,
+    /// then execute through the same claim / run / finish path as `validate`.
+    async fn reconcile_env(
+        &mut self,
+        env: Env,
+        spec: &EnvSpec,
+        overrides: &Overrides,
+    ) -> Result<EnvResult> {
+        let d = self.store.d;
+        let who = self.who.clone();
+        let audit = |deployment, action, before, after, message| Audit {
+            deployment,
+            action,
+            before,
+            after,
+            message,
+            actor: &who.actor,
+        };
+        let row = ledger::env_row(self.store.conn(), d, env)
+            .await
+            .db("reading the environment")?;
+        let mut tx = self.store.write().await?;
+        ledger::lock_env(&mut tx, d, row.id)
+            .await
+            .db("locking the environment")?;
+        let mut steps = Vec::new();
+        if let Some(id) = lease::recover_stale(&mut tx, d, &who, row.id).await? {
+            steps.push(format!("recovered stale deployment {id} as échec"));
+        }
+        let here = actual_env(&mut tx, d, env).await?;
+        let upstream = match spec.policy.requires {
+            Some(up) => Some((
+                up,
+                ledger::has_succeeded(&mut tx, d, up, &spec.release)
+                    .await
+                    .db("checking the required environment")?,
+                false,
+            )),
+            None => None,
+        };
+        let p = plan::plan_env(env, &spec.release, &spec.policy, &here, upstream);
+        let live_before = p.live.clone();
+        let ctx = "applying the plan";
+        if p.update_policy {
+            ledger::set_policy(&mut tx, d, row.id, &spec.policy)
+                .await
+                .db(ctx)?;
+            ledger::audit(
+                &mut tx,
+                d,
+                audit(
+                    None,
+                    "policy.updated",
+                    None,
+                    None,
+                    format!(
+                        "{env}: policy from {}: {}",
+                        spec.file.display(),
+                        serde_json::to_string(&spec.policy).unwrap_or_default()
+                    ),
+                ),
+            )
+            .await
+            .db(ctx)?;
+            steps.push("stored the policy".into());
+        }
+        let passive = match &p.action {
+            Action::Deploy { .. } | Action::InSync => None,
+            other => Some(passive_outcome(other)),
+        };
+        if let Some(outcome) = passive {
+            tx.commit().await.db("committing")?;
+            return Ok(EnvResult {
+                env,
+                desired: spec.release.clone(),
+                live_before,
+                steps,
+                outcome,
+            });
+        }
+        if p.lift_pin && ledger::clear_pin(&mut tx, d, row.id).await.db(ctx)? {
+            ledger::audit(
+                &mut tx,
+                d,
+                audit(
+                    None,
+                    "pin.lifted",
+                    None,
+                    None,
+                    format!(
+                        "{env}: rollback pin lifted: the manifests now declare {}",
+                        spec.release
+                    ),
+                ),
+            )
+            .await
+            .db(ctx)?;
+            steps.push("lifted the rollback pin".into());
+        }
+        for c in &p.cancel {
+            ledger::transition(&mut tx, d, c.id, c.state, Etat::Annule)
+                .await
+                .db(ctx)?;
+            ledger::audit(
+                &mut tx,
+                d,
+                audit(
+                    Some(c.id),
+                    "deployment.superseded",
+                    Some(c.state),
+                    Some(Etat::Annule),
+                    format!(
+                        "{env}: pending deployment of {} cancelled: the manifests declare {}",
+                        c.version, spec.release
+                    ),
+                ),
+            )
+            .await
+            .db(ctx)?;
+            steps.push(format!(
+                "cancelled deployment {} ({}) as superseded",
+                c.id, c.version
+            ));
+        }
+        let deploy_id = match p.action {
+            Action::Deploy {
+                reuse: Some(id), ..
+            } => Some(id),
+            Action::Deploy { reuse: None, .. } => {
+                let release = ledger::release_by_version(&mut tx, d, &spec.release)
+                    .await
+                    .db(ctx)?
+                    .ok_or_else(|| Error::input(format!("release {} vanished", spec.release)))?;
+                let id = ledger::insert_deployment(&mut tx, d, release.id, row.id, None)
+                    .await
+                    .db(ctx)?;
+                ledger::audit(
+                    &mut tx,
+                    d,
+                    audit(
+                        Some(id),
+                        "deployment.planned",
+                        None,
+                        Some(Etat::Planifie),
+                        format!(
+                            "release {} planned for {env} by reconcile ({})",
+                            spec.release,
+                            spec.file.display()
+                        ),
+                    ),
+                )
+                .await
+                .db(ctx)?;
+                Some(id)
+            }
+            _ => None,
+        };
+        tx.commit().await.db("committing the plan")?;
+        let Some(id) = deploy_id else {
+            return Ok(EnvResult {
+                env,
+                desired: spec.release.clone(),
+                live_before,
+                steps,
+                outcome: EnvOutcome::InSync,
+            });
+        };
+        let outcome = match self.validate(id, overrides).await {
+            Ok(execution) if execution.outcome == Outcome::Succeeded => EnvOutcome::Deployed {
+                execution: Box::new(execution),
+            },
+            Ok(execution) => EnvOutcome::Failed {
+                execution: Box::new(execution),
+            },
+            // Another process got there first, or a gate or `requires` holds it.
+            Err(e) if e.kind == Kind::Blocked => EnvOutcome::Blocked { message: e.message },
+            Err(e) => return Err(e),
+        };
+        Ok(EnvResult {
+            env,
+            desired: spec.release.clone(),
+            live_before,
+            steps,
+            outcome,
+        })
+    }
+}
+
+fn passive_outcome(action: &Action) -> EnvOutcome {
+    match action {
+        Action::Pinned { pinned_to } => EnvOutcome::Pinned {
+            pinned_to: pinned_to.clone(),
+        },
+        Action::Busy { running } => EnvOutcome::Busy {
+            message: format!("deployment {} ({}) is running", running.id, running.version),
+        },
+        Action::Blocked { requires } => EnvOutcome::Blocked {
+            message: format!("the release has not succeeded in {requires} (requires)"),
+        },
+        Action::InSync | Action::Deploy { .. } => EnvOutcome::InSync,
+    }
+}
