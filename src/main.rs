@@ -6,7 +6,19 @@ use shipctl::cli::Cli;
 use shipctl::render::Printer;
 
 fn main() {
+    one_malloc_arena();
     std::process::exit(run());
+}
+
+/// sqlx runs SQLite on a worker thread; glibc would give that thread its own
+/// malloc arena and grow it page by page (hundreds of mprotect calls per
+/// `status`). One arena is plenty for a short-lived CLI.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
 }
 
 fn run() -> i32 {

@@ -174,7 +174,7 @@ impl Engine {
                             "pending deployment of {} to {} cancelled by rollback",
                             dep.version, dep.env
                         ),
-                        actor: &self.who.actor,
+                        actor: self.who.actor(),
                     },
                 )
                 .await
@@ -256,7 +256,7 @@ impl Engine {
                             "rollback of deployment {id}: restoring release {} in {}",
                             previous.version, dep.env
                         ),
-                        actor: &self.who.actor,
+                        actor: self.who.actor(),
                     },
                 )
                 .await
@@ -402,7 +402,7 @@ async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> R
                 before: Some(Etat::Planifie),
                 after: Some(Etat::Valide),
                 message: format!("{}: no gates configured for {}", dep.version, dep.env),
-                actor: &who.actor,
+                actor: who.actor(),
             },
         )
         .await
@@ -444,7 +444,7 @@ async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> R
                 who.holder,
                 crate::duration::format(who.lease_ttl)
             ),
-            actor: &who.actor,
+            actor: who.actor(),
         },
     )
     .await
@@ -474,7 +474,7 @@ async fn finish_success(
         before,
         after,
         message,
-        actor: &who.actor,
+        actor: who.actor(),
     };
     ledger::audit(
         tx,
@@ -605,7 +605,7 @@ async fn finish_failure(
                 "attempt {attempts}/{} of {} to {} failed: {why}; {next}",
                 env.max_attempts, dep.version, dep.env
             ),
-            actor: &who.actor,
+            actor: who.actor(),
         },
     )
     .await

@@ -48,7 +48,7 @@ pub async fn recover_stale(
                  (the process crashed or was killed); recovered by {}",
                 who.holder
             ),
-            actor: &who.actor,
+            actor: who.actor(),
         },
     )
     .await

@@ -29,25 +29,33 @@ pub fn stop_requested() -> bool {
 /// Who is acting: the audit log's `acteur`, and the lease holder for runs.
 #[derive(Debug, Clone)]
 pub struct Who {
-    pub actor: String,
+    /// Looked up on first use: read-only commands never pay for a passwd lookup.
+    actor: std::sync::OnceLock<String>,
     pub holder: String,
     pub lease_ttl: Duration,
 }
 
 impl Who {
     pub fn from_process(lease_ttl: Duration) -> Who {
-        let actor = ["SHIPCTL_ACTOR", "USER", "LOGNAME"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-            .or_else(login_name)
-            .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }));
         let nonce: u32 = rand::random();
         let holder = format!("{}:{}:{nonce:08x}", hostname(), std::process::id());
         Who {
-            actor,
+            actor: std::sync::OnceLock::new(),
             holder,
             lease_ttl,
         }
+    }
+
+    /// `$SHIPCTL_ACTOR`, `$USER`, `$LOGNAME`, else the login name of the uid.
+    pub fn actor(&self) -> &str {
+        self.actor.get_or_init(|| {
+            ["SHIPCTL_ACTOR", "USER", "LOGNAME"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+                .or_else(login_name)
+                // SAFETY: getuid cannot fail.
+                .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+        })
     }
 }
 
@@ -143,7 +151,7 @@ impl Engine {
                 before: None,
                 after: None,
                 message: format!("release {version} (tag {tag}) created with id {id}"),
-                actor: &self.who.actor,
+                actor: self.who.actor(),
             },
         )
         .await
@@ -210,7 +218,7 @@ impl Engine {
                 before: None,
                 after: Some(Etat::Planifie),
                 message: format!("release {} planned for {env}", release.version),
-                actor: &self.who.actor,
+                actor: self.who.actor(),
             },
         )
         .await
@@ -224,21 +232,15 @@ impl Engine {
     /// without writing (a stale lease is shown as stale, not recovered).
     pub async fn status(&mut self, envs: &[Env]) -> Result<Vec<EnvStatus>> {
         let d = self.store.d;
+        // One environment is one statement, a snapshot by itself; several share
+        // a read transaction so that they are seen at the same moment.
+        if let [env] = envs {
+            return Ok(vec![env_status(self.store.conn(), d, *env).await?]);
+        }
         let mut tx = self.store.read().await?;
         let mut out = Vec::with_capacity(envs.len());
         for &env in envs {
-            let row = ledger::env_row(&mut tx, d, env)
-                .await
-                .db("reading the environment")?;
-            let ctx = "reading deployments";
-            out.push(EnvStatus {
-                env,
-                live: ledger::live(&mut tx, d, row.id).await.db(ctx)?,
-                in_progress: ledger::in_progress(&mut tx, d, row.id).await.db(ctx)?,
-                pending: ledger::pending(&mut tx, d, row.id).await.db(ctx)?,
-                pin: row.pin,
-                recent: ledger::recent(&mut tx, d, row.id, RECENT).await.db(ctx)?,
-            });
+            out.push(env_status(&mut tx, d, env).await?);
         }
         tx.commit().await.db("closing the read transaction")?;
         Ok(out)
@@ -272,7 +274,7 @@ impl Engine {
                 before: None,
                 after: None,
                 message: format!("{env}: pin on release {} lifted by unpin", pin.version),
-                actor: &self.who.actor,
+                actor: self.who.actor(),
             },
         )
         .await
@@ -286,6 +288,24 @@ impl Engine {
         let d = self.store.d;
         find(self.store.conn(), d, id).await
     }
+}
+
+async fn env_status(
+    c: &mut sqlx::AnyConnection,
+    d: crate::store::Dialect,
+    env: Env,
+) -> Result<EnvStatus> {
+    let o = ledger::overview(c, d, env, RECENT)
+        .await
+        .db("reading the environment")?;
+    Ok(EnvStatus {
+        env,
+        live: o.live,
+        in_progress: o.in_progress,
+        pending: o.pending,
+        pin: o.env.pin,
+        recent: o.recent,
+    })
 }
 
 pub(crate) async fn find(

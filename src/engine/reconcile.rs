@@ -136,15 +136,13 @@ async fn actual_in(tx: &mut Tx<'_>, d: Dialect, desired: &Desired) -> Result<Act
 
 async fn actual_env(tx: &mut Tx<'_>, d: Dialect, env: Env) -> Result<ActualEnv> {
     let ctx = "reading the environment";
-    let row = ledger::env_row(tx, d, env).await.db(ctx)?;
-    let live = ledger::live(tx, d, row.id).await.db(ctx)?;
-    let in_progress = ledger::in_progress(tx, d, row.id).await.db(ctx)?;
-    let pending = ledger::pending(tx, d, row.id).await.db(ctx)?;
+    let o = ledger::overview(tx, d, env, 0).await.db(ctx)?;
+    let row = o.env;
     Ok(ActualEnv {
-        succeeded: live.iter().map(|l| l.version.clone()).collect(),
-        live: live.as_ref().map(dep),
-        in_progress: in_progress.as_ref().map(dep),
-        pending: pending.iter().map(dep).collect(),
+        succeeded: o.live.iter().map(|l| l.version.clone()).collect(),
+        live: o.live.as_ref().map(dep),
+        in_progress: o.in_progress.as_ref().map(dep),
+        pending: o.pending.iter().map(dep).collect(),
         pin: row.pin.map(|p| PinView {
             version: p.version,
             blocks: p.blocks_version,
@@ -289,7 +287,7 @@ impl Engine {
                     message: format!(
                         "release {version} (tag {tag}) created with id {id} by reconcile, declared in {file}"
                     ),
-                    actor: &self.who.actor,
+                    actor: self.who.actor(),
                 },
             )
             .await
@@ -316,7 +314,7 @@ impl Engine {
             before,
             after,
             message,
-            actor: &who.actor,
+            actor: who.actor(),
         };
         let row = ledger::env_row(self.store.conn(), d, env)
             .await

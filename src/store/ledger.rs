@@ -130,17 +130,23 @@ pub async fn insert_release(
 
 // ---------------------------------------------------------------- environments
 
+const ENV_SELECT: &str = "SELECT e.id AS env_row_id, e.max_attempts, e.on_failure, e.pinned_release_id, \
+     p.version AS pinned_version, e.pin_blocks_release_id, b.version AS blocks_version, \
+     {ts:e.pinned_at} AS pinned_at, e.policy \
+     FROM environnements e \
+     LEFT JOIN releases p ON p.id = e.pinned_release_id \
+     LEFT JOIN releases b ON b.id = e.pin_blocks_release_id \
+     WHERE e.nom = ?";
+
 pub async fn env_row(c: &mut AnyConnection, d: Dialect, env: Env) -> Res<EnvRow> {
-    let sql = d.sql(
-        "SELECT e.id, e.max_attempts, e.on_failure, e.pinned_release_id, p.version AS pinned_version, \
-         e.pin_blocks_release_id, b.version AS blocks_version, {ts:e.pinned_at} AS pinned_at, \
-         e.policy \
-         FROM environnements e \
-         LEFT JOIN releases p ON p.id = e.pinned_release_id \
-         LEFT JOIN releases b ON b.id = e.pin_blocks_release_id \
-         WHERE e.nom = ?",
-    );
-    let row = sqlx::query(sql).bind(env.as_str()).fetch_one(c).await?;
+    let row = sqlx::query(d.sql(ENV_SELECT))
+        .bind(env.as_str())
+        .fetch_one(c)
+        .await?;
+    env_from_row(&row, env)
+}
+
+fn env_from_row(row: &AnyRow, env: Env) -> Res<EnvRow> {
     let on_failure: String = row.try_get("on_failure")?;
     let pinned: Option<i64> = row.try_get("pinned_release_id")?;
     let pin = match pinned {
@@ -163,7 +169,7 @@ pub async fn env_row(c: &mut AnyConnection, d: Dialect, env: Env) -> Res<EnvRow>
         None => None,
     };
     Ok(EnvRow {
-        id: row.try_get("id")?,
+        id: row.try_get("env_row_id")?,
         env,
         max_attempts: row.try_get("max_attempts")?,
         on_failure: OnFailure::parse(&on_failure).unwrap_or(OnFailure::Replan),
@@ -395,26 +401,86 @@ pub async fn in_progress(
     Ok(found.pop())
 }
 
+/// Pending deployments, oldest first. Sorted here rather than in SQL: an
+/// `ORDER BY d.id` tempts SQLite into walking the whole history by `(id_env, id)`
+/// instead of seeking the few pending rows by `(id_env, etat)`.
 pub async fn pending(c: &mut AnyConnection, d: Dialect, env_id: i64) -> Res<Vec<Deployment>> {
-    deployments(
+    let mut rows = deployments(
         c,
         d,
-        "WHERE d.id_env = ? AND d.etat IN ('planifié', 'validé') ORDER BY d.id",
+        "WHERE d.id_env = ? AND d.etat IN ('planifié', 'validé')",
         |q| q.bind(env_id),
     )
-    .await
+    .await?;
+    rows.sort_by_key(|r| r.id);
+    Ok(rows)
 }
 
-pub async fn recent(
-    c: &mut AnyConnection,
-    d: Dialect,
-    env_id: i64,
-    limit: i64,
-) -> Res<Vec<Deployment>> {
-    deployments(c, d, "WHERE d.id_env = ? ORDER BY d.id DESC LIMIT ?", |q| {
-        q.bind(env_id).bind(limit)
-    })
-    .await
+/// What `status` shows of one environment.
+pub struct Overview {
+    pub env: EnvRow,
+    pub live: Option<Deployment>,
+    pub in_progress: Option<Deployment>,
+    pub pending: Vec<Deployment>,
+    pub recent: Vec<Deployment>,
+}
+
+/// The environment row with its live, running, pending and `recent` last
+/// deployments, in ONE statement: each part is an index seek, the statement is
+/// its own consistent snapshot on every backend, and one round trip instead of
+/// six keeps `status` close to the cost of the SQL itself.
+pub async fn overview(c: &mut AnyConnection, d: Dialect, env: Env, recent: i64) -> Res<Overview> {
+    let env_id = "(SELECT id FROM environnements WHERE nom = ?)";
+    let part = |kind: &str, tail: &str| {
+        format!("SELECT '{kind}' AS part, y.* FROM ({DEPLOYMENT_SELECT} {tail}) y")
+    };
+    let parts = [
+        part(
+            "live",
+            &format!("WHERE d.id_env = {env_id} AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1"),
+        ),
+        part("running", &format!("WHERE d.id_env = {env_id} AND d.etat = 'en_cours'")),
+        part(
+            "pending",
+            &format!("WHERE d.id_env = {env_id} AND d.etat IN ('planifié', 'validé')"),
+        ),
+        part("recent", &format!("WHERE d.id_env = {env_id} ORDER BY d.id DESC LIMIT ?")),
+    ]
+    .join(" UNION ALL ");
+    let sql = format!("SELECT en.*, x.* FROM ({ENV_SELECT}) en LEFT JOIN ({parts}) x ON 1 = 1");
+    let name = env.as_str();
+    let rows = sqlx::query(d.sql(&sql))
+        .bind(name)
+        .bind(name)
+        .bind(name)
+        .bind(name)
+        .bind(name)
+        .bind(recent)
+        .fetch_all(c)
+        .await?;
+    let first = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    let mut out = Overview {
+        env: env_from_row(first, env)?,
+        live: None,
+        in_progress: None,
+        pending: Vec::new(),
+        recent: Vec::new(),
+    };
+    for row in &rows {
+        let Some(part) = row.try_get::<Option<String>, _>("part")? else {
+            continue; // no deployment at all: the one row is the environment's
+        };
+        let dep = deployment(row)?;
+        match part.as_str() {
+            "live" => out.live = Some(dep),
+            "running" => out.in_progress = Some(dep),
+            "pending" => out.pending.push(dep),
+            _ => out.recent.push(dep),
+        }
+    }
+    out.pending.sort_by_key(|r| r.id);
+    out.recent.sort_by_key(|r| std::cmp::Reverse(r.id));
+    Ok(out)
 }
 
 pub async fn insert_deployment(

@@ -25,6 +25,9 @@ pub struct Store {
     conn: AnyConnection,
     pub d: Dialect,
     url: DbUrl,
+    /// SQLite: whether this connection waits `SQLITE_BUSY_TIMEOUT_MS` for the
+    /// write lock yet. Set before the first write; readers never wait for it.
+    patient: bool,
 }
 
 impl Store {
@@ -32,7 +35,11 @@ impl Store {
     /// costs one query beyond the connection itself.
     pub async fn open(url: &DbUrl) -> Result<Store> {
         let mut store = Store::connect(url, url.driver_url()).await?;
-        migrate::ensure(&mut store.conn, store.d).await?;
+        if !matches!(migrate::is_current(&mut store.conn).await, Ok(true)) {
+            // Migrating is writing: wait for other writers like any writer does.
+            store.be_patient().await?;
+            migrate::ensure(&mut store.conn, store.d).await?;
+        }
         Ok(store)
     }
 
@@ -73,6 +80,7 @@ impl Store {
             conn,
             d,
             url: url.clone(),
+            patient: false,
         })
     }
 
@@ -89,11 +97,25 @@ impl Store {
     /// first statement; on PostgreSQL and MySQL callers lock the environment row
     /// with [`ledger::lock_env`].
     pub async fn write(&mut self) -> Result<Tx<'_>> {
+        self.be_patient().await?;
         let tx = match self.d.begin_write() {
             Some(stmt) => self.conn.begin_with(stmt).await,
             None => self.conn.begin().await,
         };
         tx.db("starting a write transaction")
+    }
+
+    async fn be_patient(&mut self) -> Result<()> {
+        if self.d.0 == Backend::Sqlite && !self.patient {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
+            )))
+            .execute(&mut self.conn)
+            .await
+            .db("setting the busy timeout")?;
+            self.patient = true;
+        }
+        Ok(())
     }
 
     /// A read-only transaction over one consistent snapshot.
@@ -134,10 +156,9 @@ fn connect_error(url: &DbUrl, cause: String) -> Error {
 
 async fn session_setup(conn: &mut AnyConnection, backend: Backend) -> sqlx::Result<()> {
     let setup = match backend {
-        // WAL itself is set once, by the migration; it persists in the file.
-        Backend::Sqlite => {
-            format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;")
-        }
+        // sqlx turns foreign keys on; WAL is set once, by the migration, and
+        // persists in the file; the busy timeout waits for the first write.
+        Backend::Sqlite => return Ok(()),
         Backend::Postgres => return Ok(()),
         // UTC for DATETIME columns, strict inserts, and READ COMMITTED so that a
         // writer that has locked the environment row sees every committed change.
