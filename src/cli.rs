@@ -134,6 +134,25 @@ pub enum Command {
         3 a deployment failed and was rolled back, 4 an environment is busy, pinned or blocked.")]
     Reconcile(ReconcileArgs),
 
+    /// Show the audit log: every state change and failure, who, when and why
+    #[command(after_help = "Examples:\n  \
+        shipctl audit --env prod\n  \
+        shipctl audit --deploy-id 4 --output json\n  \
+        shipctl audit --since 1h\n  \
+        shipctl audit --since 2026-11-23 --limit 500")]
+    Audit {
+        #[arg(long, value_name = "ID")]
+        deploy_id: Option<i64>,
+        #[arg(long, value_enum)]
+        env: Option<Env>,
+        /// A date (2026-11-23), a UTC time (2026-11-23 14:00, or RFC 3339), or a duration ago (1h)
+        #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+        since: Option<String>,
+        /// At most this many rows, the newest ones
+        #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+    },
+
     /// Lift the pin a rollback left on an environment
     #[command(after_help = "Example:\n  shipctl unpin --env prod")]
     Unpin {
@@ -215,6 +234,36 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// `--since` as `YYYY-MM-DD HH:MM:SS` in UTC.
+fn parse_since(s: &str) -> Result<String, String> {
+    use chrono::{NaiveDate, NaiveDateTime, Utc};
+    let t = s.trim();
+    let fmt = |dt: NaiveDateTime| dt.format("%Y-%m-%d %H:%M:%S").to_string();
+    if let Ok(d) = crate::duration::parse(t) {
+        let ago = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
+        return Ok(fmt((Utc::now() - ago).naive_utc()));
+    }
+    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
+        return Ok(fmt(dt.naive_utc()));
+    }
+    for f in [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
+            return Ok(fmt(dt));
+        }
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        return Ok(fmt(d.and_hms_opt(0, 0, 0).unwrap_or_default()));
+    }
+    Err(format!(
+        "{s:?} is not a time; write 2026-11-23, \"2026-11-23 14:00\" (UTC) or a duration ago like 1h"
+    ))
+}
+
 fn parse_interval(s: &str) -> Result<Duration, String> {
     let d = crate::duration::parse(s)?;
     if d < Duration::from_secs(1) {
@@ -233,6 +282,22 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_forms() {
+        assert_eq!(parse_since("2026-11-23").unwrap(), "2026-11-23 00:00:00");
+        assert_eq!(
+            parse_since("2026-11-23 14:05").unwrap(),
+            "2026-11-23 14:05:00"
+        );
+        assert_eq!(
+            parse_since("2026-11-23T14:05:00+02:00").unwrap(),
+            "2026-11-23 12:05:00"
+        );
+        assert!(parse_since("1h").is_ok());
+        assert!(parse_since("yesterday").is_err());
+        assert!(parse_since("2026-13-40").is_err());
+    }
 
     #[test]
     fn cli_is_well_formed() {

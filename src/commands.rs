@@ -10,6 +10,7 @@ use crate::model::Env;
 use crate::plan::{self, Actual};
 use crate::render::{DryRun, ReconcileView};
 use crate::render::{Printer, Style, Text};
+use crate::store::ledger::AuditFilter;
 use crate::store::{DbUrl, Store, url::DEFAULT_URL};
 use serde::Serialize;
 
@@ -98,6 +99,26 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
             };
             printer.emit(&view);
             Ok(view.result.exit_code())
+        }
+        Command::Audit {
+            deploy_id,
+            env,
+            since,
+            limit,
+        } => {
+            if let Some(id) = deploy_id {
+                engine.find(id).await?;
+            }
+            let rows = engine
+                .audit(&AuditFilter {
+                    deployment: deploy_id,
+                    env,
+                    since: since.as_deref(),
+                    limit,
+                })
+                .await?;
+            printer.emit(&rows);
+            Ok(0)
         }
         Command::Unpin { env } => {
             printer.emit(&engine.unpin(env).await?);

@@ -167,6 +167,7 @@ impl Engine {
                     d,
                     Audit {
                         deployment: Some(id),
+                        env: None,
                         action: "deployment.cancelled",
                         before: Some(dep.state),
                         after: Some(Etat::Annule),
@@ -249,6 +250,7 @@ impl Engine {
                     d,
                     Audit {
                         deployment: Some(rid),
+                        env: None,
                         action: "deployment.planned",
                         before: None,
                         after: Some(Etat::Planifie),
@@ -398,6 +400,7 @@ async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> R
             d,
             Audit {
                 deployment: Some(dep.id),
+                env: None,
                 action: "deployment.validated",
                 before: Some(Etat::Planifie),
                 after: Some(Etat::Valide),
@@ -433,6 +436,7 @@ async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> R
         d,
         Audit {
             deployment: Some(dep.id),
+            env: None,
             action: "deployment.started",
             before: Some(Etat::Valide),
             after: Some(Etat::EnCours),
@@ -470,6 +474,7 @@ async fn finish_success(
     }
     let audit = |deployment, action, before, after, message| Audit {
         deployment: Some(deployment),
+        env: None,
         action,
         before,
         after,
@@ -598,6 +603,7 @@ async fn finish_failure(
         d,
         Audit {
             deployment: Some(dep.id),
+            env: None,
             action: "deployment.failed",
             before: Some(Etat::EnCours),
             after: Some(to),

@@ -40,6 +40,7 @@ pub async fn recover_stale(
         d,
         Audit {
             deployment: Some(dep.id),
+            env: None,
             action: "lease.expired",
             before: Some(Etat::EnCours),
             after: Some(Etat::Echec),

@@ -147,6 +147,7 @@ impl Engine {
             d,
             Audit {
                 deployment: None,
+                env: None,
                 action: "release.created",
                 before: None,
                 after: None,
@@ -214,6 +215,7 @@ impl Engine {
             d,
             Audit {
                 deployment: Some(id),
+                env: None,
                 action: "deployment.planned",
                 before: None,
                 after: Some(Etat::Planifie),
@@ -270,6 +272,7 @@ impl Engine {
             d,
             Audit {
                 deployment: None,
+                env: Some(env),
                 action: "pin.lifted",
                 before: None,
                 after: None,
@@ -281,6 +284,16 @@ impl Engine {
         .db("writing the audit log")?;
         tx.commit().await.db("committing")?;
         Ok(Unpinned { env, pin })
+    }
+
+    pub async fn audit(
+        &mut self,
+        filter: &ledger::AuditFilter<'_>,
+    ) -> Result<Vec<ledger::AuditRow>> {
+        let d = self.store.d;
+        ledger::audit_rows(self.store.conn(), d, filter)
+            .await
+            .db("reading the audit log")
     }
 
     /// A deployment by id, or the clear "does not exist" error.

@@ -281,6 +281,7 @@ impl Engine {
                 d,
                 Audit {
                     deployment: None,
+                    env: None,
                     action: "release.created",
                     before: None,
                     after: None,
@@ -310,6 +311,7 @@ impl Engine {
         let who = self.who.clone();
         let audit = |deployment, action, before, after, message| Audit {
             deployment,
+            env: Some(env),
             action,
             before,
             after,

@@ -3,7 +3,7 @@
 use super::Style;
 use crate::engine::{EnvStatus, Execution, Outcome, RollbackReport, Unpinned};
 use crate::model::Etat;
-use crate::store::ledger::{Deployment, Release};
+use crate::store::ledger::{AuditRow, Deployment, Release};
 
 pub trait Text {
     fn text(&self, s: &Style) -> String;
@@ -291,6 +291,54 @@ impl Text for Unpinned {
         format!(
             "Lifted the pin on {} (it held the environment on release {})",
             self.env, self.pin.version
+        )
+    }
+}
+
+impl Text for Vec<AuditRow> {
+    fn text(&self, s: &Style) -> String {
+        if self.is_empty() {
+            return "No audit rows match.".into();
+        }
+        let rows: Vec<_> = self
+            .iter()
+            .map(|a| {
+                let change = match (&a.before, &a.after) {
+                    (None, None) => String::new(),
+                    (b, after) => format!(
+                        "{} → {}",
+                        b.as_deref().unwrap_or("·"),
+                        after.as_deref().unwrap_or("·")
+                    ),
+                };
+                vec![
+                    plain(&a.date),
+                    plain(
+                        a.deployment
+                            .map(|d| d.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                    ),
+                    plain(a.env.as_deref().unwrap_or("-")),
+                    plain(&a.action),
+                    plain(change),
+                    plain(&a.actor),
+                    plain(&a.message),
+                ]
+            })
+            .collect();
+        table(
+            s,
+            &[
+                "DATE (UTC)",
+                "DEPLOY",
+                "ENV",
+                "ACTION",
+                "CHANGE",
+                "ACTOR",
+                "MESSAGE",
+            ],
+            &rows,
+            "",
         )
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! - `{now}`: the database clock;
 //! - `{now+ms}`: the database clock plus a number of milliseconds bound as `?`;
-//! - `{ts:EXPR}`: EXPR rendered as `YYYY-MM-DD HH:MM:SS` text in UTC.
+//! - `{ts:EXPR}`: EXPR rendered as `YYYY-MM-DD HH:MM:SS` text in UTC;
+//! - `{ts_param}`: a `?` bound as `YYYY-MM-DD HH:MM:SS` text (UTC), as a timestamp.
 
 use super::url::Backend;
 use sqlx::AssertSqlSafe;
@@ -47,6 +48,9 @@ impl Dialect {
             }
             ("now+ms", Backend::Postgres) => "(now() + ? * interval '1 millisecond')".into(),
             ("now+ms", Backend::MySql) => "DATE_ADD(NOW(6), INTERVAL ? * 1000 MICROSECOND)".into(),
+            ("ts_param", Backend::Sqlite) => "?".into(),
+            ("ts_param", Backend::Postgres) => "CAST(? AS TIMESTAMP) AT TIME ZONE 'UTC'".into(),
+            ("ts_param", Backend::MySql) => "CAST(? AS DATETIME(6))".into(),
             (t, backend) => match t.strip_prefix("ts:") {
                 Some(expr) => match backend {
                     Backend::Sqlite => format!("substr({expr}, 1, 19)"),

@@ -70,6 +70,8 @@ pub struct Deployment {
 /// One row of `audit_logs`, as written.
 pub struct Audit<'a> {
     pub deployment: Option<i64>,
+    /// For events about no deployment; a deployment's row takes its environment.
+    pub env: Option<Env>,
     pub action: &'a str,
     pub before: Option<Etat>,
     pub after: Option<Etat>,
@@ -580,9 +582,13 @@ pub async fn finish(c: &mut AnyConnection, d: Dialect, id: i64, token: i64, to: 
 
 pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
     sqlx::query(d.sql(
-        "INSERT INTO audit_logs (id_deploiement, action, etat_avant, etat_apres, message, acteur, date_log) \
-         VALUES (?, ?, ?, ?, ?, ?, {now})",
+        "INSERT INTO audit_logs (id_deploiement, id_env, action, etat_avant, etat_apres, message, acteur, date_log) \
+         VALUES (?, COALESCE((SELECT id FROM environnements WHERE nom = ?), \
+                             (SELECT id_env FROM deploiements WHERE id = ?)), \
+                 ?, ?, ?, ?, ?, {now})",
     ))
+    .bind(a.deployment)
+    .bind(a.env.map(Env::as_str))
     .bind(a.deployment)
     .bind(a.action.to_string())
     .bind(a.before.map(Etat::as_str))
@@ -592,6 +598,84 @@ pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
     .execute(c)
     .await
     .map(|_| ())
+}
+
+/// One row of `audit_logs`, as read.
+#[derive(Debug, Serialize)]
+pub struct AuditRow {
+    pub id: i64,
+    pub deployment: Option<i64>,
+    pub env: Option<String>,
+    pub action: String,
+    #[serde(rename = "etat_avant")]
+    pub before: Option<String>,
+    #[serde(rename = "etat_apres")]
+    pub after: Option<String>,
+    pub message: String,
+    #[serde(rename = "acteur")]
+    pub actor: String,
+    #[serde(rename = "date_log")]
+    pub date: String,
+}
+
+pub struct AuditFilter<'a> {
+    pub deployment: Option<i64>,
+    pub env: Option<Env>,
+    /// `YYYY-MM-DD HH:MM:SS`, UTC.
+    pub since: Option<&'a str>,
+    pub limit: i64,
+}
+
+/// The newest `limit` rows matching the filter, oldest first.
+pub async fn audit_rows(
+    c: &mut AnyConnection,
+    d: Dialect,
+    f: &AuditFilter<'_>,
+) -> Res<Vec<AuditRow>> {
+    let mut sql = String::from(
+        "SELECT a.id, a.id_deploiement, e.nom, a.action, a.etat_avant, a.etat_apres, a.message, \
+         a.acteur, {ts:a.date_log} AS date_log \
+         FROM audit_logs a LEFT JOIN environnements e ON e.id = a.id_env WHERE 1 = 1",
+    );
+    if f.deployment.is_some() {
+        sql.push_str(" AND a.id_deploiement = ?");
+    }
+    if f.env.is_some() {
+        sql.push_str(" AND a.id_env = (SELECT id FROM environnements WHERE nom = ?)");
+    }
+    if f.since.is_some() {
+        sql.push_str(" AND a.date_log >= {ts_param}");
+    }
+    sql.push_str(" ORDER BY a.id DESC LIMIT ?");
+    let mut q = sqlx::query(d.sql(&sql));
+    if let Some(id) = f.deployment {
+        q = q.bind(id);
+    }
+    if let Some(env) = f.env {
+        q = q.bind(env.as_str());
+    }
+    if let Some(since) = f.since {
+        q = q.bind(since.to_string());
+    }
+    let rows = q.bind(f.limit).fetch_all(c).await?;
+    let mut out = rows
+        .iter()
+        .map(|r| {
+            Ok(AuditRow {
+                id: r.try_get("id")?,
+                deployment: r.try_get("id_deploiement")?,
+                env: r.try_get("nom")?,
+                action: r.try_get("action")?,
+                before: r.try_get("etat_avant")?,
+                after: r.try_get("etat_apres")?,
+                message: r.try_get("message")?,
+                actor: r.try_get("acteur")?,
+                date: r.try_get("date_log")?,
+            })
+        })
+        .collect::<Res<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
 }
 
 // ---------------------------------------------------------------- helpers

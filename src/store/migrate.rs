@@ -29,6 +29,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0002_policy.sql"),
         mysql: include_str!("../../migrations/mysql/0002_policy.sql"),
     },
+    Migration {
+        version: 3,
+        name: "audit_env",
+        sqlite: include_str!("../../migrations/sqlite/0003_audit_env.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_audit_env.sql"),
+        mysql: include_str!("../../migrations/mysql/0003_audit_env.sql"),
+    },
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
