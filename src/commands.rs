@@ -45,8 +45,19 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
     }
     let store = Store::open(&url).await?;
     let mut engine = Engine::new(store, Who::from_process(cli.lease_ttl));
+    let result = execute(cli.command, desired, &mut engine, printer).await;
+    // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean goodbye.
+    engine.store.close().await;
+    result
+}
 
-    match cli.command {
+async fn execute(
+    command: Command,
+    desired: Option<Desired>,
+    engine: &mut Engine,
+    printer: &Printer,
+) -> Result<i32> {
+    match command {
         Command::Release(args) => {
             if let (Some(version), Some(tag)) = (args.create, args.tag) {
                 printer.emit(&engine.create_release(&version, &tag).await?);
@@ -86,7 +97,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
         }
         Command::Check { .. } => unreachable!("handled before the database is opened"),
         Command::Reconcile(a) if a.watch => {
-            crate::watch::run(&mut engine, &a, &overrides(&a.sim), printer).await
+            crate::watch::run(engine, &a, &overrides(&a.sim), printer).await
         }
         Command::Reconcile(a) => {
             let desired = desired.unwrap_or_else(|| unreachable!("loaded above"));

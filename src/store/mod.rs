@@ -84,6 +84,10 @@ impl Store {
         })
     }
 
+    pub async fn close(self) {
+        let _ = self.conn.close().await;
+    }
+
     pub fn url(&self) -> &DbUrl {
         &self.url
     }
