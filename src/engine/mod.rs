@@ -132,31 +132,7 @@ impl Engine {
         {
             return Err(duplicate_version(&existing));
         }
-        let id = match ledger::insert_release(&mut tx, d, version, tag).await {
-            Ok(id) => id,
-            Err(e) if is_unique_violation(&e) => {
-                return Err(Error::input(format!(
-                    "release {version} already exists (created by another process just now)"
-                ))
-                .hint("versions are unique: pick a new version"));
-            }
-            Err(e) => return Err(Error::database("creating the release", e)),
-        };
-        ledger::audit(
-            &mut tx,
-            d,
-            Audit {
-                deployment: None,
-                env: None,
-                action: "release.created",
-                before: None,
-                after: None,
-                message: format!("release {version} (tag {tag}) created with id {id}"),
-                actor: self.who.actor(),
-            },
-        )
-        .await
-        .db("writing the audit log")?;
+        let id = create_release_in(&mut tx, d, &self.who, version, tag, "").await?;
         let release = ledger::release_by_id(&mut tx, d, id)
             .await
             .db("reading the new release")?
@@ -319,6 +295,44 @@ async fn env_status(
         pin: o.env.pin,
         recent: o.recent,
     })
+}
+
+/// Inserts a release and its audit row in the caller's transaction. `origin`
+/// ends the audit message (", declared in manifests/x.yaml").
+pub(crate) async fn create_release_in(
+    tx: &mut Tx<'_>,
+    d: crate::store::Dialect,
+    who: &Who,
+    version: &str,
+    tag: &str,
+    origin: &str,
+) -> Result<i64> {
+    let id = match ledger::insert_release(tx, d, version, tag).await {
+        Ok(id) => id,
+        Err(e) if is_unique_violation(&e) => {
+            return Err(Error::input(format!(
+                "release {version} already exists (created by another process just now)"
+            ))
+            .hint("versions are unique: pick a new version"));
+        }
+        Err(e) => return Err(Error::database("creating the release", e)),
+    };
+    ledger::audit(
+        tx,
+        d,
+        Audit {
+            deployment: None,
+            env: None,
+            action: "release.created",
+            before: None,
+            after: None,
+            message: format!("release {version} (tag {tag}) created with id {id}{origin}"),
+            actor: who.actor(),
+        },
+    )
+    .await
+    .db("writing the audit log")?;
+    Ok(id)
 }
 
 pub(crate) async fn find(

@@ -269,30 +269,12 @@ impl Engine {
                 }
                 continue;
             }
-            let id = ledger::insert_release(&mut tx, d, version, tag)
-                .await
-                .db("creating the release")?;
             let file = desired
                 .release(version)
                 .map(|r| r.file.display().to_string())
                 .unwrap_or_default();
-            ledger::audit(
-                &mut tx,
-                d,
-                Audit {
-                    deployment: None,
-                    env: None,
-                    action: "release.created",
-                    before: None,
-                    after: None,
-                    message: format!(
-                        "release {version} (tag {tag}) created with id {id} by reconcile, declared in {file}"
-                    ),
-                    actor: self.who.actor(),
-                },
-            )
-            .await
-            .db("writing the audit log")?;
+            let origin = format!(" by reconcile, declared in {file}");
+            super::create_release_in(&mut tx, d, &self.who, version, tag, &origin).await?;
             created.push(version.clone());
         }
         tx.commit().await.db("committing the releases")?;
