@@ -108,7 +108,7 @@ pub struct Unpinned {
 }
 
 /// How many deployments `status` lists as recent history.
-pub const RECENT: i64 = 10;
+pub const RECENT: u32 = 10;
 
 impl Engine {
     pub fn new(store: Store, who: Who) -> Engine {

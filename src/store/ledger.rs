@@ -431,35 +431,37 @@ pub struct Overview {
 /// deployments, in ONE statement: each part is an index seek, the statement is
 /// its own consistent snapshot on every backend, and one round trip instead of
 /// six keeps `status` close to the cost of the SQL itself.
-pub async fn overview(c: &mut AnyConnection, d: Dialect, env: Env, recent: i64) -> Res<Overview> {
-    let env_id = "(SELECT id FROM environnements WHERE nom = ?)";
+pub async fn overview(c: &mut AnyConnection, d: Dialect, env: Env, recent: u32) -> Res<Overview> {
+    // No bound parameters: SQLite re-prepares a statement whose plan may depend
+    // on its parameters, and preparing this one is most of what `status` costs.
+    // Both values are safe to inline: a closed set of names, and a number.
+    let name = env.as_str();
+    let env_id = format!("(SELECT id FROM environnements WHERE nom = '{name}')");
     let part = |kind: &str, tail: &str| {
-        format!("SELECT '{kind}' AS part, y.* FROM ({DEPLOYMENT_SELECT} {tail}) y")
+        format!(
+            "SELECT '{kind}' AS part, y.* FROM (SELECT d.id, d.id_release, r.version, r.tag_git, \
+             '{name}' AS nom, d.id_env, d.etat, {{ts:d.date_deploiement}} AS date_deploiement, \
+             d.attempts, d.fencing_token, d.lease_holder, \
+             {{ts:d.lease_expires_at}} AS lease_expires_at, \
+             CASE WHEN d.etat = 'en_cours' AND d.lease_expires_at < {{now}} THEN 1 ELSE 0 END AS lease_stale, \
+             d.restores_id \
+             FROM deploiements d JOIN releases r ON r.id = d.id_release \
+             WHERE d.id_env = {env_id} {tail}) y"
+        )
     };
     let parts = [
         part(
             "live",
-            &format!("WHERE d.id_env = {env_id} AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1"),
+            "AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1",
         ),
-        part("running", &format!("WHERE d.id_env = {env_id} AND d.etat = 'en_cours'")),
-        part(
-            "pending",
-            &format!("WHERE d.id_env = {env_id} AND d.etat IN ('planifié', 'validé')"),
-        ),
-        part("recent", &format!("WHERE d.id_env = {env_id} ORDER BY d.id DESC LIMIT ?")),
+        part("running", "AND d.etat = 'en_cours'"),
+        part("pending", "AND d.etat IN ('planifié', 'validé')"),
+        part("recent", &format!("ORDER BY d.id DESC LIMIT {recent}")),
     ]
     .join(" UNION ALL ");
-    let sql = format!("SELECT en.*, x.* FROM ({ENV_SELECT}) en LEFT JOIN ({parts}) x ON 1 = 1");
-    let name = env.as_str();
-    let rows = sqlx::query(d.sql(&sql))
-        .bind(name)
-        .bind(name)
-        .bind(name)
-        .bind(name)
-        .bind(name)
-        .bind(recent)
-        .fetch_all(c)
-        .await?;
+    let env_select = ENV_SELECT.replace("e.nom = ?", &format!("e.nom = '{name}'"));
+    let sql = format!("SELECT en.*, x.* FROM ({env_select}) en LEFT JOIN ({parts}) x ON 1 = 1");
+    let rows = sqlx::query(d.sql(&sql)).fetch_all(c).await?;
     let first = rows.first().ok_or(sqlx::Error::RowNotFound)?;
     let mut out = Overview {
         env: env_from_row(first, env)?,
