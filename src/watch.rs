@@ -43,8 +43,15 @@ pub async fn run(
     // Watch before the first load, so that no change is missed in between.
     let mut watcher: Box<dyn Watcher> = if a.poll {
         Box::new(
-            PollWatcher::new(handler, Config::default().with_poll_interval(POLL_EVERY))
-                .map_err(cannot_watch)?,
+            // Contents, not only times: a save within the same second as the last
+            // one keeps the modification time the poller saw.
+            PollWatcher::new(
+                handler,
+                Config::default()
+                    .with_poll_interval(POLL_EVERY)
+                    .with_compare_contents(true),
+            )
+            .map_err(cannot_watch)?,
         )
     } else {
         Box::new(notify::recommended_watcher(handler).map_err(cannot_watch)?)

@@ -4,7 +4,7 @@
 
 use super::{Engine, Who, lease, load};
 use crate::error::{DbContext, Error, Result};
-use crate::executor::{Executor, Overrides};
+use crate::executor::{Executor, Job, Overrides, command};
 use crate::model::{Etat, OnFailure};
 use crate::store::ledger::{self, Audit, Deployment, EnvRow};
 use crate::store::{Dialect, Store, Tx};
@@ -87,10 +87,25 @@ struct Claimed {
     recovered: Option<i64>,
     /// For a restore: the live deployment it rolls back.
     restores: Option<Deployment>,
+    /// What was live when the run started: what a failed run restores.
+    previous: Option<Deployment>,
+}
+
+impl Claimed {
+    fn job(&self) -> Job {
+        Job {
+            version: self.dep.version.clone(),
+            tag: self.dep.tag.clone(),
+            env: self.dep.env.as_str().to_string(),
+            deploy_id: self.dep.id,
+            previous_version: self.previous.as_ref().map(|p| p.version.clone()),
+        }
+    }
 }
 
 enum RunEnd {
-    Done(Outcome, Option<String>),
+    /// How it ended, the error if it failed, and the output worth keeping.
+    Done(Outcome, Option<String>, String),
     LeaseLost,
 }
 
@@ -125,6 +140,9 @@ impl Engine {
             tx.commit().await.db("committing")?;
             return Err(refusal);
         }
+        let previous = ledger::live(&mut tx, d, env.id)
+            .await
+            .db("reading the live release")?;
         let token = claim_in(&mut tx, d, &self.who, &dep).await?;
         let dep = load(&mut tx, d, id).await?;
         tx.commit().await.db("committing the claim")?;
@@ -134,6 +152,7 @@ impl Engine {
             token,
             recovered,
             restores: None,
+            previous,
         };
         self.run_and_finish(&env, claimed, &exec, &mut signals)
             .await
@@ -271,6 +290,7 @@ impl Engine {
                     dep: restore,
                     token,
                     recovered,
+                    previous: Some(dep.clone()),
                     restores: Some(dep),
                 };
                 let execution = self
@@ -290,8 +310,8 @@ impl Engine {
     ) -> Result<Execution> {
         let started = Instant::now();
         let end = supervise(&mut self.store, &self.who, &claimed, exec, signals).await;
-        let (outcome, error) = match end {
-            RunEnd::Done(outcome, error) => (outcome, error),
+        let (outcome, error, output) = match end {
+            RunEnd::Done(outcome, error, output) => (outcome, error, output),
             RunEnd::LeaseLost => {
                 return Err(Error::failed(format!(
                     "deployment {} lost its lease while running: another process recovered it \
@@ -303,17 +323,64 @@ impl Engine {
                 ));
             }
         };
+        // A failed run of a real command: its rollback command restores what was
+        // live (outside any transaction, like the run). Not after a signal: the
+        // process was asked to stop, promptly.
+        let restored = match (&outcome, exec.rollback(), &claimed.previous) {
+            (Outcome::Failed, Some((argv, timeout)), Some(prev)) => {
+                let job = Job {
+                    version: prev.version.clone(),
+                    tag: prev.tag.clone(),
+                    env: prev.env.as_str().to_string(),
+                    deploy_id: claimed.dep.id,
+                    previous_version: Some(claimed.dep.version.clone()),
+                };
+                Some(match command::run(argv, &job, timeout, true).await {
+                    Ok(out) => (
+                        true,
+                        format!("rollback command restored {}{}", prev.version, kept(&out)),
+                    ),
+                    Err(e) => (
+                        false,
+                        format!("rollback command for {} failed: {e}", prev.version),
+                    ),
+                })
+            }
+            _ => None,
+        };
         let d = self.store.d;
         let mut tx = self.store.write().await?;
         ledger::lock_env(&mut tx, d, env.id)
             .await
             .db("locking the environment")?;
         let dep = &claimed.dep;
+        if let Some((ok, message)) = &restored {
+            ledger::audit(
+                &mut tx,
+                d,
+                Audit {
+                    deployment: Some(dep.id),
+                    env: None,
+                    action: if *ok {
+                        "rollback_command.succeeded"
+                    } else {
+                        "rollback_command.failed"
+                    },
+                    before: None,
+                    after: None,
+                    message: message.clone(),
+                    actor: self.who.actor(),
+                },
+            )
+            .await
+            .db("writing the audit log")?;
+        }
         let elapsed =
             crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
         let finished = match outcome {
             Outcome::Succeeded => {
-                finish_success(&mut tx, d, &self.who, env, &claimed, &elapsed).await?
+                let ran = format!("{elapsed}{}", kept(&output));
+                finish_success(&mut tx, d, &self.who, env, &claimed, &ran).await?
             }
             Outcome::Failed | Outcome::Interrupted => {
                 let why = error.clone().unwrap_or_default();
@@ -361,14 +428,15 @@ async fn supervise(
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_beat = Instant::now();
-    let run = exec.run();
+    let job = claimed.job();
+    let run = exec.run(&job);
     tokio::pin!(run);
     loop {
         tokio::select! {
             result = &mut run => {
                 return match result {
-                    Ok(()) => RunEnd::Done(Outcome::Succeeded, None),
-                    Err(e) => RunEnd::Done(Outcome::Failed, Some(e)),
+                    Ok(output) => RunEnd::Done(Outcome::Succeeded, None, output),
+                    Err(e) => RunEnd::Done(Outcome::Failed, Some(e), String::new()),
                 };
             }
             _ = beat.tick() => {
@@ -385,6 +453,7 @@ async fn supervise(
                 return RunEnd::Done(
                     Outcome::Interrupted,
                     Some(format!("interrupted by {name}; the run was stopped")),
+                    String::new(),
                 );
             }
         }
@@ -490,7 +559,7 @@ async fn finish_success(
             Some(Etat::EnCours),
             Some(Etat::Reussi),
             format!(
-                "release {} is live in {} (ran {elapsed})",
+                "release {} is live in {}, ran {elapsed}",
                 dep.version, dep.env
             ),
         ),
@@ -617,6 +686,16 @@ async fn finish_failure(
     .await
     .db(ctx)?;
     Ok(true)
+}
+
+/// "; output: ..." for an audit message, or nothing when there was none.
+fn kept(output: &str) -> String {
+    let t = output.trim();
+    if t.is_empty() {
+        String::new()
+    } else {
+        format!("; output:\n{t}")
+    }
 }
 
 /// Refuses to start a run once a signal asked the process to stop.

@@ -132,7 +132,12 @@ impl Engine {
         {
             return Err(duplicate_version(&existing));
         }
-        let id = create_release_in(&mut tx, d, &self.who, version, tag, "").await?;
+        let Some(id) = create_release_in(&mut tx, d, &self.who, version, tag, "").await? else {
+            return Err(Error::input(format!(
+                "release {version} already exists (created by another process just now)"
+            ))
+            .hint("versions are unique: pick a new version"));
+        };
         let release = ledger::release_by_id(&mut tx, d, id)
             .await
             .db("reading the new release")?
@@ -298,7 +303,9 @@ async fn env_status(
 }
 
 /// Inserts a release and its audit row in the caller's transaction. `origin`
-/// ends the audit message (", declared in manifests/x.yaml").
+/// ends the audit message (", declared in manifests/x.yaml"). `None`: another
+/// process created the version first. The insert runs in a savepoint, because on
+/// PostgreSQL a failed statement would otherwise abort the whole transaction.
 pub(crate) async fn create_release_in(
     tx: &mut Tx<'_>,
     d: crate::store::Dialect,
@@ -306,17 +313,19 @@ pub(crate) async fn create_release_in(
     version: &str,
     tag: &str,
     origin: &str,
-) -> Result<i64> {
-    let id = match ledger::insert_release(tx, d, version, tag).await {
+) -> Result<Option<i64>> {
+    let mut savepoint = sqlx::Connection::begin(&mut **tx)
+        .await
+        .db("creating the release")?;
+    let id = match ledger::insert_release(&mut savepoint, d, version, tag).await {
         Ok(id) => id,
         Err(e) if is_unique_violation(&e) => {
-            return Err(Error::input(format!(
-                "release {version} already exists (created by another process just now)"
-            ))
-            .hint("versions are unique: pick a new version"));
+            savepoint.rollback().await.db("creating the release")?;
+            return Ok(None);
         }
         Err(e) => return Err(Error::database("creating the release", e)),
     };
+    savepoint.commit().await.db("creating the release")?;
     ledger::audit(
         tx,
         d,
@@ -332,7 +341,7 @@ pub(crate) async fn create_release_in(
     )
     .await
     .db("writing the audit log")?;
-    Ok(id)
+    Ok(Some(id))
 }
 
 pub(crate) async fn find(

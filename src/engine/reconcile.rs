@@ -256,26 +256,31 @@ impl Engine {
         let mut tx = self.store.write().await?;
         let mut created = Vec::new();
         for (version, tag) in creates {
-            // Another reconciler may have created it since the plan was made.
-            if let Some(existing) = ledger::release_by_version(&mut tx, d, version)
-                .await
-                .db("looking up the release")?
-            {
-                if existing.tag != *tag {
-                    return Err(Error::input(format!(
-                        "release {version} was just created elsewhere with tag {}, not {tag}",
-                        existing.tag
-                    )));
-                }
-                continue;
-            }
             let file = desired
                 .release(version)
                 .map(|r| r.file.display().to_string())
                 .unwrap_or_default();
             let origin = format!(" by reconcile, declared in {file}");
-            super::create_release_in(&mut tx, d, &self.who, version, tag, &origin).await?;
-            created.push(version.clone());
+            if super::create_release_in(&mut tx, d, &self.who, version, tag, &origin)
+                .await?
+                .is_some()
+            {
+                created.push(version.clone());
+                continue;
+            }
+            // Another reconciler created it since the plan was made: fine if it agrees.
+            let existing = ledger::release_by_version(&mut tx, d, version)
+                .await
+                .db("looking up the release")?;
+            if let Some(existing) = existing
+                && existing.tag != *tag
+            {
+                return Err(Error::input(format!(
+                    "{file}: release {version} was just created elsewhere with tag {}, not {tag}; \
+                     releases are immutable",
+                    existing.tag
+                )));
+            }
         }
         tx.commit().await.db("committing the releases")?;
         Ok(created)
@@ -456,8 +461,21 @@ impl Engine {
             Ok(execution) => EnvOutcome::Failed {
                 execution: Box::new(execution),
             },
-            // Another process got there first, or a gate or `requires` holds it.
-            Err(e) if e.kind == Kind::Blocked => EnvOutcome::Blocked { message: e.message },
+            // Another process got there first (it runs or has run this deployment),
+            // or a gate or `requires` holds it: not an error of this run.
+            Err(e) if matches!(e.kind, Kind::Blocked | Kind::Input) => {
+                let live = ledger::live(self.store.conn(), d, row.id)
+                    .await
+                    .db("reading the live release")?;
+                if live.is_some_and(|l| l.version == spec.release) {
+                    steps.push(format!("deployment {id} was run by another process"));
+                    EnvOutcome::InSync
+                } else if e.kind == Kind::Blocked {
+                    EnvOutcome::Blocked { message: e.message }
+                } else {
+                    EnvOutcome::Busy { message: e.message }
+                }
+            }
             Err(e) => return Err(e),
         };
         Ok(EnvResult {

@@ -2,6 +2,10 @@
 //! given rate). The engine drops the future to stop a run, so an executor must
 //! stop its work when dropped.
 
+pub mod command;
+
+pub use command::{Job, Ran};
+
 use crate::manifest::schema::ExecutorSpec;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
@@ -47,6 +51,16 @@ impl Overrides {
 #[serde(rename_all = "lowercase")]
 pub enum Executor {
     Simulate(Simulation),
+    Command(CommandRun),
+}
+
+/// A real deploy script, from the environment's `executor: command:`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommandRun {
+    pub run: Vec<String>,
+    pub rollback: Option<Vec<String>>,
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub timeout: Option<Duration>,
 }
 
 impl Executor {
@@ -69,11 +83,11 @@ impl Executor {
             Some(ExecutorSpec {
                 command: Some(c), ..
             }) if !o.given() => {
-                return Err(format!(
-                    "the environment's executor is the command {:?}, and command executors are \
-                     not supported by this version of shipctl yet",
-                    c.run
-                ));
+                return Ok(Executor::Command(CommandRun {
+                    run: c.run.clone(),
+                    rollback: c.rollback.clone(),
+                    timeout: c.timeout.map(|t| t.0),
+                }));
             }
             _ => {}
         }
@@ -87,10 +101,24 @@ impl Executor {
         Ok(Executor::Simulate(sim))
     }
 
-    /// Runs the deployment; `Err` carries what went wrong, for the audit log.
-    pub async fn run(&self) -> Result<(), String> {
+    /// Runs the deployment. `Ok` carries the output worth keeping, `Err` what
+    /// went wrong; both end up in the audit log.
+    pub async fn run(&self, job: &Job) -> Ran {
         match self {
-            Executor::Simulate(sim) => sim.run().await,
+            Executor::Simulate(sim) => sim.run().await.map(|()| String::new()),
+            Executor::Command(c) => command::run(&c.run, job, c.timeout, true).await,
+        }
+    }
+
+    /// The command that restores the previous release after a failed run.
+    pub fn rollback(&self) -> Option<(&[String], Option<Duration>)> {
+        match self {
+            Executor::Command(CommandRun {
+                rollback: Some(argv),
+                timeout,
+                ..
+            }) => Some((argv, *timeout)),
+            _ => None,
         }
     }
 
@@ -101,6 +129,13 @@ impl Executor {
                 crate::duration::format(s.duration),
                 s.failure_rate,
                 s.seed.map(|n| format!(", seed {n}")).unwrap_or_default()
+            ),
+            Executor::Command(c) => format!(
+                "command {:?}{}",
+                c.run,
+                c.timeout
+                    .map(|t| format!(" (timeout {})", crate::duration::format(t)))
+                    .unwrap_or_default()
             ),
         }
     }
@@ -123,6 +158,13 @@ impl Simulation {
         } else {
             Ok(())
         }
+    }
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
     }
 }
 

@@ -161,6 +161,13 @@ fn read(path: &Path) -> Result<String> {
                 .hint("manifests are read from the top of the directory only; rename it"),
         );
     }
+    if !meta.is_file() {
+        // A named pipe would block until someone writes to it; a device may never end.
+        return Err(Error::input(format!(
+            "{shown} is not a regular file (a named pipe, a socket or a device)"
+        ))
+        .hint("manifests are plain files; remove it or rename it"));
+    }
     if meta.len() > MAX_FILE_BYTES {
         return Err(too_big(path, meta.len()));
     }
@@ -256,10 +263,14 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
         message.truncate(i);
     }
     let (place, raw) = match e.location() {
-        Some(l) => (
-            format!("{}:{}:{}", path.display(), l.line(), l.column()),
-            raw_token(text, l.line(), l.column()),
-        ),
+        Some(l) => {
+            let (line, column) =
+                relocate(&message, text, l.line()).unwrap_or((l.line(), l.column()));
+            (
+                format!("{}:{line}:{column}", path.display()),
+                raw_token(text, l.line(), l.column()),
+            )
+        }
         None => (path.display().to_string(), None),
     };
     let hint = if message.contains(UNQUOTED_NUMBER) {
@@ -294,6 +305,32 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
         "fix the YAML at that line".into()
     };
     Error::input(format!("{place}: {message}")).hint(hint)
+}
+
+/// The YAML library places errors raised while reading a mapping's key at the
+/// start of the mapping; find the key itself, from that line on.
+fn relocate(message: &str, text: &str, from: usize) -> Option<(usize, usize)> {
+    let quoted = |m: &str| m.split('"').nth(1).map(str::to_string);
+    let (name, nth) = if message.contains("unknown environment") {
+        (quoted(message)?, 0)
+    } else if let Some(i) = message.find(" is defined twice") {
+        let key = message[..i].rsplit(": ").next()?.to_string();
+        (key, 1)
+    } else {
+        return None;
+    };
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .filter_map(|(i, l)| {
+            let t = l.trim_start().trim_start_matches("- ");
+            let is_key = t
+                .strip_prefix(name.as_str())
+                .is_some_and(|r| r.trim_start().starts_with(':'));
+            let is_value = t.split_once(':').is_some_and(|(_, v)| v.trim() == name);
+            (is_key || is_value).then(|| (i + 1, l.find(name.as_str()).map_or(1, |c| c + 1)))
+        })
+        .nth(nth)
 }
 
 /// The user's own text of the scalar at a 1-based line and column.

@@ -18,6 +18,8 @@ pub struct DryRun {
     /// touch now: pinned, busy or blocked by `requires`.
     pub held_back: Vec<crate::model::Env>,
     pub plan: Plan,
+    /// What applying would execute, per environment that would deploy (shown, never run).
+    pub would_run: std::collections::BTreeMap<crate::model::Env, String>,
     pub diff: String,
 }
 
@@ -41,10 +43,20 @@ impl DryRun {
             })
             .map(|e| e.env)
             .collect();
+        let would_run = plan
+            .environments
+            .iter()
+            .filter(|e| matches!(e.action, Action::Deploy { .. }))
+            .filter_map(|e| {
+                let policy = &desired.environments.get(&e.env)?.policy;
+                Some((e.env, executes(policy)))
+            })
+            .collect();
         DryRun {
             manifests,
             in_sync: !plan.has_changes(),
             held_back,
+            would_run,
             plan,
             diff,
         }
@@ -85,7 +97,13 @@ impl DryRun {
                 e.env,
                 cell(e.live.as_deref().unwrap_or("–")),
                 cell(&e.desired),
-                cell(&describe(e).join("; "))
+                cell(
+                    &describe(e)
+                        .into_iter()
+                        .chain(self.would_run.get(&e.env).cloned())
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
             ));
         }
         let creates = release_steps(&self.plan);
@@ -120,6 +138,35 @@ fn release_steps(plan: &Plan) -> Vec<String> {
             } => format!("CONFLICT {version}: declared {declared_tag}, database has {actual_tag}"),
         })
         .collect()
+}
+
+/// What a deployment in an environment would execute, in words.
+fn executes(p: &Policy) -> String {
+    match p.executor.as_ref().and_then(|x| x.command.as_ref()) {
+        Some(c) => {
+            let mut out = format!("runs {}", argv(&c.run));
+            if let Some(r) = &c.rollback {
+                out.push_str(&format!(" (on failure: {})", argv(r)));
+            }
+            out
+        }
+        None => "simulated".into(),
+    }
+}
+
+fn argv(a: &[String]) -> String {
+    a.iter()
+        .map(|w| {
+            if w.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:@".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// What reconcile would do in one environment, step by step.
@@ -179,7 +226,10 @@ impl Text for DryRun {
             s.dim("(dry run: nothing written, nothing executed)")
         );
         for e in &self.plan.environments {
-            let steps = describe(e);
+            let mut steps = describe(e);
+            if let Some(run) = self.would_run.get(&e.env) {
+                steps.push(run.clone());
+            }
             let shown = if e.has_changes() {
                 s.yellow(&steps.join("; "))
             } else {

@@ -1,0 +1,543 @@
+//! `shipctl reconcile --watch` as a long-running process: it applies the
+//! manifests at start, again after each change (editors save by writing a temp
+//! file and renaming it over the manifest), keeps the last good desired state
+//! when a manifest turns invalid, corrects drift on its interval, and ends
+//! cleanly on SIGTERM, also in the middle of a deployment.
+
+mod common;
+use common::*;
+
+use std::io::Read;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SIM_OK: &str = "executor: { simulate: { duration: 0s, failure_rate: 0 } }";
+/// How long the watch may take to notice a change and apply it.
+const APPLY: Duration = Duration::from_secs(20);
+/// How long a clean stop may take.
+const STOP: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------- helpers
+
+/// dev and prod (requiring dev) on `release`; `releases` all declared.
+fn manifest(releases: &[&str], release: &str, executor: &str) -> String {
+    let mut s = String::from("releases:\n");
+    for r in releases {
+        s.push_str(&format!("  - {{ version: \"{r}\", tag: v{r} }}\n"));
+    }
+    s.push_str(&format!(
+        "environments:\n  dev: {{ release: \"{release}\", {executor} }}\n  \
+         prod: {{ release: \"{release}\", requires: dev, {executor} }}\n"
+    ));
+    s
+}
+
+fn manifests_dir(db: &TestDb) -> std::path::PathBuf {
+    let d = db.dir.path().join("manifests");
+    std::fs::create_dir_all(&d).expect("manifest dir");
+    d
+}
+
+/// Saves the manifest the way editors do: a temp file, renamed over it.
+///
+/// Each save is stamped at least one second after the manifest it replaces, as
+/// when a person saves twice: `--poll` compares modification times to the
+/// second (see [`poll_notices_a_second_save_within_the_same_second`] for saves
+/// closer together than that).
+fn save(db: &TestDb, text: &str) {
+    let target = manifests_dir(db).join("shipctl.yaml");
+    let at = match std::fs::metadata(&target).and_then(|m| m.modified()) {
+        Ok(previous) => std::cmp::max(
+            std::time::SystemTime::now(),
+            previous + Duration::from_secs(1),
+        ),
+        Err(_) => std::time::SystemTime::now(),
+    };
+    save_at(db, text, at);
+}
+
+/// Saves by rename-over, with the new file's modification time set to `at`.
+fn save_at(db: &TestDb, text: &str, at: std::time::SystemTime) {
+    let dir = manifests_dir(db);
+    let tmp = dir.join("shipctl.yaml.tmp");
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::File::options()
+        .write(true)
+        .open(&tmp)
+        .and_then(|f| f.set_modified(at))
+        .expect("set the modification time");
+    std::fs::rename(&tmp, dir.join("shipctl.yaml")).expect("rename over the manifest");
+}
+
+/// The live release of `env`, read directly (the watch holds no lock between runs).
+fn live(db: &TestDb, env: &str) -> Option<String> {
+    db.query(&format!(
+        "SELECT r.version FROM deploiements d JOIN releases r ON r.id = d.id_release \
+         JOIN environnements e ON e.id = d.id_env \
+         WHERE e.nom = '{env}' AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1"
+    ))
+    .first()
+    .map(|r| r[0].clone())
+}
+
+fn wait_live(db: &TestDb, env: &str, version: &str, w: &mut Watch) {
+    let deadline = Instant::now() + APPLY;
+    loop {
+        if live(db, env).as_deref() == Some(version) {
+            return;
+        }
+        if let Some(status) = w.child.try_wait().expect("try_wait") {
+            panic!(
+                "the watch exited ({status:?}) before {version} was live in {env}\nstdout:\n{}\nstderr:\n{}",
+                w.stdout(),
+                w.stderr()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{version} not live in {env} on {:?} after {APPLY:?} (live: {:?})\nstdout:\n{}\nstderr:\n{}",
+            db.backend,
+            live(db, env),
+            w.stdout(),
+            w.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn count(db: &TestDb, sql: &str) -> i64 {
+    db.scalar(sql).parse().expect("a count")
+}
+
+fn en_cours(db: &TestDb) -> i64 {
+    count(
+        db,
+        "SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours'",
+    )
+}
+
+/// A `reconcile --watch` process whose output is collected as it comes.
+struct Watch {
+    child: Child,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match r.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => sink
+                    .lock()
+                    .expect("output buffer")
+                    .push_str(&String::from_utf8_lossy(&chunk[..n])),
+            }
+        }
+    });
+    buf
+}
+
+impl Watch {
+    fn start(db: &TestDb, extra: &[&str]) -> Watch {
+        let mut c = db.cmd();
+        c.args([
+            "reconcile",
+            "--watch",
+            "--interval",
+            "1h",
+            "--manifests",
+            "manifests",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn the watch");
+        let out = collect(child.stdout.take().expect("stdout"));
+        let err = collect(child.stderr.take().expect("stderr"));
+        let mut w = Watch { child, out, err };
+        w.wait_opened();
+        w
+    }
+
+    /// The first round is announced once the ledger is open and migrated: from
+    /// then on the test may read the database (a fresh SQLite file included).
+    fn wait_opened(&mut self) {
+        self.wait_stderr("watch: reconciling (start)", 1);
+    }
+
+    fn stdout(&self) -> String {
+        self.out.lock().expect("stdout").clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().expect("stderr").clone()
+    }
+
+    /// Both streams, for failure messages.
+    fn log(&self) -> String {
+        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr())
+    }
+
+    /// Polls stderr until it says `needle` `times` times.
+    fn wait_stderr(&mut self, needle: &str, times: usize) {
+        let deadline = Instant::now() + APPLY;
+        while self.stderr().matches(needle).count() < times {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "the watch exited ({status:?}) before saying {needle:?}\nstderr:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the watch did not say {needle:?} {times} time(s) within {APPLY:?}\nstderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// SIGTERM, then the exit status and how long the exit took.
+    fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        let sent = Instant::now();
+        // SAFETY: kill(2) on a child we spawned and have not reaped.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, sent.elapsed());
+            }
+            assert!(
+                sent.elapsed() < STOP,
+                "the watch still runs {STOP:?} after SIGTERM\nstderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// Start → 1.0 live; rename-over → 2.0 live; invalid manifest → last good
+/// state kept, nothing written, still running; fixed → 3.0 live; SIGTERM → 0.
+fn watch_scenario(db: &TestDb, extra: &[&str]) {
+    save(db, &manifest(&["1.0"], "1.0", SIM_OK));
+    let mut w = Watch::start(db, extra);
+    wait_live(db, "prod", "1.0", &mut w);
+    assert_eq!(live(db, "dev").as_deref(), Some("1.0"), "{}", w.log());
+
+    save(db, &manifest(&["1.0", "2.0"], "2.0", SIM_OK));
+    wait_live(db, "prod", "2.0", &mut w);
+    assert_eq!(live(db, "dev").as_deref(), Some("2.0"), "{}", w.log());
+    w.wait_stderr("watch: reconciling (manifests changed)", 1);
+
+    // An invalid manifest that would declare 3.0: reported, the last good
+    // desired state (2.0) kept, and nothing planned.
+    let before = db.snapshot();
+    let invalid = manifest(&["1.0", "2.0", "3.0"], "3.0", SIM_OK).replace(
+        "{ version: \"3.0\", tag: v3.0 }",
+        "{ version: 3.10, tag: v3.0 }",
+    );
+    assert!(invalid.contains("version: 3.10"));
+    let in_sync_rounds = w.stdout().matches("in sync, nothing to do").count();
+    save(db, &invalid);
+    w.wait_stderr("keeping the last good desired state", 1);
+    let err = w.stderr();
+    assert!(
+        err.contains("shipctl.yaml") && err.contains("3.10"),
+        "the error does not name the file and the problem:\n{err}"
+    );
+    // The round with the kept state reconciles: in sync, nothing to write.
+    let deadline = Instant::now() + APPLY;
+    while w.stdout().matches("in sync, nothing to do").count() <= in_sync_rounds {
+        assert!(
+            Instant::now() < deadline,
+            "no in-sync round after the invalid manifest\nstdout:\n{}",
+            w.stdout()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        w.alive(),
+        "an invalid manifest stopped the watch:\n{}",
+        w.stderr()
+    );
+    assert_eq!(
+        db.snapshot(),
+        before,
+        "the watch wrote after an invalid manifest on {:?}\n{}",
+        db.backend,
+        w.log()
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT COUNT(*) FROM releases WHERE version IN ('3.0', '3.10')"
+        ),
+        0,
+        "{}",
+        w.log()
+    );
+
+    // Fixed: applied.
+    save(db, &manifest(&["1.0", "2.0", "3.0"], "3.0", SIM_OK));
+    wait_live(db, "prod", "3.0", &mut w);
+
+    // Temp and hidden files are not manifests and do not disturb anything.
+    std::fs::write(manifests_dir(db).join(".shipctl.yaml.swp"), "not: [yaml").expect("swap file");
+    std::fs::write(manifests_dir(db).join("shipctl.yaml~"), "not: [yaml").expect("backup file");
+
+    let (status, took) = w.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM on {:?}: {status:?}\n{}",
+        db.backend,
+        w.log()
+    );
+    assert!(took < STOP, "took {took:?}");
+    assert!(w.stderr().contains("watch: stopped"), "{}", w.log());
+    assert_eq!(en_cours(db), 0, "{}", w.log());
+    assert_eq!(live(db, "prod").as_deref(), Some("3.0"), "{}", w.log());
+    // One deployment per environment per release: no round planned twice.
+    assert_eq!(
+        count(db, "SELECT COUNT(*) FROM deploiements"),
+        6,
+        "{}",
+        w.log()
+    );
+    assert_eq!(
+        count(
+            db,
+            "SELECT COUNT(*) FROM deploiements WHERE etat <> 'réussi'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn watch_applies_renamed_manifests_keeps_the_last_good_state_and_stops_on_sigterm() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        if let Some(db) = TestDb::new(backend) {
+            watch_scenario(&db, &[]);
+        }
+    }
+}
+
+#[test]
+fn watch_with_poll_applies_renamed_manifests_too() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    watch_scenario(&db, &["--poll"]);
+}
+
+/// `--poll` must notice every change to a manifest, also one saved within the
+/// same second as the previous version (a script, a `git pull`, an editor's
+/// quick second save). Here the new version's modification time is in the same
+/// second as the old one's, and its content differs: the watch must apply it
+/// well before its periodic resync (1h here).
+#[test]
+fn poll_notices_a_second_save_within_the_same_second() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    save(&db, &manifest(&["1.0"], "1.0", SIM_OK));
+    let mut w = Watch::start(&db, &["--poll"]);
+    wait_live(&db, "prod", "1.0", &mut w);
+    // Both versions written within one second: neither the manifest's nor the
+    // directory's modification time moves to another second.
+    let dir = manifests_dir(&db);
+    let mtime = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .expect("mtime")
+    };
+    let (file_was, dir_was) = (mtime(&dir.join("shipctl.yaml")), mtime(&dir));
+    save_at(&db, &manifest(&["1.0", "2.0"], "2.0", SIM_OK), file_was);
+    std::fs::File::open(&dir)
+        .and_then(|d| d.set_modified(dir_was))
+        .expect("restore the directory's modification time");
+    assert_eq!(mtime(&dir), dir_was);
+    // The poll interval is 1s: 10s is ten polls.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while live(&db, "prod").as_deref() != Some("2.0") {
+        assert!(
+            Instant::now() < deadline,
+            "--poll never noticed the new manifest (saved in the same second as the previous \
+             one, different content): prod is still on {:?}\nstderr:\n{}",
+            live(&db, "prod"),
+            w.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.stderr());
+}
+
+#[test]
+fn sigterm_during_a_long_deployment_rolls_it_back_and_exits_0() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    save(
+        &db,
+        &manifest(
+            &["1.0"],
+            "1.0",
+            "executor: { simulate: { duration: 30s, failure_rate: 0 } }",
+        ),
+    );
+    let mut w = Watch::start(&db, &[]);
+    let deadline = Instant::now() + APPLY;
+    while en_cours(&db) == 0 {
+        assert!(w.alive(), "the watch exited:\n{}", w.stderr());
+        assert!(Instant::now() < deadline, "no run started:\n{}", w.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let d: i64 = db
+        .scalar("SELECT id FROM deploiements WHERE etat = 'en_cours'")
+        .parse()
+        .expect("id");
+    let (status, took) = w.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status:?}\nstderr:\n{}",
+        w.stderr()
+    );
+    assert!(took < STOP, "took {took:?}");
+    assert_eq!(
+        db.state(d),
+        "planifié",
+        "the run must be rolled back, not left en_cours"
+    );
+    assert_eq!(en_cours(&db), 0);
+    let failed = db.query(&format!(
+        "SELECT etat_avant, etat_apres, message FROM audit_logs \
+         WHERE id_deploiement = {d} AND action = 'deployment.failed'"
+    ));
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        (failed[0][0].as_str(), failed[0][1].as_str()),
+        ("en_cours", "planifié")
+    );
+    assert!(
+        failed[0][2].contains("interrupted by SIGTERM"),
+        "{failed:?}"
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT lease_expires_at IS NULL FROM deploiements WHERE id = {d}"
+        )),
+        "1"
+    );
+    // No new run started after the signal: prod (after dev) was not touched.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM deploiements d JOIN environnements e ON e.id = d.id_env WHERE e.nom = 'prod'"
+        ),
+        0
+    );
+}
+
+#[test]
+fn watch_started_on_invalid_manifests_waits_for_a_fix() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    save(&db, "releases:\n  - version: 1.10\n    tag: v1.10\n");
+    let mut w = Watch::start(&db, &[]);
+    w.wait_stderr("no valid desired state yet", 1);
+    assert!(w.stderr().contains("shipctl.yaml"), "{}", w.stderr());
+    assert!(w.alive());
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM releases"), 0);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM audit_logs"), 0);
+
+    save(&db, &manifest(&["1.10"], "1.10", SIM_OK));
+    wait_live(&db, "prod", "1.10", &mut w);
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.stderr());
+}
+
+#[test]
+fn watch_resyncs_on_its_interval_to_correct_drift() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    save(&db, &manifest(&["1.0"], "1.0", SIM_OK));
+    let mut c = db.cmd();
+    c.args([
+        "reconcile",
+        "--watch",
+        "--interval",
+        "1s",
+        "--manifests",
+        "manifests",
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let out = collect(child.stdout.take().expect("stdout"));
+    let err = collect(child.stderr.take().expect("stderr"));
+    let mut w = Watch { child, out, err };
+    w.wait_opened();
+    wait_live(&db, "dev", "1.0", &mut w);
+    wait_live(&db, "prod", "1.0", &mut w);
+
+    // Someone deploys 9.9 to dev by hand: drift, with no file change at all.
+    // (A resync between `deploy` and `validate` supersedes the pending 9.9,
+    // as it should: then try again.)
+    let r = release(&db, "9.9");
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let d = plan(&db, r, "dev");
+        let run = db.run(&[
+            "validate",
+            "--deploy-id",
+            &d.to_string(),
+            "--duration",
+            "0s",
+            "--failure-rate",
+            "0",
+        ]);
+        if run.code == 0 {
+            break; // 9.9 was live in dev when validate returned
+        }
+        assert_eq!(
+            db.state(d),
+            "annulé",
+            "validate exited {}: {}",
+            run.code,
+            run.stderr
+        );
+        assert!(tries < 10, "the resync superseded every manual deployment");
+    }
+    // The periodic resync puts 1.0 back: a second 1.0 deployment in dev.
+    wait_live(&db, "dev", "1.0", &mut w);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT COUNT(*) FROM deploiements d JOIN releases r ON r.id = d.id_release \
+             JOIN environnements e ON e.id = d.id_env WHERE e.nom = 'dev' AND r.version = '1.0'"
+        ),
+        2
+    );
+    w.wait_stderr("periodic resync", 1);
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.stderr());
+    assert_eq!(live(&db, "prod").as_deref(), Some("1.0"));
+}
