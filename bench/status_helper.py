@@ -63,21 +63,7 @@ SELECT 'recent', {_COLS} FROM deploiements d JOIN releases r ON r.id = d.id_rele
 # ---------------------------------------------------------------- shipctl's SQL
 
 _NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-DEPLOYMENT_SELECT = (
-    "SELECT d.id, d.id_release, r.version, r.tag_git, e.nom, d.id_env, d.etat, "
-    "substr(d.date_deploiement, 1, 19) AS date_deploiement, d.attempts, d.fencing_token, "
-    "d.lease_holder, substr(d.lease_expires_at, 1, 19) AS lease_expires_at, "
-    f"CASE WHEN d.etat = 'en_cours' AND d.lease_expires_at < {_NOW} THEN 1 ELSE 0 END "
-    "AS lease_stale, d.restores_id "
-    "FROM deploiements d "
-    "JOIN releases r ON r.id = d.id_release "
-    "JOIN environnements e ON e.id = d.id_env"
-)
-PROD_ID = 3  # environnements row of 'prod' (inserted by the migration)
 RECENT = 10  # engine::RECENT
-def _part(kind, tail):
-    return f"SELECT '{kind}' AS part, y.* FROM ({DEPLOYMENT_SELECT} {tail}) y"
-
 
 _ENV_SELECT = (
     "SELECT e.id AS env_row_id, e.max_attempts, e.on_failure, e.pinned_release_id, "
@@ -87,20 +73,32 @@ _ENV_SELECT = (
     "LEFT JOIN releases b ON b.id = e.pin_blocks_release_id WHERE e.nom = 'prod'"
 )
 _ENV_ID = "(SELECT id FROM environnements WHERE nom = 'prod')"
-# ledger::overview: the environment row with its live, running, pending and
-# recent deployments, in one statement.
+# ledger::overview: the environment row with the ids of its live, running,
+# pending and recent deployments, joined once to their columns.
+def _ids(kind, tail):
+    return (f"SELECT '{kind}' AS part, y.id FROM (SELECT d.id FROM deploiements d "
+            f"WHERE d.id_env = {_ENV_ID} {tail}) y")
+
+
 SHIPCTL_QUERIES = {
-    "overview": f"SELECT en.*, x.* FROM ({_ENV_SELECT}) en LEFT JOIN ("
-    + " UNION ALL ".join(
-        [
-            _part("live", f"WHERE d.id_env = {_ENV_ID} AND d.etat = 'réussi' "
-                  "ORDER BY d.fencing_token DESC LIMIT 1"),
-            _part("running", f"WHERE d.id_env = {_ENV_ID} AND d.etat = 'en_cours'"),
-            _part("pending", f"WHERE d.id_env = {_ENV_ID} AND d.etat IN ('planifié', 'validé')"),
-            _part("recent", f"WHERE d.id_env = {_ENV_ID} ORDER BY d.id DESC LIMIT {RECENT}"),
-        ]
-    )
-    + ") x ON 1 = 1",
+    "overview": (
+        f"SELECT en.*, x.part, d.id, d.id_release, r.version, r.tag_git, 'prod' AS nom, d.id_env, "
+        "d.etat, substr(d.date_deploiement, 1, 19) AS date_deploiement, d.attempts, "
+        "d.fencing_token, d.lease_holder, substr(d.lease_expires_at, 1, 19) AS lease_expires_at, "
+        f"CASE WHEN d.etat = 'en_cours' AND d.lease_expires_at < {_NOW} THEN 1 ELSE 0 END "
+        "AS lease_stale, d.restores_id "
+        f"FROM ({_ENV_SELECT}) en LEFT JOIN ("
+        + " UNION ALL ".join(
+            [
+                _ids("live", "AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1"),
+                _ids("running", "AND d.etat = 'en_cours'"),
+                _ids("pending", "AND d.etat IN ('planifié', 'validé')"),
+                _ids("recent", f"ORDER BY d.id DESC LIMIT {RECENT}"),
+            ]
+        )
+        + ") x ON 1 = 1 LEFT JOIN deploiements d ON d.id = x.id "
+        "LEFT JOIN releases r ON r.id = d.id_release"
+    ),
 }
 # What one `shipctl status --env prod` runs after connecting: the migration
 # check, then the one statement of Engine::status (no transaction for one environment).

@@ -258,10 +258,7 @@ fn too_deep(text: &str) -> Option<usize> {
 
 /// `file:line:column: key.path: message`, with a hint for the known traps.
 fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
-    let mut message = e.to_string();
-    if let Some(i) = message.rfind(" at line ") {
-        message.truncate(i);
-    }
+    let mut message = without_positions(&e.to_string());
     let (place, raw) = match e.location() {
         Some(l) => {
             let (line, column) =
@@ -305,6 +302,22 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
         "fix the YAML at that line".into()
     };
     Error::input(format!("{place}: {message}")).hint(hint)
+}
+
+/// The message without its " at line N column M" parts: the place leads the line.
+fn without_positions(message: &str) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find(" at line ") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + " at line ".len()..];
+        let skip = after
+            .find(|c: char| !(c.is_ascii_digit() || c == ' ' || "column".contains(c)))
+            .unwrap_or(after.len());
+        rest = &after[skip..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The YAML library places errors raised while reading a mapping's key at the
