@@ -2,11 +2,11 @@
 //! across it: *claim* (lock, recover, check, `en_cours`, lease, token), *run*
 //! (executor plus heartbeats), *finish* (token-guarded `réussi` or rollback).
 
-use super::{Engine, Who, lease, load};
+use super::{Engine, Who, lease, load, record};
 use crate::error::{DbContext, Error, Result};
 use crate::executor::{Executor, Job, Overrides, command};
 use crate::model::{Etat, OnFailure};
-use crate::store::ledger::{self, Audit, Deployment, EnvRow};
+use crate::store::ledger::{self, Deployment, EnvRow};
 use crate::store::{Dialect, Store, Tx};
 use serde::Serialize;
 use std::time::{Duration, Instant};
@@ -181,24 +181,20 @@ impl Engine {
                 ledger::transition(&mut tx, d, id, dep.state, Etat::Annule)
                     .await
                     .db("cancelling the deployment")?;
-                ledger::audit(
+                record(
                     &mut tx,
                     d,
-                    Audit {
-                        deployment: Some(id),
-                        env: None,
-                        action: "deployment.cancelled",
-                        before: Some(dep.state),
-                        after: Some(Etat::Annule),
-                        message: format!(
+                    self.who.on(
+                        id,
+                        "deployment.cancelled",
+                        (Some(dep.state), Some(Etat::Annule)),
+                        format!(
                             "pending deployment of {} to {} cancelled by rollback",
                             dep.version, dep.env
                         ),
-                        actor: self.who.actor(),
-                    },
+                    ),
                 )
-                .await
-                .db("writing the audit log")?;
+                .await?;
                 let dep = load(&mut tx, d, id).await?;
                 tx.commit().await.db("committing the cancellation")?;
                 Ok(RollbackReport::Cancelled { deployment: dep })
@@ -264,24 +260,20 @@ impl Engine {
                     ledger::insert_deployment(&mut tx, d, previous.release_id, env.id, Some(id))
                         .await
                         .db("planning the restore")?;
-                ledger::audit(
+                record(
                     &mut tx,
                     d,
-                    Audit {
-                        deployment: Some(rid),
-                        env: None,
-                        action: "deployment.planned",
-                        before: None,
-                        after: Some(Etat::Planifie),
-                        message: format!(
+                    self.who.on(
+                        rid,
+                        "deployment.planned",
+                        (None, Some(Etat::Planifie)),
+                        format!(
                             "rollback of deployment {id}: restoring release {} in {}",
                             previous.version, dep.env
                         ),
-                        actor: self.who.actor(),
-                    },
+                    ),
                 )
-                .await
-                .db("writing the audit log")?;
+                .await?;
                 let restore = load(&mut tx, d, rid).await?;
                 let token = claim_in(&mut tx, d, &self.who, &restore).await?;
                 let restore = load(&mut tx, d, rid).await?;
@@ -355,25 +347,21 @@ impl Engine {
             .db("locking the environment")?;
         let dep = &claimed.dep;
         if let Some((ok, message)) = &restored {
-            ledger::audit(
+            record(
                 &mut tx,
                 d,
-                Audit {
-                    deployment: Some(dep.id),
-                    env: None,
-                    action: if *ok {
+                self.who.on(
+                    dep.id,
+                    if *ok {
                         "rollback_command.succeeded"
                     } else {
                         "rollback_command.failed"
                     },
-                    before: None,
-                    after: None,
-                    message: message.clone(),
-                    actor: self.who.actor(),
-                },
+                    (None, None),
+                    message.clone(),
+                ),
             )
-            .await
-            .db("writing the audit log")?;
+            .await?;
         }
         let elapsed =
             crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
@@ -464,21 +452,17 @@ async fn supervise(
 async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> Result<i64> {
     let ctx = "claiming the deployment";
     if dep.state == Etat::Planifie {
-        ledger::audit(
+        record(
             tx,
             d,
-            Audit {
-                deployment: Some(dep.id),
-                env: None,
-                action: "deployment.validated",
-                before: Some(Etat::Planifie),
-                after: Some(Etat::Valide),
-                message: format!("{}: no gates configured for {}", dep.version, dep.env),
-                actor: who.actor(),
-            },
+            who.on(
+                dep.id,
+                "deployment.validated",
+                (Some(Etat::Planifie), Some(Etat::Valide)),
+                format!("{}: no gates configured for {}", dep.version, dep.env),
+            ),
         )
-        .await
-        .db(ctx)?;
+        .await?;
     }
     let token = ledger::next_token(tx, d, dep.env_id).await.db(ctx)?;
     let ttl_ms = who.lease_ttl.as_millis() as i64;
@@ -500,16 +484,14 @@ async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> R
         }
         Err(e) => return Err(Error::database(ctx, e)),
     }
-    ledger::audit(
+    record(
         tx,
         d,
-        Audit {
-            deployment: Some(dep.id),
-            env: None,
-            action: "deployment.started",
-            before: Some(Etat::Valide),
-            after: Some(Etat::EnCours),
-            message: format!(
+        who.on(
+            dep.id,
+            "deployment.started",
+            (Some(Etat::Valide), Some(Etat::EnCours)),
+            format!(
                 "{} to {}: attempt {}, held by {} (lease {}, fencing token {token})",
                 dep.version,
                 dep.env,
@@ -517,11 +499,9 @@ async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> R
                 who.holder,
                 crate::duration::format(who.lease_ttl)
             ),
-            actor: who.actor(),
-        },
+        ),
     )
-    .await
-    .db(ctx)?;
+    .await?;
     Ok(token)
 }
 
@@ -541,62 +521,48 @@ async fn finish_success(
     {
         return Ok(false);
     }
-    let audit = |deployment, action, before, after, message| Audit {
-        deployment: Some(deployment),
-        env: None,
-        action,
-        before,
-        after,
-        message,
-        actor: who.actor(),
-    };
-    ledger::audit(
+    record(
         tx,
         d,
-        audit(
+        who.on(
             dep.id,
             "deployment.succeeded",
-            Some(Etat::EnCours),
-            Some(Etat::Reussi),
+            (Some(Etat::EnCours), Some(Etat::Reussi)),
             format!(
                 "release {} is live in {}, ran {elapsed}",
                 dep.version, dep.env
             ),
         ),
     )
-    .await
-    .db(ctx)?;
+    .await?;
     if let Some(rolled) = &claimed.restores {
         ledger::transition(tx, d, rolled.id, Etat::Reussi, Etat::Annule)
             .await
             .db(ctx)?;
-        ledger::audit(
+        record(
             tx,
             d,
-            audit(
+            who.on(
                 rolled.id,
                 "deployment.rolled_back",
-                Some(Etat::Reussi),
-                Some(Etat::Annule),
+                (Some(Etat::Reussi), Some(Etat::Annule)),
                 format!(
                     "release {} rolled back in {}: deployment {} restored release {}",
                     rolled.version, dep.env, dep.id, dep.version
                 ),
             ),
         )
-        .await
-        .db(ctx)?;
+        .await?;
         ledger::set_pin(tx, d, env.id, dep.release_id, rolled.release_id)
             .await
             .db(ctx)?;
-        ledger::audit(
+        record(
             tx,
             d,
-            audit(
+            who.on(
                 dep.id,
                 "pin.set",
-                None,
-                None,
+                (None, None),
                 format!(
                     "{} pinned to release {}: the reconciler will not redeploy {} while the \
                      manifests declare it; `shipctl unpin --env {}` lifts the pin",
@@ -604,27 +570,24 @@ async fn finish_success(
                 ),
             ),
         )
-        .await
-        .db(ctx)?;
+        .await?;
     } else if let Some(pin) = &env.pin
         && ledger::clear_pin(tx, d, env.id).await.db(ctx)?
     {
-        ledger::audit(
+        record(
             tx,
             d,
-            audit(
+            who.on(
                 dep.id,
                 "pin.lifted",
-                None,
-                None,
+                (None, None),
                 format!(
                     "{}: pin on release {} lifted: release {} was deployed explicitly",
                     dep.env, pin.version, dep.version
                 ),
             ),
         )
-        .await
-        .db(ctx)?;
+        .await?;
     }
     Ok(true)
 }
@@ -667,24 +630,20 @@ async fn finish_failure(
     {
         return Ok(false);
     }
-    ledger::audit(
+    record(
         tx,
         d,
-        Audit {
-            deployment: Some(dep.id),
-            env: None,
-            action: "deployment.failed",
-            before: Some(Etat::EnCours),
-            after: Some(to),
-            message: format!(
+        who.on(
+            dep.id,
+            "deployment.failed",
+            (Some(Etat::EnCours), Some(to)),
+            format!(
                 "attempt {attempts}/{} of {} to {} failed: {why}; {next}",
                 env.max_attempts, dep.version, dep.env
             ),
-            actor: who.actor(),
-        },
+        ),
     )
-    .await
-    .db(ctx)?;
+    .await?;
     Ok(true)
 }
 

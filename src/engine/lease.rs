@@ -4,10 +4,10 @@
 
 use crate::error::{DbContext, Result};
 use crate::model::Etat;
-use crate::store::ledger::{self, Audit};
+use crate::store::ledger;
 use crate::store::{Dialect, Tx};
 
-use super::Who;
+use super::{Who, record};
 
 /// Returns the id of the deployment recovered, if there was one. The caller holds
 /// the environment lock.
@@ -35,24 +35,20 @@ pub async fn recover_stale(
     }
     let holder = dep.lease_holder.as_deref().unwrap_or("unknown");
     let expired = dep.lease_expires_at.as_deref().unwrap_or("unknown");
-    ledger::audit(
+    record(
         tx,
         d,
-        Audit {
-            deployment: Some(dep.id),
-            env: None,
-            action: "lease.expired",
-            before: Some(Etat::EnCours),
-            after: Some(Etat::Echec),
-            message: format!(
+        who.on(
+            dep.id,
+            "lease.expired",
+            (Some(Etat::EnCours), Some(Etat::Echec)),
+            format!(
                 "lease held by {holder} expired at {expired} UTC without a heartbeat \
                  (the process crashed or was killed); recovered by {}",
                 who.holder
             ),
-            actor: who.actor(),
-        },
+        ),
     )
-    .await
-    .db(ctx)?;
+    .await?;
     Ok(Some(dep.id))
 }

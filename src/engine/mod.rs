@@ -75,6 +75,55 @@ fn login_name() -> Option<String> {
     }
 }
 
+impl Who {
+    /// An audit row about a deployment: a state change `(before, after)`, or an
+    /// event when both are `None`.
+    pub(crate) fn on(
+        &self,
+        deployment: i64,
+        action: &'static str,
+        (before, after): (Option<Etat>, Option<Etat>),
+        message: String,
+    ) -> Audit<'_> {
+        Audit {
+            deployment: Some(deployment),
+            env: None,
+            action,
+            before,
+            after,
+            message,
+            actor: self.actor(),
+        }
+    }
+
+    /// An audit row about an environment (or, with `None`, about no deployment).
+    pub(crate) fn about(
+        &self,
+        env: Option<Env>,
+        action: &'static str,
+        message: String,
+    ) -> Audit<'_> {
+        Audit {
+            deployment: None,
+            env,
+            action,
+            before: None,
+            after: None,
+            message,
+            actor: self.actor(),
+        }
+    }
+}
+
+/// Writes an audit row in the caller's transaction.
+pub(crate) async fn record(
+    c: &mut sqlx::AnyConnection,
+    d: crate::store::Dialect,
+    audit: Audit<'_>,
+) -> Result<()> {
+    ledger::audit(c, d, audit).await.db("writing the audit log")
+}
+
 fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates or truncates.
@@ -191,21 +240,17 @@ impl Engine {
         let id = ledger::insert_deployment(&mut tx, d, release.id, env_row.id, None)
             .await
             .db("planning the deployment")?;
-        ledger::audit(
+        record(
             &mut tx,
             d,
-            Audit {
-                deployment: Some(id),
-                env: None,
-                action: "deployment.planned",
-                before: None,
-                after: Some(Etat::Planifie),
-                message: format!("release {} planned for {env}", release.version),
-                actor: self.who.actor(),
-            },
+            self.who.on(
+                id,
+                "deployment.planned",
+                (None, Some(Etat::Planifie)),
+                format!("release {} planned for {env}", release.version),
+            ),
         )
-        .await
-        .db("writing the audit log")?;
+        .await?;
         let dep = load(&mut tx, d, id).await?;
         tx.commit().await.db("committing the plan")?;
         Ok(dep)
@@ -248,21 +293,16 @@ impl Engine {
         ledger::clear_pin(&mut tx, d, row.id)
             .await
             .db("lifting the pin")?;
-        ledger::audit(
+        record(
             &mut tx,
             d,
-            Audit {
-                deployment: None,
-                env: Some(env),
-                action: "pin.lifted",
-                before: None,
-                after: None,
-                message: format!("{env}: pin on release {} lifted by unpin", pin.version),
-                actor: self.who.actor(),
-            },
+            self.who.about(
+                Some(env),
+                "pin.lifted",
+                format!("{env}: pin on release {} lifted by unpin", pin.version),
+            ),
         )
-        .await
-        .db("writing the audit log")?;
+        .await?;
         tx.commit().await.db("committing")?;
         Ok(Unpinned { env, pin })
     }
@@ -326,21 +366,16 @@ pub(crate) async fn create_release_in(
         Err(e) => return Err(Error::database("creating the release", e)),
     };
     savepoint.commit().await.db("creating the release")?;
-    ledger::audit(
+    record(
         tx,
         d,
-        Audit {
-            deployment: None,
-            env: None,
-            action: "release.created",
-            before: None,
-            after: None,
-            message: format!("release {version} (tag {tag}) created with id {id}{origin}"),
-            actor: who.actor(),
-        },
+        who.about(
+            None,
+            "release.created",
+            format!("release {version} (tag {tag}) created with id {id}{origin}"),
+        ),
     )
-    .await
-    .db("writing the audit log")?;
+    .await?;
     Ok(Some(id))
 }
 

@@ -3,13 +3,13 @@
 //! re-planning each one under its lock so that a concurrent reconciler or
 //! command never makes it plan twice or run two deployments at once.
 
-use super::{Engine, Execution, Outcome, lease};
+use super::{Engine, Execution, Outcome, lease, record};
 use crate::error::{DbContext, Error, Kind, Result};
 use crate::executor::Overrides;
 use crate::manifest::{Desired, EnvSpec};
 use crate::model::{Env, Etat};
 use crate::plan::{self, Action, Actual, ActualEnv, Dep, PinView, Plan, ReleaseStep};
-use crate::store::ledger::{self, Audit, Deployment};
+use crate::store::ledger::{self, Deployment};
 use crate::store::{Dialect, Store, Tx};
 use serde::Serialize;
 
@@ -296,15 +296,6 @@ impl Engine {
     ) -> Result<EnvResult> {
         let d = self.store.d;
         let who = self.who.clone();
-        let audit = |deployment, action, before, after, message| Audit {
-            deployment,
-            env: Some(env),
-            action,
-            before,
-            after,
-            message,
-            actor: who.actor(),
-        };
         let row = ledger::env_row(self.store.conn(), d, env)
             .await
             .db("reading the environment")?;
@@ -334,14 +325,12 @@ impl Engine {
             ledger::set_policy(&mut tx, d, row.id, &spec.policy)
                 .await
                 .db(ctx)?;
-            ledger::audit(
+            record(
                 &mut tx,
                 d,
-                audit(
-                    None,
+                who.about(
+                    Some(env),
                     "policy.updated",
-                    None,
-                    None,
                     format!(
                         "{env}: policy from {}: {}",
                         spec.file.display(),
@@ -349,8 +338,7 @@ impl Engine {
                     ),
                 ),
             )
-            .await
-            .db(ctx)?;
+            .await?;
             steps.push("stored the policy".into());
         }
         let passive = match &p.action {
@@ -368,44 +356,39 @@ impl Engine {
             });
         }
         if p.lift_pin && ledger::clear_pin(&mut tx, d, row.id).await.db(ctx)? {
-            ledger::audit(
+            record(
                 &mut tx,
                 d,
-                audit(
-                    None,
+                who.about(
+                    Some(env),
                     "pin.lifted",
-                    None,
-                    None,
                     format!(
                         "{env}: rollback pin lifted: the manifests now declare {}",
                         spec.release
                     ),
                 ),
             )
-            .await
-            .db(ctx)?;
+            .await?;
             steps.push("lifted the rollback pin".into());
         }
         for c in &p.cancel {
             ledger::transition(&mut tx, d, c.id, c.state, Etat::Annule)
                 .await
                 .db(ctx)?;
-            ledger::audit(
+            record(
                 &mut tx,
                 d,
-                audit(
-                    Some(c.id),
+                who.on(
+                    c.id,
                     "deployment.superseded",
-                    Some(c.state),
-                    Some(Etat::Annule),
+                    (Some(c.state), Some(Etat::Annule)),
                     format!(
                         "{env}: pending deployment of {} cancelled: the manifests declare {}",
                         c.version, spec.release
                     ),
                 ),
             )
-            .await
-            .db(ctx)?;
+            .await?;
             steps.push(format!(
                 "cancelled deployment {} ({}) as superseded",
                 c.id, c.version
@@ -423,14 +406,13 @@ impl Engine {
                 let id = ledger::insert_deployment(&mut tx, d, release.id, row.id, None)
                     .await
                     .db(ctx)?;
-                ledger::audit(
+                record(
                     &mut tx,
                     d,
-                    audit(
-                        Some(id),
+                    who.on(
+                        id,
                         "deployment.planned",
-                        None,
-                        Some(Etat::Planifie),
+                        (None, Some(Etat::Planifie)),
                         format!(
                             "release {} planned for {env} by reconcile ({})",
                             spec.release,
@@ -438,8 +420,7 @@ impl Engine {
                         ),
                     ),
                 )
-                .await
-                .db(ctx)?;
+                .await?;
                 Some(id)
             }
             _ => None,
