@@ -27,4 +27,5 @@ step validate --deploy-id 2 --duration 500ms --failure-rate 0   # the retry succ
 step status --env prod
 step rollback --deploy-id 2 --duration 500ms --failure-rate 0   # 1.0.1 restored, prod pinned
 step status --env prod
-printf '\nThe ledger is %s/shipctl.db; try: sqlite3 %s/shipctl.db "SELECT * FROM audit_logs"\n' "$PWD" "$PWD"
+step audit --env prod --limit 6
+printf '\nThe ledger is %s/shipctl.db\n' "$PWD"

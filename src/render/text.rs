@@ -252,8 +252,8 @@ impl Text for EnvStatus {
         if let Some(pin) = &self.pin {
             out.push_str(&field("pinned"));
             out.push_str(&format!(
-                "{} to {}{} since {} UTC; `shipctl unpin --env {}` lifts it\n",
-                s.yellow("yes"),
+                "{} {}{} since {} UTC; `shipctl unpin --env {}` lifts it\n",
+                s.yellow("to"),
                 pin.version,
                 pin.blocks_version
                     .as_ref()
