@@ -6,12 +6,9 @@
 mod common;
 use common::*;
 
-use sqlx::{AnyConnection, Connection, Row};
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
@@ -229,67 +226,6 @@ fn row(a: &str, before: &str, after: &str) -> (String, String, String) {
     (a.into(), before.into(), after.into())
 }
 
-/// Counts `en_cours` rows of one environment from its own connection, as fast
-/// as it can, until stopped: (samples taken, highest count seen).
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    started: std::sync::mpsc::Receiver<()>,
-    handle: std::thread::JoinHandle<(u64, i64)>,
-}
-
-impl Sampler {
-    fn start(db: &TestDb, env: &str) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, started) = std::sync::mpsc::channel();
-        let url = db.url.clone();
-        let sql = format!(
-            "SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours' \
-             AND id_env = (SELECT id FROM environnements WHERE nom = '{env}')"
-        );
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            block_on(async move {
-                let mut c = AnyConnection::connect(&url).await.expect("sampler connect");
-                let (mut samples, mut max) = (0u64, 0i64);
-                loop {
-                    let done = flag.load(Ordering::SeqCst);
-                    let row = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                        .fetch_one(&mut c)
-                        .await
-                        .expect("sample");
-                    let n: i64 = row.try_get(0).expect("count");
-                    max = max.max(n);
-                    samples += 1;
-                    if samples == 1 {
-                        let _ = tx.send(());
-                    }
-                    if done {
-                        return (samples, max);
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            })
-        });
-        Sampler {
-            stop,
-            started,
-            handle,
-        }
-    }
-
-    /// Blocks until the first sample was taken.
-    fn wait_started(&self) {
-        self.started
-            .recv_timeout(Duration::from_secs(15))
-            .expect("the sampler never took a sample");
-    }
-
-    fn stop(self) -> (u64, i64) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("sampler thread")
-    }
-}
-
 // ---------------------------------------------------------------- 1. claim race
 
 const RACERS: usize = 8;
@@ -303,7 +239,12 @@ fn racing_validates_in_one_environment_run_one_at_a_time() {
                 plan(db, r, "prod")
             })
             .collect();
-        let sampler = Sampler::start(db, "prod");
+        let sampler = Sampler::start(
+            db,
+            "SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours' \
+             AND id_env = (SELECT id FROM environnements WHERE nom = 'prod')"
+                .into(),
+        );
         sampler.wait_started();
 
         let gate = Gate::new();

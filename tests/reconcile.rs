@@ -6,11 +6,8 @@
 mod common;
 use common::*;
 
-use sqlx::{AnyConnection, Connection, Row};
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
@@ -956,65 +953,6 @@ fn race(db: &TestDb, n: usize) -> Vec<Run> {
         .collect()
 }
 
-/// Samples, from its own connection, the highest number of `en_cours` rows in
-/// any one environment, until stopped: (samples, highest count seen).
-struct Sampler {
-    stop: Arc<AtomicBool>,
-    started: std::sync::mpsc::Receiver<()>,
-    handle: std::thread::JoinHandle<(u64, i64)>,
-}
-
-impl Sampler {
-    fn start(db: &TestDb) -> Sampler {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, started) = std::sync::mpsc::channel();
-        let url = db.url.clone();
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            block_on(async move {
-                let mut c = AnyConnection::connect(&url).await.expect("sampler connect");
-                let (mut samples, mut max) = (0u64, 0i64);
-                loop {
-                    let done = flag.load(Ordering::SeqCst);
-                    let rows = sqlx::query(
-                        "SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours' GROUP BY id_env",
-                    )
-                    .fetch_all(&mut c)
-                    .await
-                    .expect("sample");
-                    for r in rows {
-                        max = max.max(r.try_get::<i64, _>(0).expect("count"));
-                    }
-                    samples += 1;
-                    if samples == 1 {
-                        let _ = tx.send(());
-                    }
-                    if done {
-                        return (samples, max);
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            })
-        });
-        Sampler {
-            stop,
-            started,
-            handle,
-        }
-    }
-
-    fn wait_started(&self) {
-        self.started
-            .recv_timeout(Duration::from_secs(15))
-            .expect("the sampler never took a sample");
-    }
-
-    fn stop(self) -> (u64, i64) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle.join().expect("sampler thread")
-    }
-}
-
 fn assert_racers_ok(db: &TestDb, runs: &[Run], round: &str) {
     for r in runs {
         assert!(
@@ -1061,7 +999,10 @@ fn racing_reconcilers_plan_once_and_never_run_two_deployments_in_one_environment
                     ],
                 ),
             );
-            let sampler = Sampler::start(db);
+            let sampler = Sampler::start(
+                db,
+                "SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours' GROUP BY id_env".into(),
+            );
             sampler.wait_started();
             let runs = race(db, 2);
             let (samples, max) = sampler.stop();

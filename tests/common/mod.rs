@@ -9,7 +9,8 @@
 
 use sqlx::{AnyConnection, Connection, Row};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -364,4 +365,63 @@ pub fn succeed(db: &TestDb, deploy: i64) {
         ],
         0,
     );
+}
+
+/// Polls a query on a connection of its own until stopped, and remembers the
+/// highest value the first column of any row ever had: "never two `en_cours`".
+pub struct Sampler {
+    stop: Arc<AtomicBool>,
+    started: std::sync::mpsc::Receiver<()>,
+    handle: std::thread::JoinHandle<(u64, i64)>,
+}
+
+impl Sampler {
+    pub fn start(db: &TestDb, sql: String) -> Sampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, started) = std::sync::mpsc::channel();
+        let url = db.url.clone();
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            block_on(async move {
+                let mut c = AnyConnection::connect(&url).await.expect("sampler connect");
+                let (mut samples, mut max) = (0u64, 0i64);
+                loop {
+                    let done = flag.load(Ordering::SeqCst);
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                        .fetch_all(&mut c)
+                        .await
+                        .expect("sample");
+                    for r in rows {
+                        max = max.max(r.try_get::<i64, _>(0).expect("count"));
+                    }
+                    samples += 1;
+                    if samples == 1 {
+                        let _ = tx.send(());
+                    }
+                    if done {
+                        return (samples, max);
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        });
+        Sampler {
+            stop,
+            started,
+            handle,
+        }
+    }
+
+    /// Blocks until the first sample was taken.
+    pub fn wait_started(&self) {
+        self.started
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the sampler never took a sample");
+    }
+
+    /// Stops it: (samples taken, highest value seen).
+    pub fn stop(self) -> (u64, i64) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().expect("sampler thread")
+    }
 }
