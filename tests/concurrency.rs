@@ -67,45 +67,6 @@ fn spawn(db: &TestDb, args: &[String]) -> Proc {
     Proc::spawn(c)
 }
 
-/// A starting gate: every command built by [`Gate::command`] waits in a shell
-/// on the gate's pipe, and [`Gate::open`] releases them all at once (EOF).
-struct Gate {
-    reader: std::io::PipeReader,
-    writer: std::io::PipeWriter,
-}
-
-impl Gate {
-    fn new() -> Gate {
-        let (reader, writer) = std::io::pipe().expect("pipe");
-        Gate { reader, writer }
-    }
-
-    /// The binary with the harness's settings, held until the gate opens.
-    fn command(&self, db: &TestDb, args: &[String]) -> Command {
-        let base = db.cmd();
-        let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg(r#"read -r go; exec "$0" "$@""#)
-            .arg(base.get_program())
-            .args(args)
-            .current_dir(db.dir.path())
-            .stdin(self.reader.try_clone().expect("clone the gate"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in base.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c
-    }
-
-    fn open(self) {
-        drop(self.writer);
-    }
-}
-
 /// Polls a child until it exits; fails after `timeout` (the child is then
 /// killed when dropped).
 fn wait_exit(child: &mut Proc, timeout: Duration, what: &str) -> ExitStatus {
@@ -251,7 +212,7 @@ fn racing_validates_in_one_environment_run_one_at_a_time() {
         let mut children: Vec<(i64, Proc)> = deps
             .iter()
             .map(|&d| {
-                let child = Proc::spawn(gate.command(db, &validate_args(d, "1500ms", None)));
+                let child = Proc::spawn(gate.command(db, validate_args(d, "1500ms", None)));
                 (d, child)
             })
             .collect();
@@ -349,9 +310,7 @@ fn racing_first_runs_migrate_a_fresh_database_once() {
     each_backend(|db| {
         let gate = Gate::new();
         let children: Vec<Proc> = (0..4)
-            .map(|_| {
-                Proc::spawn(gate.command(db, &["status".into(), "--env".into(), "prod".into()]))
-            })
+            .map(|_| Proc::spawn(gate.command(db, ["status", "--env", "prod"])))
             .collect();
         gate.open();
         for child in children {

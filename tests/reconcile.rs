@@ -7,7 +7,7 @@ mod common;
 use common::*;
 
 use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
@@ -866,44 +866,6 @@ impl Drop for Proc {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
-    }
-}
-
-/// A starting gate: commands built by [`Gate::command`] wait in a shell on a
-/// pipe; [`Gate::open`] releases them all at once (EOF).
-struct Gate {
-    reader: std::io::PipeReader,
-    writer: std::io::PipeWriter,
-}
-
-impl Gate {
-    fn new() -> Gate {
-        let (reader, writer) = std::io::pipe().expect("pipe");
-        Gate { reader, writer }
-    }
-
-    fn command(&self, db: &TestDb, args: &[&str]) -> Command {
-        let base = db.cmd();
-        let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg(r#"read -r go; exec "$0" "$@""#)
-            .arg(base.get_program())
-            .args(args)
-            .current_dir(db.dir.path())
-            .stdin(self.reader.try_clone().expect("clone the gate"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in base.get_envs() {
-            match v {
-                Some(v) => c.env(k, v),
-                None => c.env_remove(k),
-            };
-        }
-        c
-    }
-
-    fn open(self) {
-        drop(self.writer);
     }
 }
 

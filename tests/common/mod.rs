@@ -425,3 +425,46 @@ impl Sampler {
         self.handle.join().expect("sampler thread")
     }
 }
+
+/// A starting gate: every command built by [`Gate::command`] waits in a shell
+/// on the gate's pipe, and [`Gate::open`] releases them all at once (EOF).
+pub struct Gate {
+    reader: std::io::PipeReader,
+    writer: std::io::PipeWriter,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        Gate { reader, writer }
+    }
+
+    /// The binary with the harness's settings, held until the gate opens.
+    pub fn command<I>(&self, db: &TestDb, args: I) -> Command
+    where
+        I: IntoIterator,
+        I::Item: AsRef<std::ffi::OsStr>,
+    {
+        let base = db.cmd();
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(r#"read -r go; exec "$0" "$@""#)
+            .arg(base.get_program())
+            .args(args)
+            .current_dir(db.dir.path())
+            .stdin(self.reader.try_clone().expect("clone the gate"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in base.get_envs() {
+            match v {
+                Some(v) => c.env(k, v),
+                None => c.env_remove(k),
+            };
+        }
+        c
+    }
+
+    pub fn open(self) {
+        drop(self.writer);
+    }
+}
