@@ -21,7 +21,8 @@ use std::time::Duration;
         shipctl validate --deploy-id 1\n  \
         shipctl status --env prod\n  \
         shipctl rollback --deploy-id 1\n\n\
-        Exit codes: 0 done, 1 error, 3 deployment failed (rolled back), 4 blocked (busy or pinned)."
+        Exit codes: 0 done, 1 error, 3 deployment failed (rolled back, or a gate rejected it),\n\
+        4 blocked (busy, pinned, or waiting for approval)."
 )]
 pub struct Cli {
     /// Database URL: sqlite://FILE, postgres://USER@HOST/DB or mysql://USER@HOST/DB
@@ -84,7 +85,10 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         shipctl validate --deploy-id 3\n  \
         shipctl validate --deploy-id 3 --duration 2s --failure-rate 0.5 --seed 7\n\n\
-        Exit codes: 0 succeeded, 3 failed and rolled back, 4 environment busy.")]
+        Gates run first: approvals missing leave the deployment planifié (exit 4), a\n\
+        rejection or a failing command gate ends it as échec (exit 3).\n\n\
+        Exit codes: 0 succeeded, 3 failed and rolled back or rejected by a gate,\n\
+        4 environment busy or waiting for approval.")]
     Validate {
         #[arg(long, value_name = "ID")]
         deploy_id: i64,
@@ -150,6 +154,43 @@ pub enum Command {
         since: Option<String>,
         /// At most this many rows, the newest ones
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+        limit: i64,
+    },
+
+    /// Approve (or reject) a pending deployment at one of its approval gates
+    #[command(after_help = "Examples:\n  \
+        shipctl approve --deploy-id 7 --gate qa                  # as $USER\n  \
+        shipctl approve --deploy-id 7 --gate qa --by alice\n  \
+        shipctl approve --deploy-id 7 --gate qa --reject --reason \"login page broken on Safari\"\n\n\
+        A person's newest decision on a gate counts: approving twice counts once, and a\n\
+        rejection can be taken back by approving before the deployment is validated.\n\
+        A rejection makes the deployment échec at its next validation (exit 3).")]
+    Approve {
+        #[arg(long, value_name = "ID")]
+        deploy_id: i64,
+        /// The gate, as named in the manifests (environments.ENV.gates)
+        #[arg(long, value_name = "GATE")]
+        gate: String,
+        /// Who decides [default: $SHIPCTL_ACTOR, $USER, or the login name]
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+        /// Reject instead of approving
+        #[arg(long, requires = "reason")]
+        reject: bool,
+        /// Why it is rejected (required with --reject; at most 1000 characters)
+        #[arg(long, value_name = "TEXT", requires = "reject")]
+        reason: Option<String>,
+    },
+
+    /// Show an environment's deployments: states, attempts and gate results
+    #[command(after_help = "Examples:\n  \
+        shipctl history --env prod\n  \
+        shipctl history --env prod --limit 200 --output json")]
+    History {
+        #[arg(long, value_enum)]
+        env: Env,
+        /// At most this many deployments, the newest ones
+        #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
     },
 

@@ -2,7 +2,7 @@
 //! code of a command that completed; errors go back to `main`.
 
 use crate::cli::{Cli, Command, Output, ReconcileArgs, SimArgs};
-use crate::engine::{self, Engine, EnvStatus, Who};
+use crate::engine::{self, Decision, Engine, EnvStatus, Who};
 use crate::error::{Error, Result};
 use crate::executor::Overrides;
 use crate::manifest::{self, Desired};
@@ -42,6 +42,9 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
         && a.dry_run
     {
         return dry_run(&url, a, desired, cli.output, printer).await;
+    }
+    if cli.output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        crate::progress::enable();
     }
     let store = Store::open(&url).await?;
     let mut engine = Engine::new(store, Who::from_process(cli.lease_ttl));
@@ -129,6 +132,25 @@ async fn execute(
                 })
                 .await?;
             printer.emit(&rows);
+            Ok(0)
+        }
+        Command::Approve {
+            deploy_id,
+            gate,
+            by,
+            reject,
+            reason,
+        } => {
+            let decision = Decision {
+                by: by.as_deref(),
+                reject,
+                reason: reason.as_deref(),
+            };
+            printer.emit(&engine.approve(deploy_id, &gate, decision).await?);
+            Ok(0)
+        }
+        Command::History { env, limit } => {
+            printer.emit(&engine.history(env, limit).await?);
             Ok(0)
         }
         Command::Unpin { env } => {

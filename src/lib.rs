@@ -10,6 +10,7 @@ pub mod executor;
 pub mod manifest;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod store;
 pub mod watch;

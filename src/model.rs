@@ -131,6 +131,28 @@ pub const MAX_LABEL_CHARS: usize = 50;
 
 /// Checks a version or tag before it reaches the database, so the user gets a
 /// message that names the field rather than a constraint violation.
+/// Longest name of a person or process in `acteur` columns we accept from input.
+pub const MAX_ACTOR_CHARS: usize = 100;
+
+/// A person's name as given to `approve --by` or listed in `approvers:`.
+pub fn check_actor(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the approver's name is empty".into());
+    }
+    let chars = name.chars().count();
+    if chars > MAX_ACTOR_CHARS {
+        return Err(format!(
+            "the approver's name is {chars} characters long; at most {MAX_ACTOR_CHARS} are allowed"
+        ));
+    }
+    if name.trim() != name || name.chars().any(char::is_control) {
+        return Err(format!(
+            "the approver's name {name:?} has surrounding white space or a control character"
+        ));
+    }
+    Ok(())
+}
+
 pub fn check_label(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("the {what} is empty"));

@@ -2,9 +2,11 @@
 //! across it: *claim* (lock, recover, check, `en_cours`, lease, token), *run*
 //! (executor plus heartbeats), *finish* (token-guarded `réussi` or rollback).
 
+use super::gates::{self, GateState, GateStatus, Verdict};
 use super::{Engine, Who, lease, load, record};
 use crate::error::{DbContext, Error, Result};
 use crate::executor::{Executor, Job, Overrides, command};
+use crate::manifest::NamedGate;
 use crate::model::{Etat, OnFailure};
 use crate::store::ledger::{self, Deployment, EnvRow};
 use crate::store::{Dialect, Store, Tx};
@@ -19,6 +21,8 @@ pub enum Outcome {
     Succeeded,
     Failed,
     Interrupted,
+    /// A gate said no before anything ran.
+    Rejected,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,13 +38,16 @@ pub struct Execution {
     /// For a rollback: the deployment that was rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<Deployment>,
+    /// Where each gate stood when the deployment was validated (or rejected).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateState>,
 }
 
 impl Execution {
     pub fn exit_code(&self) -> i32 {
         match self.outcome {
             Outcome::Succeeded => 0,
-            Outcome::Failed | Outcome::Interrupted => 3,
+            Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => 3,
         }
     }
 }
@@ -111,38 +118,131 @@ enum RunEnd {
 
 impl Engine {
     /// `validate --deploy-id N`: gates, then claim / run / finish.
+    ///
+    /// Approvals are read in the first transaction: missing ones leave the
+    /// deployment planifié (exit 4), a rejection ends it (échec). Command gates
+    /// then run outside any transaction, and a second one records their outcomes,
+    /// re-reads the approvals (a rejection may have come meanwhile), and moves
+    /// the deployment to validé and on to the claim.
     pub async fn validate(&mut self, id: i64, overrides: &Overrides) -> Result<Execution> {
         let mut signals = Signals::install()?;
         stopping()?;
+        let started = Instant::now();
         let d = self.store.d;
         let dep = self.find(id).await?;
+        let _spinner =
+            crate::progress::start(format!("deployment {id}: {} → {}", dep.version, dep.env));
+        crate::progress::step("gates");
         let env = ledger::env_row(self.store.conn(), d, dep.env)
             .await
             .db("reading the environment")?;
         let exec = executor_for(&env, overrides)?;
-        gates_supported(&env)?;
+        let policy = env.policy.as_ref();
 
         let mut tx = self.store.write().await?;
         ledger::lock_env(&mut tx, d, env.id)
             .await
             .db("locking the environment")?;
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env.id).await?;
-        let dep = load(&mut tx, d, id).await?;
-        let refusal = match dep.state {
-            Etat::Planifie | Etat::Valide => match busy_check(&mut tx, d, &dep).await? {
-                Some(busy) => Some(busy),
-                None => requires_check(&mut tx, d, &env, &dep).await?,
-            },
-            Etat::EnCours => Some(already_running(&dep)),
-            _ => Some(not_runnable(&dep, recovered)),
-        };
-        if let Some(refusal) = refusal {
-            tx.commit().await.db("committing")?;
-            return Err(refusal);
+        let mut dep = load(&mut tx, d, id).await?;
+        if let Some(refusal) = refusal(&mut tx, d, &env, &dep, recovered).await? {
+            return refuse(tx, refusal).await;
         }
+        let mut states = gates::current(&mut tx, d, policy, id).await?;
+        match gates::verdict(&states) {
+            Verdict::Rejected(r) => {
+                let why = r.summary();
+                return reject(
+                    tx,
+                    d,
+                    &self.who,
+                    &dep,
+                    states,
+                    why,
+                    (started, recovered, &exec),
+                )
+                .await;
+            }
+            Verdict::Waiting(w) => return refuse(tx, gates::waiting_error(&dep, &w)).await,
+            Verdict::Ready => {}
+        }
+        let commands: Vec<&NamedGate> = match (dep.state, policy) {
+            (Etat::Planifie, Some(p)) => p
+                .gates
+                .iter()
+                .filter(|g| g.gate.command.is_some())
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !commands.is_empty() {
+            let live = ledger::live(&mut tx, d, env.id)
+                .await
+                .db("reading the live release")?;
+            tx.commit().await.db("committing")?;
+            let job = Job {
+                version: dep.version.clone(),
+                tag: dep.tag.clone(),
+                env: dep.env.as_str().to_string(),
+                deploy_id: id,
+                previous_version: live.map(|l| l.version),
+            };
+            let outcomes = gates::run_commands(&commands, &job, signals.recv()).await?;
+            crate::progress::step("gates: recording");
+            tx = self.store.write().await?;
+            ledger::lock_env(&mut tx, d, env.id)
+                .await
+                .db("locking the environment")?;
+            dep = load(&mut tx, d, id).await?;
+            if dep.state != Etat::Planifie {
+                return refuse(
+                    tx,
+                    Error::blocked(format!(
+                        "deployment {id} became {} while its gates ran: another process \
+                         handled it; the gates' results were not recorded",
+                        dep.state
+                    ))
+                    .hint(format!("see `shipctl history --env {}`", dep.env)),
+                )
+                .await;
+            }
+            gates::record_commands(&mut tx, d, &self.who, &dep, &outcomes).await?;
+            states = gates::current(&mut tx, d, policy, id).await?;
+            let failed = states.iter().find(|s| s.status == GateStatus::Failed);
+            let rejected = match (failed, gates::verdict(&states)) {
+                (Some(f), _) => Some(format!("gate {}", f.summary())),
+                (None, Verdict::Rejected(r)) => Some(r.summary()),
+                (None, Verdict::Waiting(w)) => {
+                    // Approvals were withdrawn while the commands ran.
+                    return refuse(tx, gates::waiting_error(&dep, &w)).await;
+                }
+                (None, Verdict::Ready) => None,
+            };
+            if let Some(why) = rejected {
+                return reject(
+                    tx,
+                    d,
+                    &self.who,
+                    &dep,
+                    states,
+                    why,
+                    (started, recovered, &exec),
+                )
+                .await;
+            }
+            if let Some(refusal) = refusal(&mut tx, d, &env, &dep, recovered).await? {
+                // The gates passed: keep that (validé), and let the next validate claim it.
+                validated_in(&mut tx, d, &self.who, &dep, &states).await?;
+                return refuse(tx, refusal).await;
+            }
+        }
+        if dep.state == Etat::Planifie {
+            validated_in(&mut tx, d, &self.who, &dep, &states).await?;
+        }
+        crate::progress::step("claim");
         let previous = ledger::live(&mut tx, d, env.id)
             .await
             .db("reading the live release")?;
+        let dep = load(&mut tx, d, id).await?;
         let token = claim_in(&mut tx, d, &self.who, &dep).await?;
         let dep = load(&mut tx, d, id).await?;
         tx.commit().await.db("committing the claim")?;
@@ -154,8 +254,12 @@ impl Engine {
             restores: None,
             previous,
         };
-        self.run_and_finish(&env, claimed, &exec, &mut signals)
-            .await
+        let mut execution = self
+            .run_and_finish(&env, claimed, &exec, &mut signals)
+            .await?;
+        execution.gates = states;
+        execution.duration_ms = started.elapsed().as_millis();
+        Ok(execution)
     }
 
     /// `rollback --deploy-id N`: cancel a pending deployment, or redeploy the
@@ -275,6 +379,26 @@ impl Engine {
                 )
                 .await?;
                 let restore = load(&mut tx, d, rid).await?;
+                // No gates: the release was live here before, and a rollback is
+                // the way out of an incident, not a new change to review.
+                record(
+                    &mut tx,
+                    d,
+                    self.who.on(
+                        rid,
+                        "deployment.validated",
+                        (Some(Etat::Planifie), Some(Etat::Valide)),
+                        format!(
+                            "restore of {} in {}: gates do not apply to a rollback",
+                            previous.version, dep.env
+                        ),
+                    ),
+                )
+                .await?;
+                ledger::transition(&mut tx, d, rid, Etat::Planifie, Etat::Valide)
+                    .await
+                    .db("validating the restore")?;
+                let restore = load(&mut tx, d, restore.id).await?;
                 let token = claim_in(&mut tx, d, &self.who, &restore).await?;
                 let restore = load(&mut tx, d, rid).await?;
                 tx.commit().await.db("committing the claim")?;
@@ -301,6 +425,7 @@ impl Engine {
         signals: &mut Signals,
     ) -> Result<Execution> {
         let started = Instant::now();
+        crate::progress::step("run");
         let end = supervise(&mut self.store, &self.who, &claimed, exec, signals).await;
         let (outcome, error, output) = match end {
             RunEnd::Done(outcome, error, output) => (outcome, error, output),
@@ -340,6 +465,7 @@ impl Engine {
             }
             _ => None,
         };
+        crate::progress::step("finish");
         let d = self.store.d;
         let mut tx = self.store.write().await?;
         ledger::lock_env(&mut tx, d, env.id)
@@ -370,7 +496,7 @@ impl Engine {
                 let ran = format!("{elapsed}{}", kept(&output));
                 finish_success(&mut tx, d, &self.who, env, &claimed, &ran).await?
             }
-            Outcome::Failed | Outcome::Interrupted => {
+            Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => {
                 let why = error.clone().unwrap_or_default();
                 finish_failure(&mut tx, d, &self.who, env, &claimed, &why).await?
             }
@@ -397,6 +523,7 @@ impl Engine {
             executor: exec.describe(),
             recovered: claimed.recovered,
             rolled_back,
+            gates: Vec::new(),
         })
     }
 }
@@ -448,22 +575,88 @@ async fn supervise(
     }
 }
 
-/// `planifié|validé → en_cours` inside the caller's locked transaction.
+/// A gate said no: `planifié|validé → échec`, audited, and reported as a
+/// failed deployment (exit 3).
+async fn reject(
+    mut tx: Tx<'_>,
+    d: Dialect,
+    who: &Who,
+    dep: &Deployment,
+    states: Vec<GateState>,
+    why: String,
+    (started, recovered, exec): (Instant, Option<i64>, &Executor),
+) -> Result<Execution> {
+    ledger::transition(&mut tx, d, dep.id, dep.state, Etat::Echec)
+        .await
+        .db("recording the rejection")?;
+    record(
+        &mut tx,
+        d,
+        who.on(
+            dep.id,
+            "deployment.rejected",
+            (Some(dep.state), Some(Etat::Echec)),
+            format!(
+                "{} to {} rejected at validation: {why}; nothing was deployed",
+                dep.version, dep.env
+            ),
+        ),
+    )
+    .await?;
+    let dep = load(&mut tx, d, dep.id).await?;
+    tx.commit().await.db("committing the rejection")?;
+    Ok(Execution {
+        deployment: dep,
+        outcome: Outcome::Rejected,
+        error: Some(why),
+        duration_ms: started.elapsed().as_millis(),
+        executor: exec.describe(),
+        recovered,
+        rolled_back: None,
+        gates: states,
+    })
+}
+
+/// `planifié → validé` once the gates have passed, audited with what passed.
+async fn validated_in(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    who: &Who,
+    dep: &Deployment,
+    states: &[GateState],
+) -> Result<()> {
+    let passed = if states.is_empty() {
+        format!("no gates configured for {}", dep.env)
+    } else {
+        let list: Vec<String> = states.iter().map(GateState::summary).collect();
+        format!("gates passed: {}", list.join("; "))
+    };
+    if !ledger::transition(tx, d, dep.id, Etat::Planifie, Etat::Valide)
+        .await
+        .db("validating the deployment")?
+    {
+        return Err(Error::blocked(format!(
+            "deployment {} changed state while it was being validated",
+            dep.id
+        ))
+        .hint("run the command again"));
+    }
+    record(
+        tx,
+        d,
+        who.on(
+            dep.id,
+            "deployment.validated",
+            (Some(Etat::Planifie), Some(Etat::Valide)),
+            format!("{} to {}: {passed}", dep.version, dep.env),
+        ),
+    )
+    .await
+}
+
+/// `validé → en_cours` inside the caller's locked transaction.
 async fn claim_in(tx: &mut Tx<'_>, d: Dialect, who: &Who, dep: &Deployment) -> Result<i64> {
     let ctx = "claiming the deployment";
-    if dep.state == Etat::Planifie {
-        record(
-            tx,
-            d,
-            who.on(
-                dep.id,
-                "deployment.validated",
-                (Some(Etat::Planifie), Some(Etat::Valide)),
-                format!("{}: no gates configured for {}", dep.version, dep.env),
-            ),
-        )
-        .await?;
-    }
     let token = ledger::next_token(tx, d, dep.env_id).await.db(ctx)?;
     let ttl_ms = who.lease_ttl.as_millis() as i64;
     match ledger::claim(tx, d, dep.id, token, &who.holder, ttl_ms).await {
@@ -648,7 +841,7 @@ async fn finish_failure(
 }
 
 /// "; output: ..." for an audit message, or nothing when there was none.
-fn kept(output: &str) -> String {
+pub(super) fn kept(output: &str) -> String {
     let t = output.trim();
     if t.is_empty() {
         String::new()
@@ -677,19 +870,6 @@ fn executor_for(env: &EnvRow, overrides: &Overrides) -> Result<Executor> {
     })
 }
 
-/// Gates are declared in the manifests, but not enforced by this version: refuse
-/// rather than deploy past a QA or security gate unchecked.
-fn gates_supported(env: &EnvRow) -> Result<()> {
-    match env.policy.as_ref().map(|p| &p.gates[..]) {
-        Some([first, ..]) => Err(Error::blocked(format!(
-            "{} declares the gate {:?}, and gates are not enforced by this version of shipctl yet",
-            env.env, first.name
-        ))
-        .hint("remove the gates from the manifests and reconcile, or use a shipctl that enforces them")),
-        _ => Ok(()),
-    }
-}
-
 /// `requires: ENV`: the release must have succeeded there first.
 async fn requires_check(
     tx: &mut Tx<'_>,
@@ -716,6 +896,25 @@ async fn requires_check(
             dep.version, dep.release_id
         )),
     ))
+}
+
+/// Why a deployment cannot be validated now: its state, a busy environment, or
+/// a `requires:` not met. `None`: it may go on.
+async fn refusal(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    env: &EnvRow,
+    dep: &Deployment,
+    recovered: Option<i64>,
+) -> Result<Option<Error>> {
+    Ok(match dep.state {
+        Etat::Planifie | Etat::Valide => match busy_check(tx, d, dep).await? {
+            Some(busy) => Some(busy),
+            None => requires_check(tx, d, env, dep).await?,
+        },
+        Etat::EnCours => Some(already_running(dep)),
+        _ => Some(not_runnable(dep, recovered)),
+    })
 }
 
 /// Ends a transaction that wrote nothing but a lease recovery, and refuses.

@@ -2,10 +2,12 @@
 //! a transaction that also writes its audit row.
 
 mod execute;
+mod gates;
 mod lease;
 mod reconcile;
 
 pub use execute::{Execution, Outcome, RollbackReport};
+pub use gates::{Approval, Decision, GateState, GateStatus, headline};
 pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts};
 
 use crate::error::{DbContext, Error, Result};
@@ -147,7 +149,32 @@ pub struct EnvStatus {
     pub in_progress: Option<Deployment>,
     pub pending: Vec<Deployment>,
     pub pin: Option<Pin>,
+    /// Where the gates of each pending deployment stand (environments with gates).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<DeploymentGates>,
     pub recent: Vec<Deployment>,
+}
+
+/// The gates of one deployment.
+#[derive(Debug, Serialize)]
+pub struct DeploymentGates {
+    #[serde(rename = "id_deploiement")]
+    pub deployment: i64,
+    pub gates: Vec<GateState>,
+}
+
+/// `history --env ENV`: deployments, newest first, each with its gate results.
+#[derive(Debug, Serialize)]
+pub struct History {
+    pub env: Env,
+    pub deployments: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryEntry {
+    #[serde(flatten)]
+    pub deployment: Deployment,
+    pub gate_results: Vec<ledger::GateResult>,
 }
 
 #[derive(Debug, Serialize)]
@@ -317,6 +344,41 @@ impl Engine {
             .db("reading the audit log")
     }
 
+    /// `history --env ENV`: the newest `limit` deployments with their gate
+    /// results, in two statements whatever the number of rows.
+    pub async fn history(&mut self, env: Env, limit: i64) -> Result<History> {
+        let d = self.store.d;
+        let mut tx = self.store.read().await?;
+        let row = ledger::env_row(&mut tx, d, env)
+            .await
+            .db("reading the environment")?;
+        let deployments = ledger::history(&mut tx, d, row.id, limit)
+            .await
+            .db("reading the deployments")?;
+        let results = match deployments.last() {
+            Some(oldest) => ledger::env_gate_results(&mut tx, d, row.id, oldest.id)
+                .await
+                .db("reading the gate results")?,
+            None => Vec::new(),
+        };
+        tx.commit().await.db("closing the read transaction")?;
+        let mut by_deployment: std::collections::HashMap<i64, Vec<ledger::GateResult>> =
+            std::collections::HashMap::new();
+        for r in results {
+            by_deployment.entry(r.deployment).or_default().push(r);
+        }
+        Ok(History {
+            env,
+            deployments: deployments
+                .into_iter()
+                .map(|dep| HistoryEntry {
+                    gate_results: by_deployment.remove(&dep.id).unwrap_or_default(),
+                    deployment: dep,
+                })
+                .collect(),
+        })
+    }
+
     /// A deployment by id, or the clear "does not exist" error.
     pub async fn find(&mut self, id: i64) -> Result<Deployment> {
         let d = self.store.d;
@@ -332,12 +394,37 @@ async fn env_status(
     let o = ledger::overview(c, d, env, RECENT)
         .await
         .db("reading the environment")?;
+    let policy = o.env.policy.as_ref();
+    // A second statement only where there is something to say: gates declared
+    // and deployments waiting on them.
+    let gates = if policy.is_some_and(|p| !p.gates.is_empty()) && !o.pending.is_empty() {
+        let ids: Vec<i64> = o.pending.iter().map(|p| p.id).collect();
+        let results = ledger::gate_results(c, d, &ids)
+            .await
+            .db("reading the gate results")?;
+        ids.iter()
+            .map(|&id| {
+                let mine: Vec<ledger::GateResult> = results
+                    .iter()
+                    .filter(|r| r.deployment == id)
+                    .cloned()
+                    .collect();
+                DeploymentGates {
+                    deployment: id,
+                    gates: gates::states(policy, &mine),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(EnvStatus {
         env,
         live: o.live,
         in_progress: o.in_progress,
         pending: o.pending,
         pin: o.env.pin,
+        gates,
         recent: o.recent,
     })
 }

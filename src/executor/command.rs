@@ -126,8 +126,7 @@ async fn pump(pipe: Option<impl AsyncRead + Unpin>, echo: bool) -> Vec<u8> {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if echo {
-                    use std::io::Write;
-                    let _ = std::io::stderr().write_all(&buf[..n]);
+                    crate::progress::write_output(&buf[..n]);
                 }
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > 2 * KEEP_OUTPUT {

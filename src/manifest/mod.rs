@@ -486,6 +486,11 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
     let mut gates = Vec::new();
     for (name, gate) in &spec.gates.0 {
         let key = format!("gates.{name}");
+        check_gate_name(name).map_err(|m| bad(&key, m, "a gate is named with 1 to 50 letters, digits, '-' or '_', e.g. qa or security-scan"))?;
+        if let Some(names) = &gate.approvers {
+            check_approvers(gate.approvals, names)
+                .map_err(|(m, h)| bad(&format!("{key}.approvers"), m, h))?;
+        }
         match (&gate.approvals, &gate.command) {
             (Some(0), None) => {
                 return Err(bad(
@@ -576,6 +581,52 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
         on_failure: spec.on_failure.map(|o| o.0).unwrap_or(OnFailure::Replan),
         max_attempts,
     })
+}
+
+/// A gate's name is typed on the command line (`approve --gate NAME`) and stored
+/// in a 50-character column: keep it to a plain word.
+fn check_gate_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name.chars().count() > 50 {
+        return Err(format!("the gate name {name:?} must be 1 to 50 characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!("the gate name {name:?} contains {c:?}"));
+    }
+    Ok(())
+}
+
+/// `approvers:` lists who may approve; it must be able to reach `approvals`.
+fn check_approvers(
+    approvals: Option<u32>,
+    names: &[String],
+) -> std::result::Result<(), (String, &'static str)> {
+    let Some(need) = approvals else {
+        return Err((
+            "approvers apply to approval gates only".into(),
+            "remove approvers, or make the gate approvals: N",
+        ));
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for n in names {
+        crate::model::check_actor(n)
+            .map_err(|m| (m, "write each approver as their login name, e.g. alice"))?;
+        if !seen.insert(n.as_str()) {
+            return Err((format!("{n:?} is listed twice"), "list each approver once"));
+        }
+    }
+    if (seen.len() as u64) < u64::from(need) {
+        return Err((
+            format!(
+                "{} approver(s) listed but {need} distinct approvals are required",
+                seen.len()
+            ),
+            "list at least as many approvers as the approvals the gate requires",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub struct Environment {
 pub struct Gate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<u32>,
+    /// Who may approve an `approvals:` gate; anyone when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]

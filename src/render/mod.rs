@@ -71,6 +71,7 @@ impl Printer {
     /// A progress note for people, on stderr; nothing in JSON mode.
     pub fn note(&self, text: &str) {
         if !self.json {
+            crate::progress::clear();
             let _ = writeln!(std::io::stderr(), "{}", self.err_style.dim(text));
         }
     }
@@ -81,6 +82,7 @@ impl Printer {
     }
 
     pub fn error(&self, e: &Error) {
+        crate::progress::clear();
         let message = scrub(&e.message, &self.secrets);
         let hint = e.hint.as_deref().map(|h| scrub(h, &self.secrets));
         if self.json {
@@ -105,6 +107,7 @@ impl Printer {
 
     fn write_stdout(&self, text: &str) {
         let text = scrub(text, &self.secrets);
+        crate::progress::clear();
         let mut stdout = std::io::stdout().lock();
         // A closed pipe (`shipctl status | head -1`) is not an error worth a panic.
         let _ = writeln!(stdout, "{}", text.trim_end_matches('\n'));

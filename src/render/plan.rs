@@ -142,7 +142,19 @@ fn release_steps(plan: &Plan) -> Vec<String> {
 
 /// What a deployment in an environment would execute, in words.
 fn executes(p: &Policy) -> String {
-    match p.executor.as_ref().and_then(|x| x.command.as_ref()) {
+    let mut parts = Vec::new();
+    for g in &p.gates {
+        match (&g.gate.approvals, &g.gate.command) {
+            (Some(n), _) => parts.push(format!(
+                "gate {}: {n} approval{}",
+                g.name,
+                if *n == 1 { "" } else { "s" }
+            )),
+            (None, Some(c)) => parts.push(format!("gate {}: runs {}", g.name, argv(c))),
+            (None, None) => {}
+        }
+    }
+    parts.push(match p.executor.as_ref().and_then(|x| x.command.as_ref()) {
         Some(c) => {
             let mut out = format!("runs {}", argv(&c.run));
             if let Some(r) = &c.rollback {
@@ -151,7 +163,8 @@ fn executes(p: &Policy) -> String {
             out
         }
         None => "simulated".into(),
-    }
+    });
+    parts.join("; ")
 }
 
 fn argv(a: &[String]) -> String {

@@ -1,7 +1,10 @@
 //! How each result reads on a terminal.
 
 use super::Style;
-use crate::engine::{EnvStatus, Execution, Outcome, RollbackReport, Unpinned};
+use crate::engine::{
+    Approval, EnvStatus, Execution, GateState, GateStatus, History, Outcome, RollbackReport,
+    Unpinned,
+};
 use crate::model::Etat;
 use crate::store::ledger::{AuditRow, Deployment, Release};
 
@@ -127,7 +130,22 @@ impl Text for Execution {
                 s.yellow("recovered:")
             ));
         }
+        for g in &self.gates {
+            out.push_str(&gate_line(s, g));
+        }
         match (&self.outcome, &self.rolled_back) {
+            (Outcome::Rejected, _) => out.push_str(&format!(
+                "{} Deployment {} ({} to {}) rejected: {}\n  it is {}; nothing was deployed. \
+                 Fix the release, then plan it again with `shipctl deploy --release {} --env {}`",
+                s.red("✗"),
+                d.id,
+                d.version,
+                d.env,
+                self.error.as_deref().unwrap_or("a gate said no"),
+                state(s, d.state),
+                d.release_id,
+                d.env
+            )),
             (Outcome::Succeeded, None) => out.push_str(&format!(
                 "{} Deployment {}: release {} is live in {} ({secs}, attempt {})",
                 s.green("✓"),
@@ -248,6 +266,24 @@ impl Text for EnvStatus {
                 .collect();
             out.push_str(&items.join(", "));
             out.push('\n');
+            for dg in &self.gates {
+                let waiting = dg.gates.iter().find(|g| g.status == GateStatus::Waiting);
+                out.push_str(&format!(
+                    "    deployment {}{}\n",
+                    dg.deployment,
+                    match waiting {
+                        Some(g) => format!(
+                            ": waiting for approval; `shipctl approve --deploy-id {} --gate {}`",
+                            dg.deployment, g.gate
+                        ),
+                        None => String::new(),
+                    }
+                ));
+                for g in &dg.gates {
+                    out.push_str("  ");
+                    out.push_str(&gate_line(s, g));
+                }
+            }
         }
         if let Some(pin) = &self.pin {
             out.push_str(&field("pinned"));
@@ -340,5 +376,102 @@ impl Text for Vec<AuditRow> {
             &rows,
             "",
         )
+    }
+}
+
+/// One gate, one line: a mark, its name and where it stands.
+fn gate_line(s: &Style, g: &GateState) -> String {
+    let mark = match g.status {
+        GateStatus::Approved | GateStatus::Passed => s.green("✓"),
+        GateStatus::Rejected | GateStatus::Failed => s.red("✗"),
+        GateStatus::Waiting | GateStatus::NotRun => s.yellow("…"),
+    };
+    let summary = g.summary();
+    // A command's output can be long: its first line here, all of it in the audit log.
+    let first = summary.lines().next().unwrap_or_default();
+    format!("  {mark} gate {first}\n")
+}
+
+impl Text for Approval {
+    fn text(&self, s: &Style) -> String {
+        let d = &self.deployment;
+        let verb = if self.decision == "rejected" {
+            s.red("rejected")
+        } else {
+            s.green("approved")
+        };
+        let mut out = if self.recorded {
+            format!(
+                "{} {verb} deployment {} ({} to {}) at gate {}\n",
+                self.actor, d.id, d.version, d.env, self.gate
+            )
+        } else {
+            format!(
+                "{} had already {verb} deployment {} at gate {}: it counts once, nothing new recorded\n",
+                self.actor, d.id, self.gate
+            )
+        };
+        for g in &self.gates {
+            out.push_str(&gate_line(s, g));
+        }
+        let next = if self.gates.iter().any(|g| g.status == GateStatus::Rejected) {
+            format!(
+                "a rejection stands: the next validation ends deployment {} as échec",
+                d.id
+            )
+        } else if self.ready {
+            format!(
+                "approvals complete: `shipctl validate --deploy-id {}` (or the next reconcile) deploys it",
+                d.id
+            )
+        } else {
+            "more approvals are needed before it can be validated".into()
+        };
+        out.push_str(&format!("  {next}"));
+        out
+    }
+}
+
+impl Text for History {
+    fn text(&self, s: &Style) -> String {
+        if self.deployments.is_empty() {
+            return format!("No deployments in {} yet.", self.env);
+        }
+        let mut out = format!("{}\n", s.bold(self.env.as_str()));
+        let headers = ["ID", "RELEASE", "TAG", "STATE", "ATTEMPTS", "DATE (UTC)"];
+        let rows: Vec<_> = self
+            .deployments
+            .iter()
+            .map(|e| deployment_row(s, &e.deployment))
+            .collect();
+        // The table, with each deployment's gate results under its row.
+        let table = table(s, &headers, &rows, "  ");
+        let mut lines = table.lines();
+        if let Some(head) = lines.next() {
+            out.push_str(head);
+            out.push('\n');
+        }
+        for (line, e) in lines.zip(&self.deployments) {
+            out.push_str(line);
+            out.push('\n');
+            for r in &e.gate_results {
+                let mark = match r.outcome.as_str() {
+                    "approved" | "passed" => s.green("✓"),
+                    _ => s.red("✗"),
+                };
+                let first = crate::engine::headline(&r.message);
+                let what = match r.kind.as_str() {
+                    "command" => first.to_string(),
+                    _ if first.is_empty() => format!("{} by {}", r.outcome, r.actor),
+                    _ => format!("{} by {}: {first}", r.outcome, r.actor),
+                };
+                out.push_str(&format!(
+                    "      {mark} gate {} {what}  {}\n",
+                    r.gate,
+                    s.dim(&r.date)
+                ));
+            }
+        }
+        out
     }
 }

@@ -685,6 +685,127 @@ pub async fn audit_rows(
     Ok(out)
 }
 
+// ---------------------------------------------------------------- gate results
+
+/// One row of `gate_results`: a person's decision or a command gate's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateResult {
+    pub id: i64,
+    #[serde(rename = "id_deploiement")]
+    pub deployment: i64,
+    pub gate: String,
+    /// `approval` or `command`.
+    pub kind: String,
+    /// `approved` / `rejected` for a person, `passed` / `failed` for a command.
+    pub outcome: String,
+    #[serde(rename = "acteur")]
+    pub actor: String,
+    pub message: String,
+    #[serde(rename = "date_resultat")]
+    pub date: String,
+}
+
+/// A gate result about to be written.
+pub struct NewGateResult<'a> {
+    pub deployment: i64,
+    pub gate: &'a str,
+    pub kind: &'static str,
+    pub outcome: &'static str,
+    pub actor: &'a str,
+    pub message: &'a str,
+}
+
+pub async fn insert_gate_result(
+    c: &mut AnyConnection,
+    d: Dialect,
+    g: &NewGateResult<'_>,
+) -> Res<i64> {
+    insert(
+        c,
+        d,
+        "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message, date_resultat) \
+         VALUES (?, ?, ?, ?, ?, ?, {now})",
+        |q| {
+            q.bind(g.deployment)
+                .bind(g.gate.to_string())
+                .bind(g.kind)
+                .bind(g.outcome)
+                .bind(g.actor.to_string())
+                .bind(g.message.to_string())
+        },
+    )
+    .await
+}
+
+const GATE_SELECT: &str = "SELECT g.id, g.id_deploiement, g.gate, g.kind, g.outcome, g.acteur, \
+     g.message, {ts:g.date_resultat} AS date_resultat FROM gate_results g";
+
+fn gate_result(row: &AnyRow) -> Res<GateResult> {
+    Ok(GateResult {
+        id: row.try_get("id")?,
+        deployment: row.try_get("id_deploiement")?,
+        gate: row.try_get("gate")?,
+        kind: row.try_get("kind")?,
+        outcome: row.try_get("outcome")?,
+        actor: row.try_get("acteur")?,
+        message: row.try_get("message")?,
+        date: row.try_get("date_resultat")?,
+    })
+}
+
+/// The gate results of the given deployments, oldest first, in one statement.
+pub async fn gate_results(
+    c: &mut AnyConnection,
+    d: Dialect,
+    deployments: &[i64],
+) -> Res<Vec<GateResult>> {
+    if deployments.is_empty() {
+        return Ok(Vec::new());
+    }
+    let marks = vec!["?"; deployments.len()].join(", ");
+    let sql = d.sql(&format!(
+        "{GATE_SELECT} WHERE g.id_deploiement IN ({marks}) ORDER BY g.id"
+    ));
+    let mut q = sqlx::query(sql);
+    for id in deployments {
+        q = q.bind(*id);
+    }
+    let rows = q.fetch_all(c).await?;
+    rows.iter().map(gate_result).collect()
+}
+
+/// The newest `limit` deployments of an environment, newest first.
+pub async fn history(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+    limit: i64,
+) -> Res<Vec<Deployment>> {
+    deployments(c, d, "WHERE d.id_env = ? ORDER BY d.id DESC LIMIT ?", |q| {
+        q.bind(env_id).bind(limit)
+    })
+    .await
+}
+
+/// The gate results of an environment's deployments from `first_id` on, oldest first.
+pub async fn env_gate_results(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+    first_id: i64,
+) -> Res<Vec<GateResult>> {
+    let sql = d.sql(&format!(
+        "{GATE_SELECT} JOIN deploiements d ON d.id = g.id_deploiement \
+         WHERE d.id_env = ? AND g.id_deploiement >= ? ORDER BY g.id"
+    ));
+    let rows = sqlx::query(sql)
+        .bind(env_id)
+        .bind(first_id)
+        .fetch_all(c)
+        .await?;
+    rows.iter().map(gate_result).collect()
+}
+
 // ---------------------------------------------------------------- helpers
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;

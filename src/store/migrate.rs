@@ -36,6 +36,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0003_audit_env.sql"),
         mysql: include_str!("../../migrations/mysql/0003_audit_env.sql"),
     },
+    Migration {
+        version: 4,
+        name: "gate_results",
+        sqlite: include_str!("../../migrations/sqlite/0004_gate_results.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_gate_results.sql"),
+        mysql: include_str!("../../migrations/mysql/0004_gate_results.sql"),
+    },
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

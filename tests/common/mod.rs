@@ -173,6 +173,7 @@ impl TestDb {
             "environnements",
             "deploiements",
             "audit_logs",
+            "gate_results",
         ];
         let mut out = String::new();
         for t in tables {

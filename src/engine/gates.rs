@@ -1,0 +1,557 @@
+//! Gates: the approvals people record with `shipctl approve`, the commands that
+//! run at validation, and the verdict they give on a pending deployment.
+//!
+//! A person's newest decision on a gate is the one that counts, so approving
+//! twice counts once and a mistaken rejection can be taken back before the
+//! deployment is validated. Every decision and every command outcome is a row
+//! of `gate_results` and of `audit_logs`.
+
+use super::{Engine, Who, load, record};
+use crate::error::{DbContext, Error, Result};
+use crate::executor::{Job, command};
+use crate::manifest::{NamedGate, Policy};
+use crate::model::{Etat, check_actor};
+use crate::store::ledger::{self, Deployment, GateResult, NewGateResult};
+use crate::store::{Dialect, Tx};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// A command gate without `timeout:` is stopped after this long.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The longest `--reason` kept.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// Where one gate stands for one deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateState {
+    pub gate: String,
+    /// `approval` or `command`.
+    pub kind: &'static str,
+    pub status: GateStatus,
+    /// Approvals the gate requires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required: Option<u32>,
+    /// Who may approve; `None`: anyone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected_by: Option<String>,
+    /// A rejection's reason, or a command's outcome and output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateStatus {
+    /// Enough approvals.
+    Approved,
+    /// Approvals missing.
+    Waiting,
+    Rejected,
+    /// A command gate that exited 0.
+    Passed,
+    /// A command gate that failed, timed out or could not start.
+    Failed,
+    /// A command gate that runs at the next validation.
+    NotRun,
+}
+
+/// The first line of a stored message, without a dangling "; output:".
+pub fn headline(message: &str) -> &str {
+    let first = message.lines().next().unwrap_or_default();
+    first.strip_suffix("; output:").unwrap_or(first)
+}
+
+impl GateState {
+    /// "qa: 1 of 2 approvals (alice); may approve: bob, carol".
+    pub fn summary(&self) -> String {
+        match self.status {
+            GateStatus::Approved | GateStatus::Waiting => {
+                let need = self.required.unwrap_or(1);
+                let mut s = format!(
+                    "{}: {} of {need} approval{}",
+                    self.gate,
+                    self.approved_by.len().min(need as usize),
+                    if need == 1 { "" } else { "s" }
+                );
+                if !self.approved_by.is_empty() {
+                    s.push_str(&format!(" ({})", self.approved_by.join(", ")));
+                }
+                if self.status == GateStatus::Waiting {
+                    let may = self.approvers.as_ref().map(|names| {
+                        names
+                            .iter()
+                            .filter(|n| !self.approved_by.contains(n))
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    });
+                    s.push_str(&format!(
+                        "; may approve: {}",
+                        may.unwrap_or_else(|| "anyone".into())
+                    ));
+                }
+                s
+            }
+            GateStatus::Rejected => format!(
+                "{}: rejected by {}{}",
+                self.gate,
+                self.rejected_by.as_deref().unwrap_or("someone"),
+                self.message
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+            GateStatus::Passed | GateStatus::Failed => format!(
+                "{}: {}",
+                self.gate,
+                headline(self.message.as_deref().unwrap_or("command ran"))
+            ),
+            GateStatus::NotRun => format!(
+                "{}: command {:?} runs at validation",
+                self.gate,
+                self.command.as_deref().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// What the approval gates say about a deployment.
+pub enum Verdict {
+    /// Every approval gate has its approvals (command gates come next).
+    Ready,
+    /// Some gate lacks approvals: the deployment stays planifié.
+    Waiting(Vec<GateState>),
+    /// A person's newest decision on some gate is a rejection.
+    Rejected(GateState),
+}
+
+/// Where each gate of `policy` stands, from the deployment's gate results
+/// (oldest first). Command gates show their newest outcome, or `NotRun`.
+pub fn states(policy: Option<&Policy>, results: &[GateResult]) -> Vec<GateState> {
+    let Some(policy) = policy else {
+        return Vec::new();
+    };
+    policy
+        .gates
+        .iter()
+        .map(|g| state(g, results.iter().filter(|r| r.gate == g.name)))
+        .collect()
+}
+
+fn state<'a>(g: &NamedGate, results: impl Iterator<Item = &'a GateResult>) -> GateState {
+    let mut s = GateState {
+        gate: g.name.clone(),
+        kind: "approval",
+        status: GateStatus::Waiting,
+        required: g.gate.approvals,
+        approvers: g.gate.approvers.clone(),
+        approved_by: Vec::new(),
+        rejected_by: None,
+        message: None,
+        command: g.gate.command.clone(),
+    };
+    if g.gate.command.is_some() {
+        s.kind = "command";
+        s.status = GateStatus::NotRun;
+        if let Some(last) = results.filter(|r| r.kind == "command").last() {
+            s.status = if last.outcome == "passed" {
+                GateStatus::Passed
+            } else {
+                GateStatus::Failed
+            };
+            s.message = Some(last.message.clone());
+        }
+        return s;
+    }
+    // Each person's newest decision, in the order they first decided.
+    let mut newest: BTreeMap<&str, (usize, &GateResult)> = BTreeMap::new();
+    for (i, r) in results.filter(|r| r.kind == "approval").enumerate() {
+        let allowed = g
+            .gate
+            .approvers
+            .as_ref()
+            .is_none_or(|names| names.contains(&r.actor));
+        if allowed {
+            let first = newest.get(r.actor.as_str()).map_or(i, |(f, _)| *f);
+            newest.insert(&r.actor, (first, r));
+        }
+    }
+    let mut decided: Vec<(usize, &GateResult)> = newest.into_values().collect();
+    decided.sort_by_key(|(first, _)| *first);
+    for (_, r) in decided {
+        if r.outcome == "rejected" {
+            if s.rejected_by.is_none() {
+                s.rejected_by = Some(r.actor.clone());
+                s.message = Some(r.message.clone());
+            }
+        } else {
+            s.approved_by.push(r.actor.clone());
+        }
+    }
+    let need = g.gate.approvals.unwrap_or(1) as usize;
+    s.status = if s.rejected_by.is_some() {
+        GateStatus::Rejected
+    } else if s.approved_by.len() >= need {
+        GateStatus::Approved
+    } else {
+        GateStatus::Waiting
+    };
+    s
+}
+
+pub fn verdict(states: &[GateState]) -> Verdict {
+    if let Some(r) = states.iter().find(|s| s.status == GateStatus::Rejected) {
+        return Verdict::Rejected(r.clone());
+    }
+    let waiting: Vec<GateState> = states
+        .iter()
+        .filter(|s| s.status == GateStatus::Waiting)
+        .cloned()
+        .collect();
+    if waiting.is_empty() {
+        Verdict::Ready
+    } else {
+        Verdict::Waiting(waiting)
+    }
+}
+
+/// The approval gates' states for a deployment, read in the caller's transaction.
+pub(super) async fn current(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    policy: Option<&Policy>,
+    deployment: i64,
+) -> Result<Vec<GateState>> {
+    if policy.is_none_or(|p| p.gates.is_empty()) {
+        return Ok(Vec::new());
+    }
+    let results = ledger::gate_results(tx, d, &[deployment])
+        .await
+        .db("reading the gate results")?;
+    Ok(states(policy, &results))
+}
+
+/// The exit-4 error of a deployment that waits for approvals.
+pub(super) fn waiting_error(dep: &Deployment, waiting: &[GateState]) -> Error {
+    let lines: Vec<String> = waiting.iter().map(GateState::summary).collect();
+    let first = &waiting[0].gate;
+    Error::blocked(format!(
+        "deployment {} ({} to {}) waits for approval: {}",
+        dep.id,
+        dep.version,
+        dep.env,
+        lines.join("; ")
+    ))
+    .hint(format!(
+        "approve it with `shipctl approve --deploy-id {} --gate {first}` (or --reject --reason ...), \
+         then run `shipctl validate --deploy-id {}` or reconcile again",
+        dep.id, dep.id
+    ))
+}
+
+/// How one command gate ended.
+#[derive(Debug, Clone)]
+pub(super) struct CommandOutcome {
+    pub gate: String,
+    pub passed: bool,
+    /// What is stored: the command, how it ended, how long it took, its output.
+    pub message: String,
+}
+
+/// Runs the command gates in manifest order, outside any transaction, and stops
+/// at the first that fails. `Err`: a signal stopped them (nothing is recorded).
+pub(super) async fn run_commands(
+    gates: &[&NamedGate],
+    job: &Job,
+    interrupted: impl std::future::Future<Output = &'static str>,
+) -> Result<Vec<CommandOutcome>> {
+    tokio::pin!(interrupted);
+    let mut out = Vec::new();
+    for g in gates {
+        let Some(argv) = &g.gate.command else {
+            continue;
+        };
+        crate::progress::step(&format!("gate {}", g.name));
+        let timeout = g.gate.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
+        let started = Instant::now();
+        let ran = tokio::select! {
+            ran = command::run(argv, job, Some(timeout), true) => ran,
+            name = &mut interrupted => {
+                super::request_stop();
+                return Err(Error::failed(format!(
+                    "interrupted by {name} while gate {} ran; its command was stopped and \
+                     deployment {} stays planifié",
+                    g.name, job.deploy_id
+                )));
+            }
+        };
+        let took =
+            crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
+        let (passed, message) = match ran {
+            Ok(output) => (
+                true,
+                format!("{argv:?} passed in {took}{}", super::execute::kept(&output)),
+            ),
+            Err(why) => (false, format!("failed after {took}: {why}")),
+        };
+        out.push(CommandOutcome {
+            gate: g.name.clone(),
+            passed,
+            message,
+        });
+        if !passed {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Writes command gate outcomes: a `gate_results` row and an audit row each.
+pub(super) async fn record_commands(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    who: &Who,
+    dep: &Deployment,
+    outcomes: &[CommandOutcome],
+) -> Result<()> {
+    for o in outcomes {
+        ledger::insert_gate_result(
+            tx,
+            d,
+            &NewGateResult {
+                deployment: dep.id,
+                gate: &o.gate,
+                kind: "command",
+                outcome: if o.passed { "passed" } else { "failed" },
+                actor: who.actor(),
+                message: &o.message,
+            },
+        )
+        .await
+        .db("recording the gate result")?;
+        record(
+            tx,
+            d,
+            who.on(
+                dep.id,
+                if o.passed {
+                    "gate.passed"
+                } else {
+                    "gate.failed"
+                },
+                (None, None),
+                format!(
+                    "{} in {}: gate {}: {}",
+                    dep.version, dep.env, o.gate, o.message
+                ),
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// What `shipctl approve` did.
+#[derive(Debug, Serialize)]
+pub struct Approval {
+    pub deployment: Deployment,
+    pub gate: String,
+    /// `approved` or `rejected`.
+    pub decision: &'static str,
+    #[serde(rename = "acteur")]
+    pub actor: String,
+    /// False when this person's newest decision was already this one.
+    pub recorded: bool,
+    /// Every gate of the deployment after this decision.
+    pub gates: Vec<GateState>,
+    /// Whether the approval gates now let the deployment be validated.
+    pub ready: bool,
+}
+
+/// `approve` options beyond the deployment and the gate.
+pub struct Decision<'a> {
+    pub by: Option<&'a str>,
+    pub reject: bool,
+    pub reason: Option<&'a str>,
+}
+
+impl Engine {
+    /// `approve --deploy-id N --gate G [--by NAME] [--reject --reason TEXT]`.
+    pub async fn approve(
+        &mut self,
+        id: i64,
+        gate: &str,
+        decision: Decision<'_>,
+    ) -> Result<Approval> {
+        let actor = decision.by.unwrap_or_else(|| self.who.actor()).to_string();
+        check_actor(&actor).map_err(|m| {
+            Error::input(format!("cannot record the decision: {m}"))
+                .hint("pass the approver's login name with --by NAME")
+        })?;
+        let reason = decision.reason.unwrap_or("").trim().to_string();
+        if reason.chars().count() > MAX_REASON_CHARS {
+            return Err(Error::input(format!(
+                "the reason is {} characters long; at most {MAX_REASON_CHARS} are kept",
+                reason.chars().count()
+            ))
+            .hint("say why in a sentence or two, and link to the details"));
+        }
+        if decision.reject && reason.is_empty() {
+            return Err(Error::input("a rejection needs a reason").hint(
+                "add --reason \"what is wrong\": the deployer reads it in status and the audit log",
+            ));
+        }
+        let d = self.store.d;
+        let dep = self.find(id).await?;
+        let env = ledger::env_row(self.store.conn(), d, dep.env)
+            .await
+            .db("reading the environment")?;
+        let mut tx = self.store.write().await?;
+        ledger::lock_env(&mut tx, d, env.id)
+            .await
+            .db("locking the environment")?;
+        let env = ledger::env_row(&mut tx, d, dep.env)
+            .await
+            .db("reading the environment")?;
+        let dep = load(&mut tx, d, id).await?;
+        let policy = env.policy.as_ref();
+        let declared: Vec<&NamedGate> =
+            policy.map(|p| p.gates.iter().collect()).unwrap_or_default();
+        let Some(g) = declared.iter().find(|g| g.name == gate) else {
+            let known: Vec<String> = declared
+                .iter()
+                .filter(|g| g.gate.approvals.is_some())
+                .map(|g| g.name.clone())
+                .collect();
+            return Err(
+                Error::input(format!("{} has no approval gate named {gate:?}", dep.env)).hint(
+                    if known.is_empty() {
+                        format!(
+                            "{} declares no approval gates; gates come from the manifests \
+                     (environments.{}.gates) and are stored by `shipctl reconcile`",
+                            dep.env, dep.env
+                        )
+                    } else {
+                        format!("its approval gates: {}", known.join(", "))
+                    },
+                ),
+            );
+        };
+        if g.gate.command.is_some() {
+            return Err(Error::input(format!(
+                "gate {gate} of {} is a command gate: it runs at validation and nobody approves it",
+                dep.env
+            ))
+            .hint(format!(
+                "run `shipctl validate --deploy-id {id}` to run it; its outcome is in `shipctl history --env {}`",
+                dep.env
+            )));
+        }
+        if !matches!(dep.state, Etat::Planifie | Etat::Valide) {
+            return Err(Error::input(format!(
+                "deployment {id} is {}: only planifié or validé deployments take approvals",
+                dep.state
+            ))
+            .hint(format!(
+                "plan a new deployment with `shipctl deploy --release {} --env {}`",
+                dep.release_id, dep.env
+            )));
+        }
+        if let Some(names) = &g.gate.approvers
+            && !names.contains(&actor)
+        {
+            return Err(Error::input(format!(
+                "{actor} may not approve gate {gate} of {}: its approvers are {}",
+                dep.env,
+                names.join(", ")
+            ))
+            .hint(
+                "ask one of them, or change environments.ENV.gates.GATE.approvers in the manifests",
+            ));
+        }
+        let before = current(&mut tx, d, policy, id).await?;
+        let mine = before
+            .iter()
+            .find(|s| s.gate == gate)
+            .map(|s| {
+                if s.rejected_by.as_deref() == Some(actor.as_str()) {
+                    Some("rejected")
+                } else if s.approved_by.contains(&actor) {
+                    Some("approved")
+                } else {
+                    None
+                }
+            })
+            .unwrap_or(None);
+        let outcome = if decision.reject {
+            "rejected"
+        } else {
+            "approved"
+        };
+        // Approving is idempotent; a rejection is always a new statement with its reason.
+        let recorded = decision.reject || mine != Some(outcome);
+        if recorded {
+            ledger::insert_gate_result(
+                &mut tx,
+                d,
+                &NewGateResult {
+                    deployment: id,
+                    gate,
+                    kind: "approval",
+                    outcome,
+                    actor: &actor,
+                    message: &reason,
+                },
+            )
+            .await
+            .db("recording the decision")?;
+            let mut audit = self.who.on(
+                id,
+                if decision.reject {
+                    "gate.rejected"
+                } else {
+                    "gate.approved"
+                },
+                (None, None),
+                format!(
+                    "{} in {}: gate {gate} {outcome} by {actor}{}{}",
+                    dep.version,
+                    dep.env,
+                    if reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {reason}")
+                    },
+                    if actor == self.who.actor() {
+                        String::new()
+                    } else {
+                        format!(" (recorded by {})", self.who.actor())
+                    }
+                ),
+            );
+            audit.actor = &actor;
+            record(&mut tx, d, audit).await?;
+        }
+        let gates = current(&mut tx, d, policy, id).await?;
+        tx.commit().await.db("committing the decision")?;
+        let ready = matches!(verdict(&gates), Verdict::Ready);
+        Ok(Approval {
+            deployment: dep,
+            gate: gate.to_string(),
+            decision: outcome,
+            actor,
+            recorded,
+            gates,
+            ready,
+        })
+    }
+}
