@@ -30,13 +30,17 @@ static STATE: Mutex<Spinner> = Mutex::new(Spinner {
     mid_line: false,
 });
 static ENABLED: AtomicBool = AtomicBool::new(false);
+static COLOR: AtomicBool = AtomicBool::new(false);
 
 const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
 const TICK: Duration = Duration::from_millis(100);
 const CLEAR: &str = "\r\x1b[2K";
 
-/// Turns the spinner on for this process (stderr is a terminal, output is text).
+/// Turns the spinner on for this process (stderr is a terminal, output is
+/// text); `NO_COLOR` keeps it plain.
 pub fn enable() {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    COLOR.store(!no_color, Ordering::SeqCst);
     ENABLED.store(true, Ordering::SeqCst);
 }
 
@@ -121,17 +125,36 @@ fn draw_loop(generation: u64) {
         } else {
             format!(" · {}", s.step)
         };
-        let line = format!(
-            "{CLEAR}\x1b[36m{}\x1b[0m {}{step} · {}",
-            FRAMES[frame % FRAMES.len()],
-            s.label,
-            elapsed(started.elapsed())
-        );
+        let spin = FRAMES[frame % FRAMES.len()];
+        let spin = if COLOR.load(Ordering::Relaxed) {
+            format!("\x1b[36m{spin}\x1b[0m")
+        } else {
+            spin.to_string()
+        };
+        // One screen line at most: a wrapped line could not be erased.
+        let text: String = format!("{}{step} · {}", s.label, elapsed(started.elapsed()))
+            .chars()
+            .take(columns().saturating_sub(3))
+            .collect();
+        let line = format!("{CLEAR}{spin} {text}");
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(line.as_bytes());
         let _ = err.flush();
         s.drawn = true;
         frame += 1;
+    }
+}
+
+/// The terminal's width, 80 when it cannot be told.
+fn columns() -> usize {
+    // SAFETY: TIOCGWINSZ fills the winsize it is given, and nothing else.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 {
+            usize::from(ws.ws_col)
+        } else {
+            80
+        }
     }
 }
 

@@ -53,6 +53,33 @@ fn table(s: &Style, headers: &[&str], rows: &[Vec<(String, String)>], indent: &s
     out
 }
 
+/// A table whose rows may each be followed by lines of their own (gate
+/// results, a command's output), indented under the row.
+fn table_with_notes(
+    s: &Style,
+    headers: &[&str],
+    rows: &[Vec<(String, String)>],
+    indent: &str,
+    notes: &[Vec<String>],
+) -> String {
+    let table = table(s, headers, rows, indent);
+    let mut lines = table.lines();
+    let mut out = String::new();
+    if let Some(head) = lines.next() {
+        out.push_str(head);
+        out.push('\n');
+    }
+    for (i, line) in lines.enumerate() {
+        out.push_str(line);
+        out.push('\n');
+        for note in notes.get(i).into_iter().flatten() {
+            out.push_str(note);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn plain(v: impl ToString) -> (String, String) {
     let v = v.to_string();
     (v.clone(), v)
@@ -358,11 +385,22 @@ impl Text for Vec<AuditRow> {
                     plain(&a.action),
                     plain(change),
                     plain(&a.actor),
-                    plain(&a.message),
+                    plain(a.message.lines().next().unwrap_or_default()),
                 ]
             })
             .collect();
-        table(
+        // A command's output, kept in the message, goes under its row.
+        let notes: Vec<Vec<String>> = self
+            .iter()
+            .map(|a| {
+                a.message
+                    .lines()
+                    .skip(1)
+                    .map(|l| format!("{} {l}", s.dim("    │")))
+                    .collect()
+            })
+            .collect();
+        table_with_notes(
             s,
             &[
                 "DATE (UTC)",
@@ -375,6 +413,7 @@ impl Text for Vec<AuditRow> {
             ],
             &rows,
             "",
+            &notes,
         )
     }
 }
@@ -444,34 +483,29 @@ impl Text for History {
             .iter()
             .map(|e| deployment_row(s, &e.deployment))
             .collect();
-        // The table, with each deployment's gate results under its row.
-        let table = table(s, &headers, &rows, "  ");
-        let mut lines = table.lines();
-        if let Some(head) = lines.next() {
-            out.push_str(head);
-            out.push('\n');
-        }
-        for (line, e) in lines.zip(&self.deployments) {
-            out.push_str(line);
-            out.push('\n');
-            for r in &e.gate_results {
-                let mark = match r.outcome.as_str() {
-                    "approved" | "passed" => s.green("✓"),
-                    _ => s.red("✗"),
-                };
-                let first = crate::engine::headline(&r.message);
-                let what = match r.kind.as_str() {
-                    "command" => first.to_string(),
-                    _ if first.is_empty() => format!("{} by {}", r.outcome, r.actor),
-                    _ => format!("{} by {}: {first}", r.outcome, r.actor),
-                };
-                out.push_str(&format!(
-                    "      {mark} gate {} {what}  {}\n",
-                    r.gate,
-                    s.dim(&r.date)
-                ));
-            }
-        }
+        let notes: Vec<Vec<String>> = self
+            .deployments
+            .iter()
+            .map(|e| {
+                e.gate_results
+                    .iter()
+                    .map(|r| {
+                        let mark = match r.outcome.as_str() {
+                            "approved" | "passed" => s.green("✓"),
+                            _ => s.red("✗"),
+                        };
+                        let first = crate::engine::headline(&r.message);
+                        let what = match r.kind.as_str() {
+                            "command" => first.to_string(),
+                            _ if first.is_empty() => format!("{} by {}", r.outcome, r.actor),
+                            _ => format!("{} by {}: {first}", r.outcome, r.actor),
+                        };
+                        format!("      {mark} gate {} {what}  {}", r.gate, s.dim(&r.date))
+                    })
+                    .collect()
+            })
+            .collect();
+        out.push_str(&table_with_notes(s, &headers, &rows, "  ", &notes));
         out
     }
 }
