@@ -60,6 +60,9 @@ pub async fn run(argv: &[String], job: &Job, timeout: Option<Duration>, echo: bo
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
+        // The ledger's URL may hold a password: a deploy script or a third-party
+        // scanner has no business with it.
+        .env_remove("SHIPCTL_DATABASE_URL")
         .envs(job.vars())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -142,7 +145,8 @@ fn merge(out: Vec<u8>, err: Vec<u8>) -> String {
     let mut all = out;
     all.extend_from_slice(&err);
     let start = all.len().saturating_sub(KEEP_OUTPUT);
-    let text = String::from_utf8_lossy(&all[start..]).into_owned();
+    // Text columns take no NUL byte (PostgreSQL refuses it): show it instead.
+    let text = String::from_utf8_lossy(&all[start..]).replace('\0', "\u{FFFD}");
     if start > 0 {
         format!("[… {start} bytes cut]\n{text}")
     } else {

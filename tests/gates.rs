@@ -1,0 +1,1357 @@
+//! Gates through the real binary, on every backend: approvals recorded with
+//! `shipctl approve` (counted once per person, limited to the listed
+//! approvers, rejections with a reason), command gates run at validation
+//! (their output kept, the deployment's facts as variables, never a shell),
+//! `reconcile` held until approved, `check` and `--dry-run` running nothing,
+//! and `history` / `audit` JSON matching what the database holds.
+
+mod common;
+use common::*;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+const SIM_OK: &str = "{ simulate: { duration: 0s, failure_rate: 0 } }";
+
+/// A manifest: `releases` (tag `v` + version), prod on `release` with `gates`
+/// (one `name: { ... }` line each) and `executor`.
+fn manifest(releases: &[&str], release: &str, gates: &[&str], executor: &str) -> String {
+    let mut s = String::from("releases:\n");
+    for r in releases {
+        s.push_str(&format!("  - {{ version: \"{r}\", tag: v{r} }}\n"));
+    }
+    s.push_str(&format!(
+        "environments:\n  prod:\n    release: \"{release}\"\n"
+    ));
+    if !gates.is_empty() {
+        s.push_str("    gates:\n");
+        for g in gates {
+            s.push_str(&format!("      {g}\n"));
+        }
+    }
+    s.push_str(&format!("    executor: {executor}\n"));
+    s
+}
+
+/// Replaces the whole desired state: `manifests/shipctl.yaml`.
+fn declare(db: &TestDb, text: &str) {
+    let dir = db.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("manifest dir");
+    std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
+}
+
+/// An executable shell script in the working directory.
+fn script(db: &TestDb, name: &str, body: &str) {
+    let path = db.dir.path().join(name);
+    std::fs::write(&path, body).expect("write script");
+    let mut perm = std::fs::metadata(&path).expect("script").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&path, perm).expect("chmod");
+}
+
+fn exists(db: &TestDb, name: &str) -> bool {
+    db.dir.path().join(name).exists()
+}
+
+fn reconcile(db: &TestDb, code: i32) -> Run {
+    db.expect(&["reconcile", "--manifests", "manifests"], code)
+}
+
+fn validate(db: &TestDb, id: i64, code: i32) -> Run {
+    db.expect(&["validate", "--deploy-id", &id.to_string()], code)
+}
+
+/// `approve --deploy-id ID --gate GATE` plus `extra`, as JSON.
+fn approve(db: &TestDb, id: i64, gate: &str, extra: &[&str]) -> Value {
+    let id = id.to_string();
+    let mut args = vec![
+        "approve",
+        "--deploy-id",
+        &id,
+        "--gate",
+        gate,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    db.expect(&args, 0).json()
+}
+
+/// Runs a command that must fail with `code` and write nothing at all.
+fn refused(db: &TestDb, args: &[&str], code: i32) -> Run {
+    let before = db.snapshot();
+    let out = db.expect(args, code);
+    assert_eq!(
+        db.snapshot(),
+        before,
+        "shipctl {args:?} on {:?} wrote to the database\nstderr:\n{}",
+        db.backend,
+        out.stderr
+    );
+    out
+}
+
+fn count(db: &TestDb, sql: &str) -> i64 {
+    db.scalar(sql).parse().expect("a count")
+}
+
+/// The newest deployment's id.
+fn newest(db: &TestDb) -> i64 {
+    db.scalar("SELECT MAX(id) FROM deploiements")
+        .parse()
+        .expect("a deployment id")
+}
+
+/// (gate, kind, outcome, acteur, message) of a deployment's gate results, in order.
+fn gate_rows(db: &TestDb, id: i64) -> Vec<Vec<String>> {
+    db.query(&format!(
+        "SELECT gate, kind, outcome, acteur, message FROM gate_results \
+         WHERE id_deploiement = {id} ORDER BY id"
+    ))
+}
+
+fn row(a: &str, before: &str, after: &str) -> (String, String, String) {
+    (a.into(), before.into(), after.into())
+}
+
+/// The message of a deployment's (first) audit row for `action`.
+fn audit_message(db: &TestDb, id: i64, action: &str) -> String {
+    db.scalar(&format!(
+        "SELECT message FROM audit_logs WHERE id_deploiement = {id} AND action = '{action}' \
+         ORDER BY id"
+    ))
+}
+
+/// The gate named `name` in a JSON array of gate states.
+fn gate<'a>(gates: &'a Value, name: &str) -> &'a Value {
+    gates
+        .as_array()
+        .expect("an array of gates")
+        .iter()
+        .find(|g| g["gate"] == name)
+        .unwrap_or_else(|| panic!("no gate {name} in {gates:#}"))
+}
+
+/// A JSON scalar as the harness shows a cell: null as "NULL".
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "NULL".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The live release of prod, from `status --output json`.
+fn live(db: &TestDb) -> Option<String> {
+    let st = db
+        .expect(&["status", "--env", "prod", "--output", "json"], 0)
+        .json();
+    st["live"]["version"].as_str().map(String::from)
+}
+
+// ---------------------------------------------------------------- 1. approval
+
+#[test]
+fn a_missing_approval_blocks_validate_until_someone_approves() {
+    each_backend(|db| {
+        declare(
+            db,
+            &manifest(&["1.0"], "1.0", &["qa: { approvals: 1 }"], SIM_OK),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+        assert_eq!(db.state(id), "planifié");
+
+        // Status says what it waits for, and who may approve.
+        let st = db.expect(&["status", "--env", "prod"], 0);
+        assert!(st.stdout.contains("waiting for approval"), "{}", st.stdout);
+        assert!(st.stdout.contains("may approve: anyone"), "{}", st.stdout);
+        let st = db
+            .expect(&["status", "--env", "prod", "--output", "json"], 0)
+            .json();
+        assert_eq!(st["gates"][0]["id_deploiement"], id, "{st:#}");
+        let qa = gate(&st["gates"][0]["gates"], "qa");
+        assert_eq!(qa["status"], "waiting");
+        assert_eq!(qa["required"], 1);
+
+        // 0 of 1: exit 4, still planifié, and not a single row written.
+        let out = refused(db, &["validate", "--deploy-id", &id.to_string()], 4);
+        assert_eq!(db.state(id), "planifié");
+        assert!(out.stderr.contains("waits for approval"), "{}", out.stderr);
+        assert!(out.stderr.contains("qa: 0 of 1 approval"), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("shipctl approve --deploy-id {id} --gate qa")),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(count(db, "SELECT COUNT(*) FROM gate_results"), 0);
+
+        let a = approve(db, id, "qa", &["--by", "alice"]);
+        assert_eq!(a["decision"], "approved");
+        assert_eq!(a["acteur"], "alice");
+        assert_eq!(a["recorded"], true);
+        assert_eq!(a["ready"], true);
+        assert_eq!(a["deployment"]["id"], id);
+        assert_eq!(gate(&a["gates"], "qa")["status"], "approved");
+        assert_eq!(gate(&a["gates"], "qa")["approved_by"][0], "alice");
+
+        validate(db, id, 0);
+        assert_eq!(db.state(id), "réussi");
+        assert_eq!(live(db).as_deref(), Some("1.0"));
+        assert_eq!(
+            db.audit(id),
+            vec![
+                row("deployment.planned", "NULL", "planifié"),
+                row("gate.approved", "NULL", "NULL"),
+                row("deployment.validated", "planifié", "validé"),
+                row("deployment.started", "validé", "en_cours"),
+                row("deployment.succeeded", "en_cours", "réussi"),
+            ],
+            "on {:?}",
+            db.backend
+        );
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT acteur FROM audit_logs WHERE id_deploiement = {id} AND action = 'gate.approved'"
+            )),
+            "alice"
+        );
+        let validated = audit_message(db, id, "deployment.validated");
+        assert!(
+            validated.contains("qa: 1 of 1 approval (alice)"),
+            "{validated}"
+        );
+        assert_eq!(
+            gate_rows(db, id),
+            vec![vec![
+                "qa".to_string(),
+                "approval".into(),
+                "approved".into(),
+                "alice".into(),
+                String::new()
+            ]]
+        );
+    });
+}
+
+// ---------------------------------------------------------------- 2. rejection
+
+#[test]
+fn a_rejection_ends_the_deployment_as_echec_with_its_reason() {
+    each_backend(|db| {
+        declare(
+            db,
+            &manifest(&["1.0"], "1.0", &["qa: { approvals: 1 }"], SIM_OK),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+        let reason = "login page broken on Safari";
+        let a = approve(
+            db,
+            id,
+            "qa",
+            &["--by", "carol", "--reject", "--reason", reason],
+        );
+        assert_eq!(a["decision"], "rejected");
+        assert_eq!(a["ready"], false);
+        assert_eq!(gate(&a["gates"], "qa")["status"], "rejected");
+        assert_eq!(gate(&a["gates"], "qa")["rejected_by"], "carol");
+        // Deciding does not change the deployment; validating does.
+        assert_eq!(db.state(id), "planifié");
+
+        let out = validate(db, id, 3);
+        assert!(out.stdout.contains("rejected by carol"), "{}", out.stdout);
+        assert!(out.stdout.contains(reason), "{}", out.stdout);
+        assert_eq!(db.state(id), "échec");
+        assert_eq!(
+            gate_rows(db, id),
+            vec![vec![
+                "qa".to_string(),
+                "approval".into(),
+                "rejected".into(),
+                "carol".into(),
+                reason.into()
+            ]]
+        );
+        assert_eq!(
+            db.audit(id),
+            vec![
+                row("deployment.planned", "NULL", "planifié"),
+                row("gate.rejected", "NULL", "NULL"),
+                row("deployment.rejected", "planifié", "échec"),
+            ]
+        );
+        assert!(audit_message(db, id, "gate.rejected").contains(reason));
+        assert!(audit_message(db, id, "deployment.rejected").contains("rejected by carol"));
+        // Nothing ran: never en_cours, no attempt counted, nothing live.
+        assert_eq!(
+            db.scalar(&format!(
+                "SELECT attempts FROM deploiements WHERE id = {id}"
+            )),
+            "0"
+        );
+        assert_eq!(live(db), None);
+        // Validating it again is refused and writes nothing.
+        refused(db, &["validate", "--deploy-id", &id.to_string()], 1);
+    });
+}
+
+#[test]
+fn a_rejection_can_be_taken_back_and_stands_against_other_approvals() {
+    each_backend(|db| {
+        declare(
+            db,
+            &manifest(&["1.0"], "1.0", &["qa: { approvals: 1 }"], SIM_OK),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+        // bob rejects, alice approves: the rejection stands.
+        approve(
+            db,
+            id,
+            "qa",
+            &["--by", "bob", "--reject", "--reason", "typo"],
+        );
+        let a = approve(db, id, "qa", &["--by", "alice"]);
+        assert_eq!(a["ready"], false, "{a:#}");
+        assert_eq!(gate(&a["gates"], "qa")["status"], "rejected");
+        // bob changes his mind: his newest decision counts.
+        let a = approve(db, id, "qa", &["--by", "bob"]);
+        assert_eq!(a["recorded"], true);
+        assert_eq!(a["ready"], true, "{a:#}");
+        let by = gate(&a["gates"], "qa")["approved_by"].clone();
+        assert_eq!(by, serde_json::json!(["bob", "alice"]), "{a:#}");
+        validate(db, id, 0);
+        assert_eq!(db.state(id), "réussi");
+        let outcomes: Vec<String> = gate_rows(db, id).iter().map(|r| r[2].clone()).collect();
+        assert_eq!(outcomes, ["rejected", "approved", "approved"]);
+    });
+}
+
+// ---------------------------------------------------------------- 3. counting
+
+#[test]
+fn approving_twice_counts_once_and_two_approvals_need_two_people() {
+    each_backend(|db| {
+        declare(
+            db,
+            &manifest(&["1.0"], "1.0", &["qa: { approvals: 2 }"], SIM_OK),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+
+        let first = approve(db, id, "qa", &["--by", "alice"]);
+        assert_eq!(first["recorded"], true);
+        assert_eq!(first["ready"], false);
+        let snap = db.snapshot();
+        let again = approve(db, id, "qa", &["--by", "alice"]);
+        assert_eq!(again["recorded"], false, "{again:#}");
+        assert_eq!(again["ready"], false);
+        assert_eq!(db.snapshot(), snap, "a repeated approval wrote something");
+        let qa = gate(&again["gates"], "qa");
+        assert_eq!(qa["status"], "waiting");
+        assert_eq!(qa["required"], 2);
+        assert_eq!(qa["approved_by"], serde_json::json!(["alice"]));
+        assert_eq!(
+            count(
+                db,
+                &format!("SELECT COUNT(*) FROM gate_results WHERE id_deploiement = {id}")
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                db,
+                &format!(
+                    "SELECT COUNT(*) FROM audit_logs WHERE id_deploiement = {id} AND action = 'gate.approved'"
+                )
+            ),
+            1
+        );
+
+        // One person twice is still 1 of 2.
+        let out = refused(db, &["validate", "--deploy-id", &id.to_string()], 4);
+        assert!(
+            out.stderr.contains("qa: 1 of 2 approvals (alice)"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(db.state(id), "planifié");
+
+        // The default approver is $SHIPCTL_ACTOR (then $USER).
+        let out = Run::from(
+            db.cmd()
+                .env("SHIPCTL_ACTOR", "dave")
+                .args([
+                    "approve",
+                    "--deploy-id",
+                    &id.to_string(),
+                    "--gate",
+                    "qa",
+                    "--output",
+                    "json",
+                ])
+                .output()
+                .expect("run shipctl"),
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let second = out.json();
+        assert_eq!(second["acteur"], "dave");
+        assert_eq!(second["ready"], true);
+        assert_eq!(
+            gate(&second["gates"], "qa")["approved_by"],
+            serde_json::json!(["alice", "dave"])
+        );
+
+        validate(db, id, 0);
+        assert_eq!(db.state(id), "réussi");
+        let actors: Vec<String> = gate_rows(db, id).iter().map(|r| r[3].clone()).collect();
+        assert_eq!(actors, ["alice", "dave"]);
+    });
+}
+
+// ---------------------------------------------------------------- 4. approvers
+
+#[test]
+fn only_the_listed_approvers_may_approve() {
+    each_backend(|db| {
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &["qa: { approvals: 1, approvers: [alice, bob] }"],
+                SIM_OK,
+            ),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+        let st = db.expect(&["status", "--env", "prod"], 0);
+        assert!(
+            st.stdout.contains("may approve: alice, bob"),
+            "{}",
+            st.stdout
+        );
+
+        let sid = id.to_string();
+        let out = refused(
+            db,
+            &[
+                "approve",
+                "--deploy-id",
+                &sid,
+                "--gate",
+                "qa",
+                "--by",
+                "mallory",
+            ],
+            1,
+        );
+        assert!(
+            out.stderr
+                .contains("mallory may not approve gate qa of prod: its approvers are alice, bob"),
+            "{}",
+            out.stderr
+        );
+        // Without --by, $USER (tester) is the approver, and is not listed either.
+        let out = refused(db, &["approve", "--deploy-id", &sid, "--gate", "qa"], 1);
+        assert!(
+            out.stderr.contains("tester may not approve"),
+            "{}",
+            out.stderr
+        );
+        // Nor may a rejection come from outside the list.
+        refused(
+            db,
+            &[
+                "approve",
+                "--deploy-id",
+                &sid,
+                "--gate",
+                "qa",
+                "--by",
+                "mallory",
+                "--reject",
+                "--reason",
+                "no",
+            ],
+            1,
+        );
+        assert_eq!(count(db, "SELECT COUNT(*) FROM gate_results"), 0);
+
+        let a = approve(db, id, "qa", &["--by", "bob"]);
+        assert_eq!(a["ready"], true);
+        assert_eq!(
+            gate(&a["gates"], "qa")["approvers"],
+            serde_json::json!(["alice", "bob"])
+        );
+        validate(db, id, 0);
+        assert_eq!(db.state(id), "réussi");
+    });
+}
+
+// ---------------------------------------------------------------- 5. command gates
+
+const FAILING_SCAN: &str = "#!/bin/sh\n\
+echo \"scanning $SHIPCTL_TAG\"\n\
+echo 'CVE-2026-0001 found' >&2\n\
+exit 1\n";
+
+#[test]
+fn a_failing_command_gate_rejects_the_deployment_and_keeps_its_output() {
+    each_backend(|db| {
+        script(db, "scan.sh", FAILING_SCAN);
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &[
+                    "qa: { approvals: 1 }",
+                    "lint: { command: [\"true\"] }",
+                    "scan: { command: [\"./scan.sh\"], timeout: 10s }",
+                    "after: { command: [\"touch\", \"canary-after\"] }",
+                ],
+                SIM_OK,
+            ),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+        assert_eq!(
+            count(db, "SELECT COUNT(*) FROM gate_results"),
+            0,
+            "no command gate runs while approvals are missing"
+        );
+        approve(db, id, "qa", &["--by", "alice"]);
+
+        let out = validate(db, id, 3);
+        assert_eq!(db.state(id), "échec");
+        assert!(out.stdout.contains("scan"), "{}", out.stdout);
+        // Its output streamed as it ran.
+        assert!(out.stderr.contains("CVE-2026-0001 found"), "{}", out.stderr);
+
+        let rows = gate_rows(db, id);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(rows[0][..3], ["qa", "approval", "approved"]);
+        assert_eq!(rows[1][..3], ["lint", "command", "passed"]);
+        assert_eq!(rows[2][..3], ["scan", "command", "failed"]);
+        let msg = &rows[2][4];
+        assert!(msg.contains("CVE-2026-0001 found"), "{msg}");
+        assert!(msg.contains("scanning v1.0"), "{msg}");
+        assert!(msg.contains("exited with code 1"), "{msg}");
+        // The gates after the failing one never ran.
+        assert!(!exists(db, "canary-after"));
+
+        assert_eq!(
+            db.audit(id),
+            vec![
+                row("deployment.planned", "NULL", "planifié"),
+                row("gate.approved", "NULL", "NULL"),
+                row("gate.passed", "NULL", "NULL"),
+                row("gate.failed", "NULL", "NULL"),
+                row("deployment.rejected", "planifié", "échec"),
+            ],
+            "on {:?}",
+            db.backend
+        );
+        let failed = audit_message(db, id, "gate.failed");
+        assert!(failed.contains("CVE-2026-0001 found"), "{failed}");
+        assert!(failed.contains("gate scan"), "{failed}");
+        assert!(audit_message(db, id, "deployment.rejected").contains("gate scan"));
+        assert_eq!(live(db), None);
+    });
+}
+
+#[test]
+fn a_passing_command_gate_is_told_the_deployment_and_never_goes_through_a_shell() {
+    each_backend(|db| {
+        script(
+            db,
+            "gate.sh",
+            "#!/bin/sh\n\
+             printf '%s|%s|%s|%s|%s\\n' \"$SHIPCTL_VERSION\" \"$SHIPCTL_TAG\" \"$SHIPCTL_ENV\" \"$SHIPCTL_DEPLOY_ID\" \"$1\" >> gate.log\n\
+             echo 'scan clean'\n",
+        );
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &[
+                    "qa: { approvals: 1 }",
+                    "scan: { command: [\"./gate.sh\", \"$SHIPCTL_VERSION; touch pwned\"] }",
+                ],
+                SIM_OK,
+            ),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+        assert!(!exists(db, "gate.log"), "the gate ran before the approval");
+        approve(db, id, "qa", &[]);
+
+        let out = db.expect(
+            &[
+                "validate",
+                "--deploy-id",
+                &id.to_string(),
+                "--output",
+                "json",
+            ],
+            0,
+        );
+        let exec = out.json();
+        assert_eq!(exec["outcome"], "succeeded");
+        assert_eq!(gate(&exec["gates"], "scan")["status"], "passed");
+        assert_eq!(db.state(id), "réussi");
+
+        let log = std::fs::read_to_string(db.dir.path().join("gate.log")).expect("gate.log");
+        assert_eq!(
+            log,
+            format!("1.0|v1.0|prod|{id}|$SHIPCTL_VERSION; touch pwned\n"),
+            "on {:?}",
+            db.backend
+        );
+        assert!(!exists(db, "pwned"), "an argument went through a shell");
+
+        let rows = gate_rows(db, id);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows[1][..4], ["scan", "command", "passed", "tester"]);
+        assert!(rows[1][4].contains("scan clean"), "{rows:?}");
+        let passed = audit_message(db, id, "gate.passed");
+        assert!(passed.contains("scan clean"), "{passed}");
+        let actions: Vec<String> = db.audit(id).into_iter().map(|r| r.0).collect();
+        assert_eq!(
+            actions,
+            [
+                "deployment.planned",
+                "gate.approved",
+                "gate.passed",
+                "deployment.validated",
+                "deployment.started",
+                "deployment.succeeded"
+            ]
+        );
+    });
+}
+
+#[test]
+fn a_hanging_command_gate_is_stopped_at_its_timeout() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    script(
+        &db,
+        "hang.sh",
+        "#!/bin/sh\necho waiting\nsleep 300 & echo $! > child.pid\nsleep 300\n",
+    );
+    declare(
+        &db,
+        &manifest(
+            &["1.0"],
+            "1.0",
+            &[
+                "qa: { approvals: 1 }",
+                "slow: { command: [\"./hang.sh\"], timeout: 1s }",
+            ],
+            SIM_OK,
+        ),
+    );
+    reconcile(&db, 4);
+    let id = newest(&db);
+    approve(&db, id, "qa", &[]);
+    let started = Instant::now();
+    validate(&db, id, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(db.state(id), "échec");
+    let rows = gate_rows(&db, id);
+    assert_eq!(rows[1][..3], ["slow", "command", "failed"]);
+    assert!(rows[1][4].contains("timed out after 1s"), "{rows:?}");
+    let pid: i32 = std::fs::read_to_string(db.dir.path().join("child.pid"))
+        .expect("the gate started a child")
+        .trim()
+        .parse()
+        .expect("a pid");
+    db.wait_for("the gate's child to die", Duration::from_secs(5), || {
+        // SAFETY: signal 0 only checks that the process exists.
+        unsafe { libc::kill(pid, 0) != 0 }
+    });
+}
+
+// ---------------------------------------------------------------- 6. reconcile
+
+#[test]
+fn reconcile_waits_for_approval_then_deploys() {
+    each_backend(|db| {
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &["qa: { approvals: 1 }", "smoke: { command: [\"true\"] }"],
+                SIM_OK,
+            ),
+        );
+        let out = db
+            .expect(
+                &["reconcile", "--manifests", "manifests", "--output", "json"],
+                4,
+            )
+            .json();
+        let prod = &out["environments"][0];
+        assert_eq!(prod["env"], "prod");
+        assert_eq!(prod["outcome"]["kind"], "blocked", "{out:#}");
+        let message = prod["outcome"]["message"].as_str().expect("a message");
+        assert!(message.contains("waits for approval"), "{message}");
+        let id = newest(db);
+        assert_eq!(db.state(id), "planifié");
+
+        // Still waiting: a second reconcile reuses the same deployment and writes nothing.
+        let snap = db.snapshot();
+        let out = reconcile(db, 4);
+        assert!(out.stdout.contains("blocked"), "{}", out.stdout);
+        assert_eq!(db.snapshot(), snap);
+
+        approve(db, id, "qa", &["--by", "alice"]);
+        reconcile(db, 0);
+        assert_eq!(db.state(id), "réussi");
+        assert_eq!(live(db).as_deref(), Some("1.0"));
+        assert_eq!(count(db, "SELECT COUNT(*) FROM deploiements"), 1);
+        let outcomes: Vec<String> = gate_rows(db, id).iter().map(|r| r[2].clone()).collect();
+        assert_eq!(outcomes, ["approved", "passed"]);
+        // And then it is in sync.
+        let snap = db.snapshot();
+        reconcile(db, 0);
+        assert_eq!(db.snapshot(), snap);
+    });
+}
+
+#[test]
+fn reconcile_with_a_failing_command_gate_exits_3() {
+    each_backend(|db| {
+        script(db, "scan.sh", FAILING_SCAN);
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &["scan: { command: [\"./scan.sh\"] }"],
+                SIM_OK,
+            ),
+        );
+        let out = db
+            .expect(
+                &["reconcile", "--manifests", "manifests", "--output", "json"],
+                3,
+            )
+            .json();
+        let outcome = &out["environments"][0]["outcome"];
+        assert_eq!(outcome["kind"], "failed", "{out:#}");
+        assert_eq!(outcome["execution"]["outcome"], "rejected", "{out:#}");
+        let id = newest(db);
+        assert_eq!(db.state(id), "échec");
+        let rows = gate_rows(db, id);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0][..3], ["scan", "command", "failed"]);
+        assert!(rows[0][4].contains("CVE-2026-0001 found"), "{rows:?}");
+        assert_eq!(live(db), None);
+
+        // Fixed: the next reconcile plans a new deployment, whose gate passes.
+        script(db, "scan.sh", "#!/bin/sh\necho clean\n");
+        reconcile(db, 0);
+        let next = newest(db);
+        assert!(next > id);
+        assert_eq!(db.state(id), "échec");
+        assert_eq!(db.state(next), "réussi");
+        assert_eq!(live(db).as_deref(), Some("1.0"));
+    });
+}
+
+// ---------------------------------------------------------------- 7. nothing runs
+
+#[test]
+fn check_and_dry_run_never_run_gate_or_executor_commands() {
+    each_backend(|db| {
+        let canaries = ["canary-gate", "canary-run"];
+        let none_ran = |when: &str| {
+            for c in canaries {
+                assert!(
+                    !exists(db, c),
+                    "{c} exists after {when} on {:?}",
+                    db.backend
+                );
+            }
+        };
+        let with_gates = |gates: &[&str]| {
+            manifest(
+                &["1.0"],
+                "1.0",
+                gates,
+                "{ command: { run: [\"touch\", \"canary-run\"] } }",
+            )
+        };
+        let security = "security: { command: [\"touch\", \"canary-gate\"] }";
+
+        // On an empty ledger.
+        declare(db, &with_gates(&[security]));
+        let out = db.expect(&["check", "--manifests", "manifests"], 0);
+        assert!(out.stdout.contains("gates: security"), "{}", out.stdout);
+        none_ran("check");
+        let out = db.expect(&["reconcile", "--dry-run", "--manifests", "manifests"], 2);
+        assert!(out.stdout.contains("touch canary-gate"), "{}", out.stdout);
+        none_ran("reconcile --dry-run");
+        if db.backend == Backend::Sqlite {
+            assert!(!exists(db, "shipctl.db"), "the dry run created the ledger");
+        }
+
+        // With a stored policy and a pending deployment held by an approval.
+        declare(db, &with_gates(&["qa: { approvals: 1 }", security]));
+        reconcile(db, 4);
+        none_ran("a reconcile waiting for approval");
+        let id = newest(db);
+        approve(db, id, "qa", &["--by", "alice"]);
+        refused(
+            db,
+            &["reconcile", "--dry-run", "--manifests", "manifests"],
+            2,
+        );
+        none_ran("reconcile --dry-run with the approval given");
+        db.expect(&["check", "--manifests", "manifests"], 0);
+        none_ran("check with the approval given");
+
+        // The control: applying it runs both commands.
+        reconcile(db, 0);
+        for c in canaries {
+            assert!(exists(db, c), "{c} missing after reconcile");
+        }
+        assert_eq!(db.state(id), "réussi");
+    });
+}
+
+// ---------------------------------------------------------------- 8. history and audit
+
+#[test]
+fn history_and_audit_json_match_the_database() {
+    each_backend(|db| {
+        let qa = "qa: { approvals: 2 }";
+        // 1.0: approved by two, live.
+        declare(db, &manifest(&["1.0"], "1.0", &[qa], SIM_OK));
+        reconcile(db, 4);
+        let d1 = newest(db);
+        approve(db, d1, "qa", &["--by", "alice"]);
+        approve(db, d1, "qa", &["--by", "bob"]);
+        validate(db, d1, 0);
+        // 2.0: one approval, one rejection: échec.
+        declare(db, &manifest(&["1.0", "2.0"], "2.0", &[qa], SIM_OK));
+        reconcile(db, 4);
+        let d2 = newest(db);
+        approve(db, d2, "qa", &["--by", "alice"]);
+        approve(
+            db,
+            d2,
+            "qa",
+            &["--by", "bob", "--reject", "--reason", "memory leak in 2.0"],
+        );
+        validate(db, d2, 3);
+        // 3.0: pending with one approval.
+        declare(db, &manifest(&["1.0", "2.0", "3.0"], "3.0", &[qa], SIM_OK));
+        reconcile(db, 4);
+        let d3 = newest(db);
+        approve(db, d3, "qa", &["--by", "carol"]);
+        assert!(d1 < d2 && d2 < d3);
+
+        let deployments_sql = "SELECT d.id, r.version, r.tag_git, d.etat, d.attempts \
+             FROM deploiements d JOIN releases r ON r.id = d.id_release \
+             JOIN environnements e ON e.id = d.id_env WHERE e.nom = 'prod' ORDER BY d.id DESC";
+        let gates_sql = |id: &str| {
+            format!(
+                "SELECT id, id_deploiement, gate, kind, outcome, acteur, message \
+                 FROM gate_results WHERE id_deploiement = {id} ORDER BY id"
+            )
+        };
+        let check = |limit: usize| {
+            let h = db
+                .expect(
+                    &[
+                        "history",
+                        "--env",
+                        "prod",
+                        "--limit",
+                        &limit.to_string(),
+                        "--output",
+                        "json",
+                    ],
+                    0,
+                )
+                .json();
+            assert_eq!(h["env"], "prod");
+            let got = h["deployments"].as_array().expect("deployments");
+            let want: Vec<Vec<String>> =
+                db.query(deployments_sql).into_iter().take(limit).collect();
+            assert_eq!(got.len(), want.len(), "{h:#}");
+            for (g, w) in got.iter().zip(&want) {
+                let fields = ["id", "version", "tag", "etat", "attempts"];
+                let g_row: Vec<String> = fields.iter().map(|f| text(&g[*f])).collect();
+                assert_eq!(&g_row, w, "on {:?}", db.backend);
+                assert_eq!(g["env"], "prod");
+                assert!(
+                    g["date_deploiement"]
+                        .as_str()
+                        .is_some_and(|s| !s.is_empty()),
+                    "{g:#}"
+                );
+                let results = g["gate_results"].as_array().expect("gate_results");
+                let want_gates = db.query(&gates_sql(&w[0]));
+                assert_eq!(results.len(), want_gates.len(), "{g:#}");
+                for (r, wg) in results.iter().zip(&want_gates) {
+                    let fields = [
+                        "id",
+                        "id_deploiement",
+                        "gate",
+                        "kind",
+                        "outcome",
+                        "acteur",
+                        "message",
+                    ];
+                    let r_row: Vec<String> = fields.iter().map(|f| text(&r[*f])).collect();
+                    assert_eq!(&r_row, wg, "on {:?}", db.backend);
+                    assert!(r["date_resultat"].as_str().is_some_and(|s| !s.is_empty()));
+                }
+            }
+            h
+        };
+        let h = check(20);
+        let deps = h["deployments"].as_array().expect("deployments");
+        // Newest first, and what happened to each, independently of the SQL above.
+        let ids: Vec<i64> = deps.iter().map(|d| d["id"].as_i64().expect("id")).collect();
+        assert_eq!(ids, [d3, d2, d1]);
+        let states: Vec<&str> = deps.iter().map(|d| d["etat"].as_str().unwrap()).collect();
+        assert_eq!(states, ["planifié", "échec", "réussi"]);
+        let attempts: Vec<i64> = deps
+            .iter()
+            .map(|d| d["attempts"].as_i64().unwrap())
+            .collect();
+        assert_eq!(attempts, [0, 0, 1]);
+        let decisions = |d: &Value| -> Vec<(String, String)> {
+            d["gate_results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (text(&r["acteur"]), text(&r["outcome"])))
+                .collect()
+        };
+        let pair = |a: &str, o: &str| (a.to_string(), o.to_string());
+        assert_eq!(decisions(&deps[0]), [pair("carol", "approved")]);
+        assert_eq!(
+            decisions(&deps[1]),
+            [pair("alice", "approved"), pair("bob", "rejected")]
+        );
+        assert_eq!(
+            decisions(&deps[2]),
+            [pair("alice", "approved"), pair("bob", "approved")]
+        );
+        assert_eq!(deps[1]["gate_results"][1]["message"], "memory leak in 2.0");
+        // A limit keeps the newest, with their results only.
+        let h = check(2);
+        assert_eq!(h["deployments"].as_array().unwrap().len(), 2);
+        check(1);
+        // An environment with nothing deployed.
+        let dev = db
+            .expect(&["history", "--env", "dev", "--output", "json"], 0)
+            .json();
+        assert_eq!(dev["deployments"], serde_json::json!([]));
+
+        // The audit log of each deployment, row for row.
+        for id in [d1, d2, d3] {
+            let a = db
+                .expect(
+                    &["audit", "--deploy-id", &id.to_string(), "--output", "json"],
+                    0,
+                )
+                .json();
+            let got = a.as_array().expect("an array of audit rows");
+            let want = db.query(&format!(
+                "SELECT id, id_deploiement, action, etat_avant, etat_apres, message, acteur \
+                 FROM audit_logs WHERE id_deploiement = {id} ORDER BY id"
+            ));
+            assert_eq!(got.len(), want.len(), "{a:#}");
+            for (g, w) in got.iter().zip(&want) {
+                let fields = [
+                    "id",
+                    "deployment",
+                    "action",
+                    "etat_avant",
+                    "etat_apres",
+                    "message",
+                    "acteur",
+                ];
+                let g_row: Vec<String> = fields.iter().map(|f| text(&g[*f])).collect();
+                assert_eq!(&g_row, w, "on {:?}", db.backend);
+                assert_eq!(g["env"], "prod");
+                assert!(g["date_log"].as_str().is_some_and(|s| !s.is_empty()));
+            }
+        }
+        let a2 = db
+            .expect(
+                &["audit", "--deploy-id", &d2.to_string(), "--output", "json"],
+                0,
+            )
+            .json();
+        let actions: Vec<&str> = a2
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                "deployment.planned",
+                "gate.approved",
+                "gate.rejected",
+                "deployment.rejected"
+            ]
+        );
+        let rejected = &a2[2];
+        assert_eq!(rejected["acteur"], "bob");
+        assert!(
+            rejected["message"]
+                .as_str()
+                .unwrap()
+                .contains("memory leak in 2.0")
+        );
+    });
+}
+
+// ---------------------------------------------------------------- 9. bad input
+
+#[test]
+fn approve_refuses_bad_input_and_writes_nothing() {
+    each_backend(|db| {
+        declare(
+            db,
+            &format!(
+                "releases:\n  - {{ version: \"1.0\", tag: v1.0 }}\n\
+                 environments:\n  \
+                   dev: {{ release: \"1.0\", executor: {SIM_OK} }}\n  \
+                   prod:\n    release: \"1.0\"\n    gates:\n      \
+                     qa: {{ approvals: 1, approvers: [alice, bob] }}\n      \
+                     any: {{ approvals: 1 }}\n      \
+                     security: {{ command: [\"true\"] }}\n    \
+                   executor: {SIM_OK}\n"
+            ),
+        );
+        // dev deploys (no gates); prod waits.
+        reconcile(db, 4);
+        let dev: i64 = db
+            .scalar(
+                "SELECT d.id FROM deploiements d JOIN environnements e ON e.id = d.id_env \
+                 WHERE e.nom = 'dev'",
+            )
+            .parse()
+            .unwrap();
+        assert_eq!(db.state(dev), "réussi");
+        let id = newest(db);
+        assert_ne!(id, dev);
+        let sid = id.to_string();
+        let long_name = "a".repeat(101);
+        let long_reason = "x".repeat(1001);
+
+        let base =
+            |gate: &'static str| vec!["approve", "--deploy-id", sid.as_str(), "--gate", gate];
+        let with = |gate: &'static str, extra: &[&'static str]| {
+            let mut v = base(gate);
+            v.extend_from_slice(extra);
+            v
+        };
+        let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+            (
+                with("nope", &["--by", "alice"]),
+                vec![
+                    "no approval gate named \"nope\"",
+                    "its approval gates: qa, any",
+                ],
+            ),
+            (
+                with("security", &["--by", "alice"]),
+                vec![
+                    "gate security of prod is a command gate",
+                    "nobody approves it",
+                ],
+            ),
+            (
+                with("qa", &["--by", "mallory"]),
+                vec!["mallory may not approve", "its approvers are alice, bob"],
+            ),
+            (
+                with("qa", &["--by", ""]),
+                vec!["approver's name is empty", "--by NAME"],
+            ),
+            (
+                with("any", &["--by", " alice"]),
+                vec!["surrounding white space"],
+            ),
+            (
+                {
+                    let mut v = base("any");
+                    v.extend_from_slice(&["--by", long_name.as_str()]);
+                    v
+                },
+                vec!["101 characters", "at most 100"],
+            ),
+            (with("qa", &["--by", "alice", "--reject"]), vec!["--reason"]),
+            (
+                with("qa", &["--by", "alice", "--reason", "why"]),
+                vec!["--reject"],
+            ),
+            (
+                with("qa", &["--by", "alice", "--reject", "--reason", "   "]),
+                vec!["a rejection needs a reason"],
+            ),
+            (
+                {
+                    let mut v = base("qa");
+                    v.extend_from_slice(&["--by", "alice", "--reject", "--reason"]);
+                    v.push(long_reason.as_str());
+                    v
+                },
+                vec!["1001 characters", "at most 1000"],
+            ),
+            (
+                vec![
+                    "approve",
+                    "--deploy-id",
+                    "999",
+                    "--gate",
+                    "qa",
+                    "--by",
+                    "alice",
+                ],
+                vec!["deployment 999 does not exist"],
+            ),
+        ];
+        let dev_id = dev.to_string();
+        let mut cases = cases;
+        cases.push((
+            vec![
+                "approve",
+                "--deploy-id",
+                &dev_id,
+                "--gate",
+                "qa",
+                "--by",
+                "alice",
+            ],
+            vec![
+                "dev has no approval gate named \"qa\"",
+                "declares no approval gates",
+            ],
+        ));
+        for (args, wanted) in &cases {
+            let out = refused(db, args, 1);
+            for w in wanted {
+                assert!(
+                    out.stderr.contains(w),
+                    "shipctl {args:?} on {:?}: stderr lacks {w:?}:\n{}",
+                    db.backend,
+                    out.stderr
+                );
+            }
+        }
+        assert_eq!(count(db, "SELECT COUNT(*) FROM gate_results"), 0);
+
+        // In JSON, the error is on stdout with its kind and exit code.
+        let out = refused(
+            db,
+            &[
+                "approve",
+                "--deploy-id",
+                &sid,
+                "--gate",
+                "qa",
+                "--by",
+                "mallory",
+                "--output",
+                "json",
+            ],
+            1,
+        );
+        let err = out.json();
+        assert_eq!(err["error"]["kind"], "input");
+        assert_eq!(err["error"]["exit_code"], 1);
+
+        // The limits themselves are accepted, in characters, not bytes.
+        let name = "é".repeat(100);
+        let reason = "é".repeat(1000);
+        let a = approve(
+            db,
+            id,
+            "any",
+            &["--by", &name, "--reject", "--reason", &reason],
+        );
+        assert_eq!(a["decision"], "rejected");
+        assert_eq!(
+            db.query("SELECT acteur, message FROM gate_results"),
+            vec![vec![name.clone(), reason.clone()]]
+        );
+        let a = approve(db, id, "any", &["--by", &name]);
+        assert_eq!(a["recorded"], true);
+        approve(db, id, "qa", &["--by", "alice"]);
+        validate(db, id, 0);
+        assert_eq!(db.state(id), "réussi");
+
+        // A deployment that is no longer pending takes no decision.
+        let out = refused(db, &with("qa", &["--by", "bob"]), 1);
+        assert!(
+            out.stderr
+                .contains("only planifié or validé deployments take approvals"),
+            "{}",
+            out.stderr
+        );
+    });
+}
+
+// ---------------------------------------------------------------- imperative commands
+
+#[test]
+fn imperative_deployments_follow_the_stored_gates_and_rollbacks_skip_them() {
+    each_backend(|db| {
+        declare(
+            db,
+            &manifest(&["1.0"], "1.0", &["qa: { approvals: 1 }"], SIM_OK),
+        );
+        reconcile(db, 4);
+        let d1 = newest(db);
+        approve(db, d1, "qa", &["--by", "alice"]);
+        validate(db, d1, 0);
+
+        // A deployment planned by hand is held by the policy reconcile stored.
+        let r2 = release(db, "2.0");
+        let d2 = plan(db, r2, "prod");
+        let out = refused(db, &["validate", "--deploy-id", &d2.to_string()], 4);
+        assert!(out.stderr.contains("waits for approval"), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains(&format!("shipctl approve --deploy-id {d2} --gate qa")),
+            "{}",
+            out.stderr
+        );
+        approve(db, d2, "qa", &["--by", "bob"]);
+        validate(db, d2, 0);
+        assert_eq!(live(db).as_deref(), Some("2.0"));
+
+        // Rolling back is the way out of an incident: no approval asked.
+        db.expect(
+            &[
+                "rollback",
+                "--deploy-id",
+                &d2.to_string(),
+                "--output",
+                "json",
+            ],
+            0,
+        );
+        let d3 = newest(db);
+        assert!(d3 > d2);
+        assert_eq!(db.state(d3), "réussi");
+        assert_eq!(db.state(d2), "annulé");
+        assert_eq!(live(db).as_deref(), Some("1.0"));
+        assert_eq!(
+            count(
+                db,
+                &format!("SELECT COUNT(*) FROM gate_results WHERE id_deploiement = {d3}")
+            ),
+            0
+        );
+        let validated = audit_message(db, d3, "deployment.validated");
+        assert!(
+            validated.contains("gates do not apply to a rollback"),
+            "{validated}"
+        );
+    });
+}
+
+// ---------------------------------------------------------------- NUL bytes
+
+/// PostgreSQL refuses NUL in TEXT: a command's output is stored with each NUL
+/// shown as U+FFFD, so its result is recorded on every backend.
+#[test]
+fn a_gate_whose_output_holds_a_nul_byte_is_still_recorded() {
+    each_backend(|db| {
+        script(
+            db,
+            "scan.sh",
+            "#!/bin/sh\nprintf 'bad\\000byte\\n'\nexit 1\n",
+        );
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &["qa: { approvals: 1 }", "scan: { command: [\"./scan.sh\"] }"],
+                SIM_OK,
+            ),
+        );
+        reconcile(db, 4);
+        let id = newest(db);
+        approve(db, id, "qa", &["--by", "alice"]);
+        validate(db, id, 3);
+        assert_eq!(db.state(id), "échec");
+        let rows = gate_rows(db, id);
+        assert_eq!(rows[1][..3], ["scan", "command", "failed"], "{rows:?}");
+        assert!(
+            rows[1].iter().any(|c| c.contains("bad\u{FFFD}byte")),
+            "{rows:?}"
+        );
+    });
+}
+
+/// A deploy script that prints a NUL still finishes its deployment.
+#[test]
+fn an_executor_whose_output_holds_a_nul_byte_still_finishes() {
+    each_backend(|db| {
+        script(db, "deploy.sh", "#!/bin/sh\nprintf 'ok\\000done\\n'\n");
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &[],
+                "{ command: { run: [\"./deploy.sh\"] } }",
+            ),
+        );
+        reconcile(db, 0);
+        let id = newest(db);
+        assert_eq!(db.state(id), "réussi");
+        assert!(audit_message(db, id, "deployment.succeeded").contains("ok\u{FFFD}done"));
+    });
+}
+
+/// Commands never see the ledger's URL (it may hold a password).
+#[test]
+fn commands_do_not_inherit_the_database_url() {
+    each_backend(|db| {
+        script(
+            db,
+            "scan.sh",
+            "#!/bin/sh\necho \"url=[${SHIPCTL_DATABASE_URL:-}]\"\n",
+        );
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &["scan: { command: [\"./scan.sh\"] }"],
+                SIM_OK,
+            ),
+        );
+        reconcile(db, 0);
+        let id = newest(db);
+        let rows = gate_rows(db, id);
+        assert!(rows[0].iter().any(|c| c.contains("url=[]")), "{rows:?}");
+    });
+}
