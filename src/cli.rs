@@ -90,6 +90,7 @@ pub enum Command {
         Exit codes: 0 succeeded, 3 failed and rolled back or rejected by a gate,\n\
         4 environment busy or waiting for approval.")]
     Validate {
+        /// The deployment (ids are in `shipctl status` and `shipctl history`)
         #[arg(long, value_name = "ID")]
         deploy_id: i64,
         #[command(flatten)]
@@ -112,6 +113,7 @@ pub enum Command {
         shipctl rollback --deploy-id 4   # planifié/validé: cancelled\n  \
         shipctl rollback --deploy-id 3   # live: previous release redeployed, environment pinned")]
     Rollback {
+        /// The deployment (ids are in `shipctl status` and `shipctl history`)
         #[arg(long, value_name = "ID")]
         deploy_id: i64,
         #[command(flatten)]
@@ -166,6 +168,7 @@ pub enum Command {
         rejection can be taken back by approving before the deployment is validated.\n\
         A rejection makes the deployment échec at its next validation (exit 3).")]
     Approve {
+        /// The deployment (ids are in `shipctl status` and `shipctl history`)
         #[arg(long, value_name = "ID")]
         deploy_id: i64,
         /// The gate, as named in the manifests (environments.ENV.gates)

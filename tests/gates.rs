@@ -1355,3 +1355,129 @@ fn commands_do_not_inherit_the_database_url() {
         assert!(rows[0].iter().any(|c| c.contains("url=[]")), "{rows:?}");
     });
 }
+
+// ---------------------------------------------------------------- the README's example
+
+/// `examples/gated`, step by step as `examples/gated/demo.sh` and the README show
+/// it: a QA approval, a security scan, a real deploy script, a rollback by it.
+#[test]
+fn the_gated_example_runs_as_the_readme_shows() {
+    each_backend(|db| {
+        let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/gated");
+        for sub in ["manifests", "scripts"] {
+            let to = db.dir.path().join(sub);
+            std::fs::create_dir_all(&to).expect("mkdir");
+            for entry in std::fs::read_dir(example.join(sub)).expect("example dir") {
+                let entry = entry.expect("entry");
+                std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+            }
+        }
+        let manifest = db.dir.path().join("manifests/shipctl.yaml");
+        let declare_release = |version: &str| {
+            let text = std::fs::read_to_string(&manifest).expect("manifest");
+            let text: String = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("    release: ") {
+                        format!("    release: \"{version}\"\n")
+                    } else {
+                        format!("{l}\n")
+                    }
+                })
+                .collect();
+            std::fs::write(&manifest, text).expect("write manifest");
+        };
+        let live_file = || {
+            std::fs::read_to_string(db.dir.path().join("live/VERSION"))
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        };
+
+        db.expect(&["check", "--manifests", "manifests"], 0);
+        db.expect(&["reconcile", "--dry-run", "--manifests", "manifests"], 2);
+        let waiting = reconcile(db, 4);
+        assert!(
+            waiting.stdout.contains("waits for approval"),
+            "{}",
+            waiting.stdout
+        );
+        assert!(
+            waiting.stdout.contains("may approve: alice, bob"),
+            "{}",
+            waiting.stdout
+        );
+        approve(db, 1, "qa", &["--by", "alice"]);
+        let first = reconcile(db, 0);
+        assert!(
+            first.stderr.contains("no known vulnerabilities"),
+            "{}",
+            first.stderr
+        );
+        assert_eq!(live_file(), "1.0.0");
+
+        declare_release("1.1.0");
+        reconcile(db, 4);
+        approve(db, 2, "qa", &["--by", "bob"]);
+        reconcile(db, 0);
+        assert_eq!(live_file(), "1.1.0");
+
+        let back = db.expect(&["rollback", "--deploy-id", "2"], 0);
+        assert!(
+            back.stderr
+                .contains("deploy 1.0.0 (v1.0.0) to prod; was 1.1.0"),
+            "{}",
+            back.stderr
+        );
+        assert_eq!(live_file(), "1.0.0", "the deploy script restored 1.0.0");
+
+        declare_release("1.2.0");
+        reconcile(db, 4);
+        approve(db, 4, "qa", &["--by", "alice"]);
+        let rejected = reconcile(db, 3);
+        assert!(
+            rejected.stderr.contains("CRITICAL: 1.2.0"),
+            "{}",
+            rejected.stderr
+        );
+        assert_eq!(db.state(4), "échec");
+        assert_eq!(
+            live_file(),
+            "1.0.0",
+            "1.2.0 never reached the deploy script"
+        );
+
+        let audit = db
+            .expect(
+                &[
+                    "audit", "--env", "prod", "--limit", "1000", "--output", "json",
+                ],
+                0,
+            )
+            .json();
+        let actions: Vec<(i64, String)> = audit
+            .as_array()
+            .expect("audit rows")
+            .iter()
+            .filter_map(|r| Some((r["deployment"].as_i64()?, r["action"].as_str()?.to_string())))
+            .collect();
+        for (id, action) in [
+            (1, "gate.approved"),
+            (1, "gate.passed"),
+            (1, "deployment.validated"),
+            (1, "deployment.succeeded"),
+            (2, "deployment.succeeded"),
+            (2, "deployment.rolled_back"),
+            (3, "deployment.succeeded"),
+            (3, "pin.set"),
+            (4, "gate.approved"),
+            (4, "gate.failed"),
+            (4, "deployment.rejected"),
+        ] {
+            assert!(
+                actions.contains(&(id, action.to_string())),
+                "no {action} for deployment {id} in {actions:?}"
+            );
+        }
+    });
+}
