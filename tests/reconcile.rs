@@ -484,6 +484,12 @@ fn a_rollback_pin_is_respected_until_the_manifests_move_on() {
 
         // The manifests declare the restored release: the pin lifts, audited.
         declare(db, &prod("1.0"));
+        let plan = dry_run(db, 2);
+        assert!(
+            plan.stdout.contains("-  pinned: 1.0 (holding back 2.0)"),
+            "the diff shows the pin going: {}",
+            plan.stdout
+        );
         let out = reconcile(db, 0);
         assert!(out.stdout.contains("lifted"), "{}", out.stdout);
         let lifted =

@@ -26,7 +26,7 @@ pub struct DryRun {
 impl DryRun {
     pub fn new(manifests: String, desired: &Desired, actual: &Actual, plan: Plan) -> DryRun {
         let before = actual_text(desired, actual);
-        let after = desired_text(desired);
+        let after = desired_text(desired, actual, &plan);
         let diff = TextDiff::from_lines(&before, &after)
             .unified_diff()
             .context_radius(3)
@@ -291,7 +291,7 @@ impl Text for DryRun {
 }
 
 /// The desired state as lines, in a stable order, for the diff.
-fn desired_text(d: &Desired) -> String {
+fn desired_text(d: &Desired, a: &Actual, plan: &Plan) -> String {
     let mut out = String::from("releases:\n");
     let mut releases: Vec<_> = d.releases.iter().collect();
     releases.sort_by(|a, b| a.version.cmp(&b.version));
@@ -300,8 +300,31 @@ fn desired_text(d: &Desired) -> String {
     }
     for (env, spec) in &d.environments {
         out.push_str(&env_text(env.as_str(), Some(&spec.release), &spec.policy));
+        // A rollback pin stays unless the plan lifts it.
+        let lifts = plan
+            .environments
+            .iter()
+            .any(|p| p.env == *env && p.lift_pin);
+        if !lifts {
+            out.push_str(&pin_text(a, *env));
+        }
     }
     out
+}
+
+/// "  pinned: 1.0 (holding back 1.1)" for an environment a rollback pinned.
+fn pin_text(a: &Actual, env: crate::model::Env) -> String {
+    match a.envs.get(&env).and_then(|e| e.pin.as_ref()) {
+        Some(pin) => format!(
+            "  pinned: {}{}\n",
+            pin.version,
+            pin.blocks
+                .as_ref()
+                .map(|b| format!(" (holding back {b})"))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    }
 }
 
 /// The same lines for what the database holds, limited to what the manifests manage.
@@ -321,6 +344,7 @@ fn actual_text(d: &Desired, a: &Actual) -> String {
             .map(|l| l.version.as_str());
         let policy = here.and_then(|e| e.policy.clone()).unwrap_or_default();
         out.push_str(&env_text(env.as_str(), live, &policy));
+        out.push_str(&pin_text(a, *env));
     }
     out
 }
