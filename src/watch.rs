@@ -19,6 +19,9 @@ use tokio::sync::mpsc;
 /// temp file, rename it, touch metadata; one save is one reconcile.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How often the ledger is asked for new approvals while the manifests declare
+/// approval gates: `shipctl approve` on any machine wakes the watch this fast.
+const APPROVALS_EVERY: Duration = Duration::from_secs(2);
 
 pub async fn run(
     engine: &mut Engine,
@@ -65,19 +68,35 @@ pub async fn run(
     let mut resync = tokio::time::interval(a.interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync.tick().await; // the first tick is immediate: the initial round below is it.
+    let mut approvals = tokio::time::interval(APPROVALS_EVERY);
+    approvals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reason = "start";
     loop {
+        // Read before the round: a decision recorded while it runs is not missed
+        // (the round's own command gates cost one extra, quiet round at most).
+        let mark = engine.gate_mark().await.unwrap_or(0);
         if round(engine, a, overrides, printer, &dir, &mut last_good, reason).await {
             break;
         }
-        tokio::select! {
-            Some(()) = changes.recv() => {
-                // Debounce: wait until the directory has been quiet for a moment.
-                while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
-                reason = "manifests changed";
+        let gated = last_good.as_ref().is_some_and(has_approval_gates);
+        reason = loop {
+            tokio::select! {
+                Some(()) = changes.recv() => {
+                    // Debounce: wait until the directory has been quiet for a moment.
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, changes.recv()).await {}
+                    break "manifests changed";
+                }
+                _ = resync.tick() => break "periodic resync",
+                _ = approvals.tick(), if gated => {
+                    if engine.gate_mark().await.is_ok_and(|now| now != mark) {
+                        break "a gate decision was recorded";
+                    }
+                }
+                _ = stop.notified() => break "stop",
             }
-            _ = resync.tick() => reason = "periodic resync",
-            _ = stop.notified() => break,
+        };
+        if reason == "stop" {
+            break;
         }
         if engine::stop_requested() {
             break;
@@ -132,6 +151,13 @@ async fn round(
             engine::stop_requested()
         }
     }
+}
+
+fn has_approval_gates(desired: &Desired) -> bool {
+    desired
+        .environments
+        .values()
+        .any(|spec| spec.policy.gates.iter().any(|g| g.gate.approvals.is_some()))
 }
 
 /// Editors' temp and swap files do not count; the manifests and the directory do.

@@ -541,3 +541,47 @@ fn watch_resyncs_on_its_interval_to_correct_drift() {
     assert_eq!(status.code(), Some(0), "{}", w.stderr());
     assert_eq!(live(&db, "prod").as_deref(), Some("1.0"));
 }
+
+/// An approval recorded on another machine wakes the watch: no manifest change
+/// and no resync (the interval is an hour), the deployment still goes out.
+#[test]
+fn an_approval_wakes_the_watch() {
+    each_backend(|db| {
+        save(
+            db,
+            "releases:\n  - { version: \"1.0\", tag: v1.0 }\nenvironments:\n  \
+             prod:\n    release: \"1.0\"\n    gates: { qa: { approvals: 1 } }\n    \
+             executor: { simulate: { duration: 0s, failure_rate: 0 } }\n",
+        );
+        let mut w = Watch::start(db, &[]);
+        w.wait_stderr("watch: reconciling (start)", 1);
+        let deadline = Instant::now() + APPLY;
+        while !w.stdout().contains("waits for approval") {
+            assert!(Instant::now() < deadline, "{}", w.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(live(db, "prod"), None);
+        let id = db.scalar("SELECT MAX(id) FROM deploiements");
+        db.expect(
+            &[
+                "approve",
+                "--deploy-id",
+                &id,
+                "--gate",
+                "qa",
+                "--by",
+                "alice",
+            ],
+            0,
+        );
+        wait_live(db, "prod", "1.0", &mut w);
+        w.wait_stderr("watch: reconciling (a gate decision was recorded)", 1);
+        assert!(
+            !w.stderr().contains("periodic resync"),
+            "the approval, not the interval, woke it: {}",
+            w.log()
+        );
+        let (status, _) = w.terminate();
+        assert_eq!(status.code(), Some(0), "{}", w.log());
+    });
+}

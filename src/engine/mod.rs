@@ -379,6 +379,14 @@ impl Engine {
         })
     }
 
+    /// Changes whenever someone approves or rejects, or a command gate runs.
+    pub async fn gate_mark(&mut self) -> Result<i64> {
+        let d = self.store.d;
+        ledger::last_gate_result(self.store.conn(), d)
+            .await
+            .db("reading the gate results")
+    }
+
     /// A deployment by id, or the clear "does not exist" error.
     pub async fn find(&mut self, id: i64) -> Result<Deployment> {
         let d = self.store.d;
