@@ -26,32 +26,50 @@ use std::time::Duration;
 )]
 pub struct Cli {
     /// Database URL: sqlite://FILE, postgres://USER@HOST/DB or mysql://USER@HOST/DB
-    #[arg(
-        long,
-        global = true,
-        env = "SHIPCTL_DATABASE_URL",
-        hide_env_values = true,
-        value_name = "URL"
-    )]
+    /// [env: SHIPCTL_DATABASE_URL] [default: sqlite://shipctl.db]
+    // The environment variable is read by `database_url()`, not by clap: clap
+    // would name the flag in the usage line of every argument error.
+    #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
 
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     pub output: Output,
 
-    /// How long a running deployment's lease lasts without a heartbeat (heartbeats every third)
-    #[arg(
-        long,
-        global = true,
-        env = "SHIPCTL_LEASE_TTL",
-        value_name = "DURATION",
-        default_value = "30s",
-        value_parser = parse_ttl
-    )]
-    pub lease_ttl: Duration,
+    /// How long a running deployment's lease lasts without a heartbeat (heartbeats
+    /// every third) [env: SHIPCTL_LEASE_TTL] [default: 30s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_ttl)]
+    pub lease_ttl: Option<Duration>,
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The lease of a running deployment when neither the flag nor the variable sets it.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+
+impl Cli {
+    /// `--database-url`, else `$SHIPCTL_DATABASE_URL` (when not empty).
+    pub fn database_url(&self) -> Option<String> {
+        self.database_url.clone().or_else(|| {
+            std::env::var("SHIPCTL_DATABASE_URL")
+                .ok()
+                .filter(|v| !v.is_empty())
+        })
+    }
+
+    /// `--lease-ttl`, else `$SHIPCTL_LEASE_TTL` (when not empty), else 30s.
+    pub fn lease_ttl(&self) -> Result<Duration, String> {
+        if let Some(ttl) = self.lease_ttl {
+            return Ok(ttl);
+        }
+        match std::env::var("SHIPCTL_LEASE_TTL") {
+            Ok(v) if !v.is_empty() => {
+                parse_ttl(&v).map_err(|e| format!("SHIPCTL_LEASE_TTL={v:?}: {e}"))
+            }
+            _ => Ok(DEFAULT_LEASE_TTL),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -36,7 +36,11 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
         Command::Reconcile(a) if !a.watch => Some(manifest::load(&a.manifests.manifests)?),
         _ => None,
     };
-    let url = DbUrl::parse(cli.database_url.as_deref().unwrap_or(DEFAULT_URL))?;
+    let lease_ttl = cli.lease_ttl().map_err(|m| {
+        Error::input(format!("invalid lease duration: {m}"))
+            .hint("write a duration such as 30s or 2m, at least 300ms")
+    })?;
+    let url = DbUrl::parse(cli.database_url().as_deref().unwrap_or(DEFAULT_URL))?;
     printer.hide(url.secrets());
     if let (Command::Reconcile(a), Some(desired)) = (&cli.command, &desired)
         && a.dry_run
@@ -47,7 +51,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
         crate::progress::enable();
     }
     let store = Store::open(&url).await?;
-    let mut engine = Engine::new(store, Who::from_process(cli.lease_ttl));
+    let mut engine = Engine::new(store, Who::from_process(lease_ttl));
     let result = execute(cli.command, desired, &mut engine, printer).await;
     // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean goodbye.
     engine.store.close().await;

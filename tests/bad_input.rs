@@ -357,3 +357,43 @@ fn usage_errors_exit_1_and_help_exits_0() {
     // None of these touched the disk.
     assert!(!db.dir.path().join("shipctl.db").exists());
 }
+
+/// The environment variables behind --database-url and --lease-ttl: a bad lease
+/// is one clear error, and the URL never shows up in a usage line.
+#[test]
+fn settings_from_the_environment() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    // db.cmd() sets SHIPCTL_DATABASE_URL: a usage error must not name the flag.
+    let out = db.run(&["approve", "--deploy-id", "1"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("--gate <GATE>"), "{}", out.stderr);
+    assert!(!out.stderr.contains("--database-url"), "{}", out.stderr);
+
+    let out = db
+        .cmd()
+        .env("SHIPCTL_LEASE_TTL", "10ms")
+        .args(["status"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("SHIPCTL_LEASE_TTL=\"10ms\"") && stderr.contains("at least 300ms"),
+        "{stderr}"
+    );
+    assert!(!db.dir.path().join("shipctl.db").exists(), "nothing opened");
+
+    // The flag wins over the variable.
+    let out = db
+        .cmd()
+        .env("SHIPCTL_LEASE_TTL", "10ms")
+        .args(["--lease-ttl", "5s", "status", "--env", "prod"])
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
