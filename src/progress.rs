@@ -17,8 +17,6 @@ struct Spinner {
     generation: u64,
     /// Whether the spinner line is on screen now.
     drawn: bool,
-    /// Streamed output ended mid-line: drawing now would overwrite it.
-    mid_line: bool,
 }
 
 static STATE: Mutex<Spinner> = Mutex::new(Spinner {
@@ -27,9 +25,10 @@ static STATE: Mutex<Spinner> = Mutex::new(Spinner {
     started: None,
     generation: 0,
     drawn: false,
-    mid_line: false,
 });
 static ENABLED: AtomicBool = AtomicBool::new(false);
+/// A child's output echoed to stderr ended without a newline.
+static MID_LINE: AtomicBool = AtomicBool::new(false);
 static COLOR: AtomicBool = AtomicBool::new(false);
 
 const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
@@ -89,15 +88,29 @@ pub fn clear() {
 
 /// Writes a child's output to stderr around the spinner line.
 pub fn write_output(bytes: &[u8]) {
+    if bytes.is_empty() {
+        return;
+    }
     // Always the state before stderr, as the drawing thread takes them.
     let mut s = ENABLED.load(Ordering::SeqCst).then(state);
     if let Some(s) = s.as_mut() {
         erase(s);
-        s.mid_line = bytes.last().is_some_and(|b| *b != b'\n');
     }
+    MID_LINE.store(bytes.last() != Some(&b'\n'), Ordering::SeqCst);
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(bytes);
     let _ = err.flush();
+}
+
+/// A child has finished writing: end its last line if it did not, so that
+/// what is printed next (the spinner, the result) starts on a line of its own.
+pub fn end_output() {
+    let _s = ENABLED.load(Ordering::SeqCst).then(state);
+    if MID_LINE.swap(false, Ordering::SeqCst) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(b"\n");
+        let _ = err.flush();
+    }
 }
 
 fn erase(s: &mut Spinner) {
@@ -117,7 +130,7 @@ fn draw_loop(generation: u64) {
         let Some(started) = s.started.filter(|_| s.generation == generation) else {
             return;
         };
-        if s.mid_line {
+        if MID_LINE.load(Ordering::SeqCst) {
             continue;
         }
         let step = if s.step.is_empty() {
@@ -176,7 +189,6 @@ impl Drop for Guard {
             let mut s = state();
             if s.generation == generation {
                 s.started = None;
-                s.mid_line = false;
                 erase(&mut s);
             }
         }

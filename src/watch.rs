@@ -72,9 +72,8 @@ pub async fn run(
     approvals.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reason = "start";
     loop {
-        // Read before the round: a decision recorded while it runs is not missed
-        // (the round's own command gates cost one extra, quiet round at most).
-        let mark = engine.gate_mark().await.unwrap_or(0);
+        // Read before the round: a decision recorded while it runs is not missed.
+        let mark = engine.decision_mark().await.ok();
         if round(engine, a, overrides, printer, &dir, &mut last_good, reason).await {
             break;
         }
@@ -87,9 +86,9 @@ pub async fn run(
                     break "manifests changed";
                 }
                 _ = resync.tick() => break "periodic resync",
-                _ = approvals.tick(), if gated => {
-                    if engine.gate_mark().await.is_ok_and(|now| now != mark) {
-                        break "a gate decision was recorded";
+                _ = approvals.tick(), if gated && mark.is_some() => {
+                    if engine.decision_mark().await.is_ok_and(|now| Some(now) != mark) {
+                        break "an approval or a rejection was recorded";
                     }
                 }
                 _ = stop.notified() => break "stop",

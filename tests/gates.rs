@@ -671,6 +671,10 @@ fn a_hanging_command_gate_is_stopped_at_its_timeout() {
     let rows = gate_rows(&db, id);
     assert_eq!(rows[1][..3], ["slow", "command", "failed"]);
     assert!(rows[1][4].contains("timed out after 1s"), "{rows:?}");
+    assert!(
+        rows[1][4].contains("waiting"),
+        "what it said before the timeout is kept: {rows:?}"
+    );
     let pid: i32 = std::fs::read_to_string(db.dir.path().join("child.pid"))
         .expect("the gate started a child")
         .trim()
@@ -679,6 +683,63 @@ fn a_hanging_command_gate_is_stopped_at_its_timeout() {
     db.wait_for("the gate's child to die", Duration::from_secs(5), || {
         // SAFETY: signal 0 only checks that the process exists.
         unsafe { libc::kill(pid, 0) != 0 }
+    });
+}
+
+/// A reconcile that adds a gate while a validation runs its command gates: the
+/// validation reads the new policy under the lock and does not deploy past it.
+#[test]
+fn a_gate_added_while_gates_run_is_not_skipped() {
+    each_backend(|db| {
+        let gated = |extra: &str| {
+            manifest(
+                &["1.0"],
+                "1.0",
+                &[
+                    "qa: { approvals: 1 }",
+                    "scan: { command: [\"./scan.sh\"] }",
+                    extra,
+                ],
+                SIM_OK,
+            )
+        };
+        // The scan, the first time it runs, adds a `cab` gate and reconciles (as
+        // a teammate's merge would, at that very moment). Commands do not inherit
+        // the ledger's URL, so the script names it.
+        let added = gated("cab: { approvals: 1, approvers: [boss] }");
+        std::fs::write(db.dir.path().join("with-cab.yaml"), &added).expect("write");
+        script(
+            db,
+            "scan.sh",
+            &format!(
+                "#!/bin/sh\nif [ ! -f scanned ]; then\n  touch scanned\n  \
+                 cp with-cab.yaml manifests/shipctl.yaml\n  \
+                 SHIPCTL_DATABASE_URL='{}' '{}' reconcile --manifests manifests >/dev/null 2>&1\n\
+                 fi\necho clean\n",
+                db.url,
+                env!("CARGO_BIN_EXE_shipctl")
+            ),
+        );
+        declare(db, &gated(""));
+        reconcile(db, 4);
+        let id = newest(db);
+        approve(db, id, "qa", &["--by", "alice"]);
+        let out = validate(db, id, 4);
+        assert!(
+            out.stderr
+                .contains("cab: 0 of 1 approval; may approve: boss"),
+            "{}",
+            out.stderr
+        );
+        assert_eq!(db.state(id), "planifié", "not deployed past the new gate");
+        let rows = gate_rows(db, id);
+        assert!(
+            rows.iter().any(|r| r[..3] == ["scan", "command", "passed"]),
+            "the scan's result is recorded: {rows:?}"
+        );
+        approve(db, id, "cab", &["--by", "boss"]);
+        validate(db, id, 0);
+        assert_eq!(db.state(id), "réussi");
     });
 }
 

@@ -575,7 +575,10 @@ fn an_approval_wakes_the_watch() {
             0,
         );
         wait_live(db, "prod", "1.0", &mut w);
-        w.wait_stderr("watch: reconciling (a gate decision was recorded)", 1);
+        w.wait_stderr(
+            "watch: reconciling (an approval or a rejection was recorded)",
+            1,
+        );
         assert!(
             !w.stderr().contains("periodic resync"),
             "the approval, not the interval, woke it: {}",
@@ -584,4 +587,41 @@ fn an_approval_wakes_the_watch() {
         let (status, _) = w.terminate();
         assert_eq!(status.code(), Some(0), "{}", w.log());
     });
+}
+
+/// The watch's own command gates do not wake it: a failing gate in dev does not
+/// become a new deployment every two seconds while prod waits for approval.
+#[test]
+fn the_watch_is_not_woken_by_its_own_command_gates() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    save(
+        &db,
+        "releases:\n  - { version: \"1.0\", tag: v1.0 }\nenvironments:\n  \
+         dev:\n    release: \"1.0\"\n    gates: { lint: { command: [\"false\"] } }\n    \
+         executor: { simulate: { duration: 0s, failure_rate: 0 } }\n  \
+         prod:\n    release: \"1.0\"\n    gates: { qa: { approvals: 1 } }\n    \
+         executor: { simulate: { duration: 0s, failure_rate: 0 } }\n",
+    );
+    let mut w = Watch::start(&db, &[]);
+    let deadline = Instant::now() + APPLY;
+    while !w.stdout().contains("waits for approval") {
+        assert!(Instant::now() < deadline, "{}", w.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Three polls of the ledger.
+    std::thread::sleep(Duration::from_millis(6500));
+    let dev = count(
+        &db,
+        "SELECT COUNT(*) FROM deploiements d JOIN environnements e ON e.id = d.id_env \
+         WHERE e.nom = 'dev'",
+    );
+    assert_eq!(dev, 1, "one failed gate, one deployment: {}", w.log());
+    assert_eq!(
+        w.stderr().matches("watch: reconciling").count(),
+        1,
+        "no round but the first: {}",
+        w.log()
+    );
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.log());
 }

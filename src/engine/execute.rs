@@ -2,11 +2,10 @@
 //! across it: *claim* (lock, recover, check, `en_cours`, lease, token), *run*
 //! (executor plus heartbeats), *finish* (token-guarded `réussi` or rollback).
 
-use super::gates::{self, GateState, GateStatus, Verdict};
+use super::gates::{self, GateState, Verdict};
 use super::{Engine, Who, lease, load, record};
 use crate::error::{DbContext, Error, Result};
 use crate::executor::{Executor, Job, Overrides, command};
-use crate::manifest::NamedGate;
 use crate::model::{Etat, OnFailure};
 use crate::store::ledger::{self, Deployment, EnvRow};
 use crate::store::{Dialect, Store, Tx};
@@ -122,8 +121,9 @@ impl Engine {
     /// Approvals are read in the first transaction: missing ones leave the
     /// deployment planifié (exit 4), a rejection ends it (échec). Command gates
     /// then run outside any transaction, and a second one records their outcomes,
-    /// re-reads the approvals (a rejection may have come meanwhile), and moves
-    /// the deployment to validé and on to the claim.
+    /// re-reads the policy and the approvals (a reconcile or a rejection may have
+    /// come meanwhile), and moves the deployment to validé and on to the claim.
+    /// The environment's policy is always read under its lock.
     pub async fn validate(&mut self, id: i64, overrides: &Overrides) -> Result<Execution> {
         let mut signals = Signals::install()?;
         stopping()?;
@@ -133,49 +133,37 @@ impl Engine {
         let _spinner =
             crate::progress::start(format!("deployment {id}: {} → {}", dep.version, dep.env));
         crate::progress::step("gates");
-        let env = ledger::env_row(self.store.conn(), d, dep.env)
-            .await
-            .db("reading the environment")?;
-        let exec = executor_for(&env, overrides)?;
-        let policy = env.policy.as_ref();
+        let env_id = dep.env_id;
 
         let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, env.id)
+        ledger::lock_env(&mut tx, d, env_id)
             .await
             .db("locking the environment")?;
-        let recovered = lease::recover_stale(&mut tx, d, &self.who, env.id).await?;
+        let mut env = ledger::env_row(&mut tx, d, dep.env)
+            .await
+            .db("reading the environment")?;
+        let recovered = lease::recover_stale(&mut tx, d, &self.who, env_id).await?;
         let mut dep = load(&mut tx, d, id).await?;
         if let Some(refusal) = refusal(&mut tx, d, &env, &dep, recovered).await? {
             return refuse(tx, refusal).await;
         }
-        let mut states = gates::current(&mut tx, d, policy, id).await?;
+        let mut exec = match executor_for(&env, overrides) {
+            Ok(exec) => exec,
+            Err(e) => return refuse(tx, e).await,
+        };
+        let mut states = gates::current(&mut tx, d, env.policy.as_ref(), id).await?;
         match gates::verdict(&states) {
             Verdict::Rejected(r) => {
                 let why = r.summary();
-                return reject(
-                    tx,
-                    d,
-                    &self.who,
-                    &dep,
-                    states,
-                    why,
-                    (started, recovered, &exec),
-                )
-                .await;
+                let ctx = (started, recovered, &exec);
+                return reject(tx, d, &self.who, &dep, states, why, ctx).await;
             }
             Verdict::Waiting(w) => return refuse(tx, gates::waiting_error(&dep, &w)).await,
             Verdict::Ready => {}
         }
-        let commands: Vec<&NamedGate> = match (dep.state, policy) {
-            (Etat::Planifie, Some(p)) => p
-                .gates
-                .iter()
-                .filter(|g| g.gate.command.is_some())
-                .collect(),
-            _ => Vec::new(),
-        };
+        let commands = gates::to_run(env.policy.as_ref(), dep.state, &states);
         if !commands.is_empty() {
-            let live = ledger::live(&mut tx, d, env.id)
+            let live = ledger::live(&mut tx, d, env_id)
                 .await
                 .db("reading the live release")?;
             tx.commit().await.db("committing")?;
@@ -189,49 +177,70 @@ impl Engine {
             let outcomes = gates::run_commands(&commands, &job, signals.recv()).await?;
             crate::progress::step("gates: recording");
             tx = self.store.write().await?;
-            ledger::lock_env(&mut tx, d, env.id)
+            ledger::lock_env(&mut tx, d, env_id)
                 .await
                 .db("locking the environment")?;
+            env = ledger::env_row(&mut tx, d, dep.env)
+                .await
+                .db("reading the environment")?;
             dep = load(&mut tx, d, id).await?;
-            if dep.state != Etat::Planifie {
+            // The commands ran, whatever happened meanwhile: their results count.
+            gates::record_commands(&mut tx, d, &self.who, &dep, &outcomes).await?;
+            if !matches!(dep.state, Etat::Planifie | Etat::Valide) {
                 return refuse(
                     tx,
                     Error::blocked(format!(
-                        "deployment {id} became {} while its gates ran: another process \
-                         handled it; the gates' results were not recorded",
+                        "deployment {id} became {} while its gates ran (another process \
+                         handled it); the gates' results are recorded",
                         dep.state
                     ))
                     .hint(format!("see `shipctl history --env {}`", dep.env)),
                 )
                 .await;
             }
-            gates::record_commands(&mut tx, d, &self.who, &dep, &outcomes).await?;
-            states = gates::current(&mut tx, d, policy, id).await?;
-            let failed = states.iter().find(|s| s.status == GateStatus::Failed);
+            states = gates::current(&mut tx, d, env.policy.as_ref(), id).await?;
+            let failed = outcomes
+                .iter()
+                .find(|o| !o.passed)
+                .map(|o| format!("gate {}: {}", o.gate, gates::headline(&o.message)));
             let rejected = match (failed, gates::verdict(&states)) {
-                (Some(f), _) => Some(format!("gate {}", f.summary())),
+                (Some(why), _) => Some(why),
                 (None, Verdict::Rejected(r)) => Some(r.summary()),
                 (None, Verdict::Waiting(w)) => {
-                    // Approvals were withdrawn while the commands ran.
+                    // The approvals changed while the commands ran (a withdrawn
+                    // approval, a new gate): the outcomes stay, the deployment waits.
                     return refuse(tx, gates::waiting_error(&dep, &w)).await;
                 }
                 (None, Verdict::Ready) => None,
             };
             if let Some(why) = rejected {
-                return reject(
+                let ctx = (started, recovered, &exec);
+                return reject(tx, d, &self.who, &dep, states, why, ctx).await;
+            }
+            let added = gates::to_run(env.policy.as_ref(), Etat::Valide, &states);
+            if !added.is_empty() {
+                let names: Vec<&str> = added.iter().map(|g| g.name.as_str()).collect();
+                return refuse(
                     tx,
-                    d,
-                    &self.who,
-                    &dep,
-                    states,
-                    why,
-                    (started, recovered, &exec),
+                    Error::blocked(format!(
+                        "the gates of {} changed while they ran: {} has not run yet for \
+                         deployment {id}",
+                        dep.env,
+                        names.join(", ")
+                    ))
+                    .hint(format!("run `shipctl validate --deploy-id {id}` again")),
                 )
                 .await;
             }
+            exec = match executor_for(&env, overrides) {
+                Ok(exec) => exec,
+                Err(e) => return refuse(tx, e).await,
+            };
             if let Some(refusal) = refusal(&mut tx, d, &env, &dep, recovered).await? {
                 // The gates passed: keep that (validé), and let the next validate claim it.
-                validated_in(&mut tx, d, &self.who, &dep, &states).await?;
+                if dep.state == Etat::Planifie {
+                    validated_in(&mut tx, d, &self.who, &dep, &states).await?;
+                }
                 return refuse(tx, refusal).await;
             }
         }
@@ -239,7 +248,7 @@ impl Engine {
             validated_in(&mut tx, d, &self.who, &dep, &states).await?;
         }
         crate::progress::step("claim");
-        let previous = ledger::live(&mut tx, d, env.id)
+        let previous = ledger::live(&mut tx, d, env_id)
             .await
             .db("reading the live release")?;
         let dep = load(&mut tx, d, id).await?;
@@ -586,9 +595,20 @@ async fn reject(
     why: String,
     (started, recovered, exec): (Instant, Option<i64>, &Executor),
 ) -> Result<Execution> {
-    ledger::transition(&mut tx, d, dep.id, dep.state, Etat::Echec)
+    if !ledger::transition(&mut tx, d, dep.id, dep.state, Etat::Echec)
         .await
-        .db("recording the rejection")?;
+        .db("recording the rejection")?
+    {
+        return refuse(
+            tx,
+            Error::blocked(format!(
+                "deployment {} changed state while it was being rejected",
+                dep.id
+            ))
+            .hint("run the command again"),
+        )
+        .await;
+    }
     record(
         &mut tx,
         d,

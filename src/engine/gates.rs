@@ -74,13 +74,17 @@ impl GateState {
     pub fn summary(&self) -> String {
         match self.status {
             GateStatus::Approved | GateStatus::Waiting => {
-                let need = self.required.unwrap_or(1);
-                let mut s = format!(
-                    "{}: {} of {need} approval{}",
-                    self.gate,
-                    self.approved_by.len().min(need as usize),
-                    if need == 1 { "" } else { "s" }
-                );
+                let need = self.required.unwrap_or(1) as usize;
+                let have = self.approved_by.len();
+                let mut s = if have <= need {
+                    format!(
+                        "{}: {have} of {need} approval{}",
+                        self.gate,
+                        if need == 1 { "" } else { "s" }
+                    )
+                } else {
+                    format!("{}: {have} approvals, {need} required", self.gate)
+                };
                 if !self.approved_by.is_empty() {
                     s.push_str(&format!(" ({})", self.approved_by.join(", ")));
                 }
@@ -224,6 +228,27 @@ pub fn verdict(states: &[GateState]) -> Verdict {
     }
 }
 
+/// The command gates a validation runs: all of them for a `planifié`
+/// deployment; for a `validé` one (its gates passed earlier, the environment was
+/// busy), those without a pass, such as a gate added to the policy since.
+pub(super) fn to_run(policy: Option<&Policy>, state: Etat, states: &[GateState]) -> Vec<NamedGate> {
+    let Some(policy) = policy else {
+        return Vec::new();
+    };
+    policy
+        .gates
+        .iter()
+        .filter(|g| g.gate.command.is_some())
+        .filter(|g| {
+            state == Etat::Planifie
+                || !states
+                    .iter()
+                    .any(|s| s.gate == g.name && s.status == GateStatus::Passed)
+        })
+        .cloned()
+        .collect()
+}
+
 /// The approval gates' states for a deployment, read in the caller's transaction.
 pub(super) async fn current(
     tx: &mut Tx<'_>,
@@ -270,7 +295,7 @@ pub(super) struct CommandOutcome {
 /// Runs the command gates in manifest order, outside any transaction, and stops
 /// at the first that fails. `Err`: a signal stopped them (nothing is recorded).
 pub(super) async fn run_commands(
-    gates: &[&NamedGate],
+    gates: &[NamedGate],
     job: &Job,
     interrupted: impl std::future::Future<Output = &'static str>,
 ) -> Result<Vec<CommandOutcome>> {
@@ -287,7 +312,7 @@ pub(super) async fn run_commands(
             ran = command::run(argv, job, Some(timeout), true) => ran,
             name = &mut interrupted => {
                 super::request_stop();
-                return Err(Error::failed(format!(
+                return Err(Error::blocked(format!(
                     "interrupted by {name} while gate {} ran; its command was stopped and \
                      deployment {} stays planifié",
                     g.name, job.deploy_id
@@ -462,8 +487,9 @@ impl Engine {
                 dep.state
             ))
             .hint(format!(
-                "plan a new deployment with `shipctl deploy --release {} --env {}`",
-                dep.release_id, dep.env
+                "approvals apply to deployments waiting to run; `shipctl status --env {}` \
+                 lists them",
+                dep.env
             )));
         }
         if let Some(names) = &g.gate.approvers

@@ -379,10 +379,10 @@ impl Engine {
         })
     }
 
-    /// Changes whenever someone approves or rejects, or a command gate runs.
-    pub async fn gate_mark(&mut self) -> Result<i64> {
+    /// Changes whenever someone approves or rejects.
+    pub async fn decision_mark(&mut self) -> Result<i64> {
         let d = self.store.d;
-        ledger::last_gate_result(self.store.conn(), d)
+        ledger::last_decision(self.store.conn(), d)
             .await
             .db("reading the gate results")
     }

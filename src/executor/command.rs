@@ -2,6 +2,7 @@
 //! deployment's facts as environment variables, in its own process group so that
 //! a timeout, a signal or a lost lease stops it and everything it started.
 
+use std::cell::RefCell;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -75,23 +76,27 @@ pub async fn run(argv: &[String], job: &Job, timeout: Option<Duration>, echo: bo
     let mut group = Group(child.id().map(|p| p as i32));
     let out = child.stdout.take();
     let err = child.stderr.take();
+    // Outside the future, so that what a command said before its timeout is kept.
+    let (out_kept, err_kept) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
     let collect = async {
-        let (a, b) = tokio::join!(pump(out, echo), pump(err, echo));
-        let status = child.wait().await;
-        (status, merge(a, b))
+        tokio::join!(pump(out, echo, &out_kept), pump(err, echo, &err_kept));
+        child.wait().await
     };
-    let (status, output) = match timeout {
-        Some(limit) => match tokio::time::timeout(limit, collect).await {
-            Ok(done) => done,
-            Err(_) => {
-                drop(group); // kills the group now
-                return Err(format!(
-                    "{program:?} timed out after {}; its process group was killed",
-                    crate::duration::format(limit)
-                ));
-            }
-        },
-        None => collect.await,
+    let ended = match timeout {
+        Some(limit) => tokio::time::timeout(limit, collect).await.ok(),
+        None => Some(collect.await),
+    };
+    if echo {
+        crate::progress::end_output();
+    }
+    let output = merge(out_kept.into_inner(), err_kept.into_inner());
+    let Some(status) = ended else {
+        drop(group); // kills the group now
+        return Err(format!(
+            "{program:?} timed out after {}; its process group was killed{}",
+            crate::duration::format(timeout.unwrap_or_default()),
+            tail_note(&output)
+        ));
     };
     // It ended by itself: what it left running (a daemon it started) is its business.
     group.0 = None;
@@ -117,11 +122,10 @@ fn tail_note(output: &str) -> String {
     }
 }
 
-/// Copies a pipe to our stderr (when `echo`) and keeps its last bytes.
-async fn pump(pipe: Option<impl AsyncRead + Unpin>, echo: bool) -> Vec<u8> {
-    let mut kept: Vec<u8> = Vec::new();
+/// Copies a pipe to our stderr (when `echo`) and keeps its last bytes in `kept`.
+async fn pump(pipe: Option<impl AsyncRead + Unpin>, echo: bool, kept: &RefCell<Vec<u8>>) {
     let Some(mut pipe) = pipe else {
-        return kept;
+        return;
     };
     let mut buf = [0u8; 8192];
     loop {
@@ -131,14 +135,15 @@ async fn pump(pipe: Option<impl AsyncRead + Unpin>, echo: bool) -> Vec<u8> {
                 if echo {
                     crate::progress::write_output(&buf[..n]);
                 }
+                let mut kept = kept.borrow_mut();
                 kept.extend_from_slice(&buf[..n]);
                 if kept.len() > 2 * KEEP_OUTPUT {
-                    kept.drain(..kept.len() - KEEP_OUTPUT);
+                    let cut = kept.len() - KEEP_OUTPUT;
+                    kept.drain(..cut);
                 }
             }
         }
     }
-    kept
 }
 
 fn merge(out: Vec<u8>, err: Vec<u8>) -> String {

@@ -163,7 +163,8 @@ impl Text for Execution {
         match (&self.outcome, &self.rolled_back) {
             (Outcome::Rejected, _) => out.push_str(&format!(
                 "{} Deployment {} ({} to {}) rejected: {}\n  it is {}; nothing was deployed. \
-                 Fix the release, then plan it again with `shipctl deploy --release {} --env {}`",
+                 A new attempt passes the gates again: declare another release in the \
+                 manifests, or `shipctl deploy --release {} --env {}`",
                 s.red("✗"),
                 d.id,
                 d.version,

@@ -774,12 +774,13 @@ pub async fn gate_results(
     rows.iter().map(gate_result).collect()
 }
 
-/// The id of the newest gate result (0 when there is none): watch mode polls
-/// it to react to approvals. A primary-key lookup.
-pub async fn last_gate_result(c: &mut AnyConnection, d: Dialect) -> Res<i64> {
-    let id: Option<i64> = sqlx::query_scalar(d.sql("SELECT MAX(id) FROM gate_results"))
-        .fetch_one(c)
-        .await?;
+/// The id of the newest approval or rejection (0 when there is none): watch
+/// mode polls it to react to people's decisions, not to its own command gates.
+pub async fn last_decision(c: &mut AnyConnection, d: Dialect) -> Res<i64> {
+    let id: Option<i64> =
+        sqlx::query_scalar(d.sql("SELECT MAX(id) FROM gate_results WHERE kind = 'approval'"))
+            .fetch_one(c)
+            .await?;
     Ok(id.unwrap_or(0))
 }
 
