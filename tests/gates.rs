@@ -781,6 +781,16 @@ fn reconcile_waits_for_approval_then_deploys() {
         let id = newest(db);
         assert_eq!(db.state(id), "planifié");
 
+        // The plan of a pull request says what the pending deployment waits for.
+        let plan = db.expect(&["reconcile", "--dry-run", "--manifests", "manifests"], 2);
+        assert!(
+            plan.stdout.contains(&format!(
+                "run pending deployment {id}; waits for qa: 0 of 1 approval; may approve: anyone"
+            )),
+            "{}",
+            plan.stdout
+        );
+
         // Still waiting: a second reconcile reuses the same deployment and writes nothing.
         let snap = db.snapshot();
         let out = reconcile(db, 4);

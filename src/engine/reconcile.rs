@@ -3,6 +3,7 @@
 //! re-planning each one under its lock so that a concurrent reconciler or
 //! command never makes it plan twice or run two deployments at once.
 
+use super::gates::{self, GateStatus};
 use super::{Engine, Execution, Outcome, lease, record};
 use crate::error::{DbContext, Error, Kind, Result};
 use crate::executor::Overrides;
@@ -138,11 +139,35 @@ async fn actual_env(tx: &mut Tx<'_>, d: Dialect, env: Env) -> Result<ActualEnv> 
     let ctx = "reading the environment";
     let o = ledger::overview(tx, d, env, 0).await.db(ctx)?;
     let row = o.env;
+    let mut pending: Vec<Dep> = o.pending.iter().map(dep).collect();
+    // What pending deployments wait for, so that a plan can say it: one more
+    // statement, only where gates are declared and something is pending.
+    if row.policy.as_ref().is_some_and(|p| !p.gates.is_empty()) && !pending.is_empty() {
+        let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
+        let results = ledger::gate_results(tx, d, &ids)
+            .await
+            .db("reading the gate results")?;
+        for p in &mut pending {
+            let mine: Vec<_> = results
+                .iter()
+                .filter(|r| r.deployment == p.id)
+                .cloned()
+                .collect();
+            p.waiting = gates::states(row.policy.as_ref(), &mine)
+                .iter()
+                .filter_map(|s| match s.status {
+                    GateStatus::Waiting => Some(format!("waits for {}", s.summary())),
+                    GateStatus::Rejected => Some(s.summary()),
+                    _ => None,
+                })
+                .collect();
+        }
+    }
     Ok(ActualEnv {
         succeeded: o.live.iter().map(|l| l.version.clone()).collect(),
         live: o.live.as_ref().map(dep),
         in_progress: o.in_progress.as_ref().map(dep),
-        pending: o.pending.iter().map(dep).collect(),
+        pending,
         pin: row.pin.map(|p| PinView {
             version: p.version,
             blocks: p.blocks_version,
@@ -157,6 +182,7 @@ fn dep(d: &Deployment) -> Dep {
         version: d.version.clone(),
         state: d.state,
         stale: d.lease_stale,
+        waiting: Vec::new(),
     }
 }
 

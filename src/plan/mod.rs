@@ -36,6 +36,10 @@ pub struct Dep {
     /// An `en_cours` row whose lease expired.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
+    /// For a pending deployment: the gates it waits on, or that rejected it
+    /// ("qa: 0 of 1 approval; may approve: alice, bob").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -9,6 +9,7 @@ fn dep(id: i64, version: &str, state: Etat) -> Dep {
         version: version.into(),
         state,
         stale: false,
+        waiting: Vec::new(),
     }
 }
 

@@ -46,10 +46,21 @@ impl DryRun {
         let would_run = plan
             .environments
             .iter()
-            .filter(|e| matches!(e.action, Action::Deploy { .. }))
             .filter_map(|e| {
+                let Action::Deploy { reuse, .. } = e.action else {
+                    return None;
+                };
                 let policy = &desired.environments.get(&e.env)?.policy;
-                Some((e.env, executes(policy)))
+                // A pending deployment that waits on its gates says so.
+                let waiting = reuse
+                    .and_then(|id| {
+                        let here = actual.envs.get(&e.env)?;
+                        here.pending.iter().find(|p| p.id == id)
+                    })
+                    .filter(|p| !p.waiting.is_empty())
+                    .map(|p| format!("{}; ", p.waiting.join("; ")))
+                    .unwrap_or_default();
+                Some((e.env, format!("{waiting}{}", executes(policy))))
             })
             .collect();
         DryRun {
