@@ -278,6 +278,9 @@ impl Engine {
         stopping()?;
         let d = self.store.d;
         let dep = self.find(id).await?;
+        let _spinner =
+            crate::progress::start(format!("rollback of deployment {id} in {}", dep.env));
+        crate::progress::step("claim");
         let env = ledger::env_row(self.store.conn(), d, dep.env)
             .await
             .db("reading the environment")?;
