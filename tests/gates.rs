@@ -1549,3 +1549,133 @@ fn the_gated_example_runs_as_the_readme_shows() {
         }
     });
 }
+
+// ---------------------------------------------------------------- one runner of the gates
+
+/// Two processes validate the same deployment at once (two CI runners, a watch
+/// and a person): its command gate runs once, in one of them; the other is told
+/// the gates are running elsewhere (exit 4), and `status` shows who runs them.
+#[test]
+fn command_gates_run_in_one_process_at_a_time() {
+    each_backend(|db| {
+        script(
+            db,
+            "scan.sh",
+            "#!/bin/sh\necho \"$$\" >> scans.log\nsleep 2\necho clean\n",
+        );
+        declare(
+            db,
+            &manifest(
+                &["1.0"],
+                "1.0",
+                &["scan: { command: [\"./scan.sh\"] }"],
+                SIM_OK,
+            ),
+        );
+        db.expect(&["release", "--create", "1.0", "--tag", "v1.0"], 0);
+        let id = plan(db, 1, "prod");
+        let d = db.dir.path();
+        // The first process: reconcile stores the policy and validates `id`.
+        let first = db
+            .cmd()
+            .args(["reconcile", "--manifests", "manifests"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        db.wait_for("the first scan to start", Duration::from_secs(20), || {
+            exists(db, "scans.log")
+        });
+        let status = db.expect(&["status", "--env", "prod"], 0);
+        assert!(
+            status.stdout.contains("gates running in"),
+            "{}",
+            status.stdout
+        );
+        let second = validate(db, id, 4);
+        assert!(
+            second
+                .stderr
+                .contains("is running its gates in another process"),
+            "{}",
+            second.stderr
+        );
+        let out = first.wait_with_output().expect("wait");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(db.state(id), "réussi");
+        let scans = std::fs::read_to_string(d.join("scans.log")).expect("scans.log");
+        assert_eq!(scans.lines().count(), 1, "the scan ran once: {scans}");
+        let rows = gate_rows(db, id);
+        assert_eq!(rows.len(), 1, "one result: {rows:?}");
+    });
+}
+
+/// A gate that outlasts the lease keeps its hold: it is renewed every third of
+/// the TTL, so a second validation long after the TTL is still refused.
+#[test]
+fn a_long_gate_keeps_its_hold_past_the_lease_ttl() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    script(
+        &db,
+        "scan.sh",
+        "#!/bin/sh\necho \"$$\" >> scans.log\nsleep 3\necho clean\n",
+    );
+    declare(
+        &db,
+        &manifest(
+            &["1.0"],
+            "1.0",
+            &["scan: { command: [\"./scan.sh\"] }"],
+            SIM_OK,
+        ),
+    );
+    let first = db
+        .cmd()
+        .args([
+            "--lease-ttl",
+            "900ms",
+            "reconcile",
+            "--manifests",
+            "manifests",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    db.wait_for("the scan to start", Duration::from_secs(20), || {
+        exists(&db, "scans.log")
+    });
+    std::thread::sleep(Duration::from_millis(2000)); // over twice the TTL
+    let id = newest(&db);
+    let second = db.expect(
+        &[
+            "--lease-ttl",
+            "900ms",
+            "validate",
+            "--deploy-id",
+            &id.to_string(),
+        ],
+        4,
+    );
+    assert!(
+        second
+            .stderr
+            .contains("is running its gates in another process"),
+        "{}",
+        second.stderr
+    );
+    let out = first.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scans = std::fs::read_to_string(db.dir.path().join("scans.log")).expect("scans.log");
+    assert_eq!(scans.lines().count(), 1, "the scan ran once: {scans}");
+}

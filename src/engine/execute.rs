@@ -163,6 +163,14 @@ impl Engine {
         }
         let commands = gates::to_run(env.policy.as_ref(), dep.state, &states);
         if !commands.is_empty() {
+            // One process at a time runs a deployment's command gates.
+            let ttl_ms = self.who.lease_ttl.as_millis() as i64;
+            if !ledger::hold_for_gates(&mut tx, d, id, &self.who.holder, ttl_ms)
+                .await
+                .db("holding the deployment for its gates")?
+            {
+                return refuse(tx, gates::held_error(&dep)).await;
+            }
             let live = ledger::live(&mut tx, d, env_id)
                 .await
                 .db("reading the live release")?;
@@ -174,12 +182,18 @@ impl Engine {
                 deploy_id: id,
                 previous_version: live.map(|l| l.version),
             };
-            let outcomes = gates::run_commands(&commands, &job, signals.recv()).await?;
+            let outcomes =
+                gates::run_commands(&mut self.store, &self.who, &commands, &job, signals.recv())
+                    .await?;
             crate::progress::step("gates: recording");
             tx = self.store.write().await?;
             ledger::lock_env(&mut tx, d, env_id)
                 .await
                 .db("locking the environment")?;
+            // The hold ends here, whichever way this transaction ends.
+            ledger::renew_gate_hold(&mut tx, d, id, &self.who.holder, None)
+                .await
+                .db("releasing the gates' hold")?;
             env = ledger::env_row(&mut tx, d, dep.env)
                 .await
                 .db("reading the environment")?;

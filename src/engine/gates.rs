@@ -12,7 +12,7 @@ use crate::executor::{Job, command};
 use crate::manifest::{NamedGate, Policy};
 use crate::model::{Etat, check_actor};
 use crate::store::ledger::{self, Deployment, GateResult, NewGateResult};
-use crate::store::{Dialect, Tx};
+use crate::store::{Dialect, Store, Tx};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -293,13 +293,39 @@ pub(super) struct CommandOutcome {
 }
 
 /// Runs the command gates in manifest order, outside any transaction, and stops
-/// at the first that fails. `Err`: a signal stopped them (nothing is recorded).
+/// at the first that fails. The caller holds the deployment for its gates
+/// (`ledger::hold_for_gates`); the hold is renewed every third of the lease TTL
+/// so that no other process runs them meanwhile. `Err`: a signal stopped them,
+/// or the hold was lost (nothing is recorded; the hold is released).
 pub(super) async fn run_commands(
+    store: &mut Store,
+    who: &Who,
+    gates: &[NamedGate],
+    job: &Job,
+    interrupted: impl std::future::Future<Output = &'static str>,
+) -> Result<Vec<CommandOutcome>> {
+    let ran = run_held(store, who, gates, job, interrupted).await;
+    if ran.is_err() {
+        // Let another process run them at once rather than after the lease expires.
+        let d = store.d;
+        let _ = ledger::renew_gate_hold(store.conn(), d, job.deploy_id, &who.holder, None).await;
+    }
+    ran
+}
+
+async fn run_held(
+    store: &mut Store,
+    who: &Who,
     gates: &[NamedGate],
     job: &Job,
     interrupted: impl std::future::Future<Output = &'static str>,
 ) -> Result<Vec<CommandOutcome>> {
     tokio::pin!(interrupted);
+    let d = store.d;
+    let ttl_ms = who.lease_ttl.as_millis() as i64;
+    let period = who.lease_ttl / 3;
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut out = Vec::new();
     for g in gates {
         let Some(argv) = &g.gate.command else {
@@ -308,15 +334,34 @@ pub(super) async fn run_commands(
         crate::progress::step(&format!("gate {}", g.name));
         let timeout = g.gate.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
         let started = Instant::now();
-        let ran = tokio::select! {
-            ran = command::run(argv, job, Some(timeout), true) => ran,
-            name = &mut interrupted => {
-                super::request_stop();
-                return Err(Error::blocked(format!(
-                    "interrupted by {name} while gate {} ran; its command was stopped and \
-                     deployment {} stays planifié",
-                    g.name, job.deploy_id
-                )));
+        let run = command::run(argv, job, Some(timeout), true);
+        tokio::pin!(run);
+        let ran = loop {
+            tokio::select! {
+                ran = &mut run => break ran,
+                _ = beat.tick() => {
+                    let held = ledger::renew_gate_hold(
+                        store.conn(), d, job.deploy_id, &who.holder, Some(ttl_ms),
+                    )
+                    .await;
+                    if matches!(held, Ok(false)) {
+                        return Err(Error::blocked(format!(
+                            "deployment {} was taken from this process while gate {} ran \
+                             (its hold expired, or the deployment was cancelled); the gate \
+                             was stopped and nothing recorded",
+                            job.deploy_id, g.name
+                        ))
+                        .hint("a longer --lease-ttl helps when the database is slow to answer"));
+                    }
+                }
+                name = &mut interrupted => {
+                    super::request_stop();
+                    return Err(Error::blocked(format!(
+                        "interrupted by {name} while gate {} ran; its command was stopped and \
+                         deployment {} stays as it was",
+                        g.name, job.deploy_id
+                    )));
+                }
             }
         };
         let took =
@@ -338,6 +383,23 @@ pub(super) async fn run_commands(
         }
     }
     Ok(out)
+}
+
+/// The exit-4 error of a deployment whose gates another process is running.
+pub(super) fn held_error(dep: &Deployment) -> Error {
+    Error::blocked(format!(
+        "deployment {} ({} to {}) is running its gates in another process ({}, until {} UTC)",
+        dep.id,
+        dep.version,
+        dep.env,
+        dep.lease_holder.as_deref().unwrap_or("unknown"),
+        dep.lease_expires_at.as_deref().unwrap_or("?")
+    ))
+    .hint(format!(
+        "wait for them: the outcome appears in `shipctl history --env {}`; if that process \
+         died, its hold expires with its lease and the next validate runs them",
+        dep.env
+    ))
 }
 
 /// Writes command gate outcomes: a `gate_results` row and an audit row each.

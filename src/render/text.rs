@@ -290,7 +290,15 @@ impl Text for EnvStatus {
             let items: Vec<String> = self
                 .pending
                 .iter()
-                .map(|p| format!("{} ({}, {})", p.id, p.version, state(s, p.state)))
+                .map(|p| {
+                    let gates = match (&p.lease_expires_at, &p.lease_holder) {
+                        (Some(until), Some(holder)) => {
+                            format!(", gates running in {holder} until {until} UTC")
+                        }
+                        _ => String::new(),
+                    };
+                    format!("{} ({}, {}{gates})", p.id, p.version, state(s, p.state))
+                })
                 .collect();
             out.push_str(&items.join(", "));
             out.push('\n');

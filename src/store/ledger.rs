@@ -551,6 +551,52 @@ pub async fn claim(
     Ok(done.rows_affected() == 1)
 }
 
+/// Marks a pending deployment as having its command gates run by `holder`, for
+/// `ttl_ms`: one process at a time runs them. False: another process holds it.
+pub async fn hold_for_gates(
+    c: &mut AnyConnection,
+    d: Dialect,
+    id: i64,
+    holder: &str,
+    ttl_ms: i64,
+) -> Res<bool> {
+    let done = sqlx::query(d.sql(
+        "UPDATE deploiements SET lease_holder = ?, lease_expires_at = {now+ms} \
+         WHERE id = ? AND etat IN ('planifié', 'validé') \
+         AND (lease_expires_at IS NULL OR lease_expires_at < {now})",
+    ))
+    .bind(holder.to_string())
+    .bind(ttl_ms)
+    .bind(id)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Extends (`Some(ttl_ms)`) or releases (`None`) a hold taken by `hold_for_gates`.
+/// False: the hold was not ours any more.
+pub async fn renew_gate_hold(
+    c: &mut AnyConnection,
+    d: Dialect,
+    id: i64,
+    holder: &str,
+    ttl_ms: Option<i64>,
+) -> Res<bool> {
+    let set = match ttl_ms {
+        Some(_) => "lease_expires_at = {now+ms}",
+        None => "lease_expires_at = NULL",
+    };
+    let mut q = sqlx::query(d.sql(&format!(
+        "UPDATE deploiements SET {set} \
+         WHERE id = ? AND lease_holder = ? AND etat IN ('planifié', 'validé')"
+    )));
+    if let Some(ms) = ttl_ms {
+        q = q.bind(ms);
+    }
+    let done = q.bind(id).bind(holder.to_string()).execute(c).await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Extends the lease; false means it was lost (recovered by someone else).
 pub async fn heartbeat(
     c: &mut AnyConnection,
