@@ -1679,3 +1679,101 @@ fn a_long_gate_keeps_its_hold_past_the_lease_ttl() {
     let scans = std::fs::read_to_string(db.dir.path().join("scans.log")).expect("scans.log");
     assert_eq!(scans.lines().count(), 1, "the scan ran once: {scans}");
 }
+
+/// A process killed while its gates run: its hold expires with its lease, after
+/// which `status` no longer shows it and the next validation runs the gates.
+#[test]
+fn a_hold_dies_with_its_process() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    script(
+        &db,
+        "scan.sh",
+        "#!/bin/sh\necho \"$$\" >> scans.log\nsleep ${SCAN_SLEEP:-0}\necho clean\n",
+    );
+    declare(
+        &db,
+        &manifest(
+            &["1.0"],
+            "1.0",
+            &["scan: { command: [\"./scan.sh\"] }"],
+            SIM_OK,
+        ),
+    );
+    let mut first = db
+        .cmd()
+        .env("SCAN_SLEEP", "30")
+        .args([
+            "--lease-ttl",
+            "900ms",
+            "reconcile",
+            "--manifests",
+            "manifests",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    db.wait_for("the scan to start", Duration::from_secs(20), || {
+        exists(&db, "scans.log")
+    });
+    let id = newest(&db);
+    let status = db.expect(&["status", "--env", "prod"], 0);
+    assert!(
+        status.stdout.contains("gates running in"),
+        "{}",
+        status.stdout
+    );
+    first.kill().expect("kill -9");
+    first.wait().expect("reap");
+    // Its gate, in a process group of its own, outlives it: end that too.
+    let scan: i32 = std::fs::read_to_string(db.dir.path().join("scans.log"))
+        .expect("scans.log")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // SAFETY: kill(2) on the process group the scan leads.
+    unsafe { libc::kill(-scan, libc::SIGKILL) };
+    db.wait_for("the hold to expire", Duration::from_secs(10), || {
+        !db.expect(&["status", "--env", "prod"], 0)
+            .stdout
+            .contains("gates running in")
+    });
+    db.expect(&["validate", "--deploy-id", &id.to_string()], 0);
+    assert_eq!(db.state(id), "réussi");
+    let scans = std::fs::read_to_string(db.dir.path().join("scans.log")).expect("scans.log");
+    assert_eq!(
+        scans.lines().count(),
+        2,
+        "the second validation ran the scan: {scans}"
+    );
+}
+
+/// The plan of a pull request that removes a gate does not say the pending
+/// deployment waits for it: what it waits for is judged by the manifests.
+#[test]
+fn a_plan_judges_waiting_by_the_manifests_gates() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    declare(
+        &db,
+        &manifest(&["1.0"], "1.0", &["qa: { approvals: 1 }"], SIM_OK),
+    );
+    reconcile(&db, 4);
+    let id = newest(&db);
+    let plan = db.expect(&["reconcile", "--dry-run", "--manifests", "manifests"], 2);
+    assert!(
+        plan.stdout.contains("waits for qa: 0 of 1 approval"),
+        "{}",
+        plan.stdout
+    );
+    declare(&db, &manifest(&["1.0"], "1.0", &[], SIM_OK));
+    let plan = db.expect(&["reconcile", "--dry-run", "--manifests", "manifests"], 2);
+    assert!(
+        plan.stdout
+            .contains(&format!("run pending deployment {id}"))
+            && !plan.stdout.contains("waits for"),
+        "{}",
+        plan.stdout
+    );
+    reconcile(&db, 0);
+    assert_eq!(db.state(id), "réussi");
+}

@@ -186,20 +186,17 @@ impl Engine {
                 gates::run_commands(&mut self.store, &self.who, &commands, &job, signals.recv())
                     .await?;
             crate::progress::step("gates: recording");
+            // What ran is recorded, and the hold ended, in a transaction of its
+            // own: nothing that fails after it can lose the one or keep the other.
+            let held = gates::record_run(&mut self.store, &self.who, &dep, &outcomes).await?;
             tx = self.store.write().await?;
             ledger::lock_env(&mut tx, d, env_id)
                 .await
                 .db("locking the environment")?;
-            // The hold ends here, whichever way this transaction ends.
-            ledger::renew_gate_hold(&mut tx, d, id, &self.who.holder, None)
-                .await
-                .db("releasing the gates' hold")?;
             env = ledger::env_row(&mut tx, d, dep.env)
                 .await
                 .db("reading the environment")?;
             dep = load(&mut tx, d, id).await?;
-            // The commands ran, whatever happened meanwhile: their results count.
-            gates::record_commands(&mut tx, d, &self.who, &dep, &outcomes).await?;
             if !matches!(dep.state, Etat::Planifie | Etat::Valide) {
                 return refuse(
                     tx,
@@ -209,6 +206,22 @@ impl Engine {
                         dep.state
                     ))
                     .hint(format!("see `shipctl history --env {}`", dep.env)),
+                )
+                .await;
+            }
+            if !held {
+                return refuse(
+                    tx,
+                    Error::blocked(format!(
+                        "this process lost its hold on deployment {id} while its gates ran \
+                         (the database did not answer its renewals in time); their results \
+                         are recorded, and it leaves the deployment to whoever holds it now"
+                    ))
+                    .hint(format!(
+                        "run `shipctl validate --deploy-id {id}` again once `shipctl status \
+                         --env {}` shows no gates running",
+                        dep.env
+                    )),
                 )
                 .await;
             }

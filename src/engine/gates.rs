@@ -326,6 +326,7 @@ async fn run_held(
     let period = who.lease_ttl / 3;
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut renewed = Instant::now();
     let mut out = Vec::new();
     for g in gates {
         let Some(argv) = &g.gate.command else {
@@ -344,11 +345,16 @@ async fn run_held(
                         store.conn(), d, job.deploy_id, &who.holder, Some(ttl_ms),
                     )
                     .await;
-                    if matches!(held, Ok(false)) {
+                    if matches!(held, Ok(true)) {
+                        renewed = Instant::now();
+                    }
+                    // Lost, or not renewed for a whole TTL: another process may
+                    // have taken it, and two must never run the gates at once.
+                    if matches!(held, Ok(false)) || renewed.elapsed() >= who.lease_ttl {
                         return Err(Error::blocked(format!(
                             "deployment {} was taken from this process while gate {} ran \
-                             (its hold expired, or the deployment was cancelled); the gate \
-                             was stopped and nothing recorded",
+                             (its hold could not be renewed, or the deployment was \
+                             cancelled); the gate was stopped and nothing recorded",
                             job.deploy_id, g.name
                         ))
                         .hint("a longer --lease-ttl helps when the database is slow to answer"));
@@ -400,6 +406,35 @@ pub(super) fn held_error(dep: &Deployment) -> Error {
          died, its hold expires with its lease and the next validate runs them",
         dep.env
     ))
+}
+
+/// After the commands: records their outcomes and ends the hold, in one short
+/// transaction. Returns whether the hold was still this process's. On failure
+/// the hold is released anyway (best effort), so that nobody waits for a TTL.
+pub(super) async fn record_run(
+    store: &mut Store,
+    who: &Who,
+    dep: &Deployment,
+    outcomes: &[CommandOutcome],
+) -> Result<bool> {
+    let d = store.d;
+    let recorded = async {
+        let mut tx = store.write().await?;
+        ledger::lock_env(&mut tx, d, dep.env_id)
+            .await
+            .db("locking the environment")?;
+        let held = ledger::renew_gate_hold(&mut tx, d, dep.id, &who.holder, None)
+            .await
+            .db("releasing the gates' hold")?;
+        record_commands(&mut tx, d, who, dep, outcomes).await?;
+        tx.commit().await.db("recording the gates' results")?;
+        Ok(held)
+    }
+    .await;
+    if recorded.is_err() {
+        let _ = ledger::renew_gate_hold(store.conn(), d, dep.id, &who.holder, None).await;
+    }
+    recorded
 }
 
 /// Writes command gate outcomes: a `gate_results` row and an audit row each.

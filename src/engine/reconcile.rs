@@ -7,7 +7,7 @@ use super::gates::{self, GateStatus};
 use super::{Engine, Execution, Outcome, lease, record};
 use crate::error::{DbContext, Error, Kind, Result};
 use crate::executor::Overrides;
-use crate::manifest::{Desired, EnvSpec};
+use crate::manifest::{Desired, EnvSpec, Policy};
 use crate::model::{Env, Etat};
 use crate::plan::{self, Action, Actual, ActualEnv, Dep, PinView, Plan, ReleaseStep};
 use crate::store::ledger::{self, Deployment};
@@ -119,7 +119,7 @@ async fn actual_in(tx: &mut Tx<'_>, d: Dialect, desired: &Desired) -> Result<Act
     // Environments come in promotion order and `requires` names an earlier one,
     // so the upstream entry exists (or is an unmanaged one, created here).
     for (&env, spec) in &desired.environments {
-        let here = actual_env(tx, d, env).await?;
+        let here = actual_env(tx, d, env, Some(&spec.policy)).await?;
         envs.insert(env, here);
         if let Some(up) = spec.policy.requires
             && ledger::has_succeeded(tx, d, up, &spec.release)
@@ -135,14 +135,25 @@ async fn actual_in(tx: &mut Tx<'_>, d: Dialect, desired: &Desired) -> Result<Act
     Ok(Actual { releases, envs })
 }
 
-async fn actual_env(tx: &mut Tx<'_>, d: Dialect, env: Env) -> Result<ActualEnv> {
+/// One environment's actual state. `declared`: the manifests' policy, to say what
+/// pending deployments wait for under it (a plan shown to people); `None` when
+/// only the plan's steps matter (reconcile, under the lock).
+async fn actual_env(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    env: Env,
+    declared: Option<&Policy>,
+) -> Result<ActualEnv> {
     let ctx = "reading the environment";
     let o = ledger::overview(tx, d, env, 0).await.db(ctx)?;
     let row = o.env;
     let mut pending: Vec<Dep> = o.pending.iter().map(dep).collect();
-    // What pending deployments wait for, so that a plan can say it: one more
-    // statement, only where gates are declared and something is pending.
-    if row.policy.as_ref().is_some_and(|p| !p.gates.is_empty()) && !pending.is_empty() {
+    // What pending deployments wait for under the manifests' gates, so that a
+    // plan can say it: one more statement, only where gates are declared and
+    // something is pending.
+    if let Some(policy) = declared.filter(|p| !p.gates.is_empty())
+        && !pending.is_empty()
+    {
         let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
         let results = ledger::gate_results(tx, d, &ids)
             .await
@@ -153,7 +164,7 @@ async fn actual_env(tx: &mut Tx<'_>, d: Dialect, env: Env) -> Result<ActualEnv> 
                 .filter(|r| r.deployment == p.id)
                 .cloned()
                 .collect();
-            p.waiting = gates::states(row.policy.as_ref(), &mine)
+            p.waiting = gates::states(Some(policy), &mine)
                 .iter()
                 .filter_map(|s| match s.status {
                     GateStatus::Waiting => Some(format!("waits for {}", s.summary())),
@@ -333,7 +344,7 @@ impl Engine {
         if let Some(id) = lease::recover_stale(&mut tx, d, &who, row.id).await? {
             steps.push(format!("recovered stale deployment {id} as échec"));
         }
-        let here = actual_env(&mut tx, d, env).await?;
+        let here = actual_env(&mut tx, d, env, None).await?;
         let upstream = match spec.policy.requires {
             Some(up) => Some((
                 up,

@@ -291,10 +291,8 @@ impl Text for EnvStatus {
                 .pending
                 .iter()
                 .map(|p| {
-                    let gates = match (&p.lease_expires_at, &p.lease_holder) {
-                        (Some(until), Some(holder)) => {
-                            format!(", gates running in {holder} until {until} UTC")
-                        }
+                    let gates = match (p.gates_running, &p.lease_holder) {
+                        (true, Some(holder)) => format!(", gates running in {holder}"),
                         _ => String::new(),
                     };
                     format!("{} ({}, {}{gates})", p.id, p.version, state(s, p.state))

@@ -63,6 +63,10 @@ pub struct Deployment {
     /// An `en_cours` row whose lease has expired: its holder stopped heartbeating.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lease_stale: bool,
+    /// A pending row whose command gates a process is running now (an unexpired
+    /// hold: `lease_holder` until `lease_expires_at`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub gates_running: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restores_id: Option<i64>,
 }
@@ -308,6 +312,7 @@ const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.id_release, r.version, r.tag_git
      {ts:d.date_deploiement} AS date_deploiement, d.attempts, d.fencing_token, d.lease_holder, \
      {ts:d.lease_expires_at} AS lease_expires_at, \
      CASE WHEN d.etat = 'en_cours' AND d.lease_expires_at < {now} THEN 1 ELSE 0 END AS lease_stale, \
+     CASE WHEN d.etat <> 'en_cours' AND d.lease_expires_at >= {now} THEN 1 ELSE 0 END AS gates_held, \
      d.restores_id \
      FROM deploiements d \
      JOIN releases r ON r.id = d.id_release \
@@ -331,6 +336,7 @@ fn deployment(row: &AnyRow) -> Res<Deployment> {
         lease_holder: row.try_get("lease_holder")?,
         lease_expires_at: row.try_get("lease_expires_at")?,
         lease_stale: row.try_get::<i64, _>("lease_stale")? == 1,
+        gates_running: row.try_get::<i64, _>("gates_held")? == 1,
         restores_id: row.try_get("restores_id")?,
     })
 }
@@ -460,6 +466,7 @@ pub async fn overview(c: &mut AnyConnection, d: Dialect, env: Env, recent: u32) 
          d.etat, {{ts:d.date_deploiement}} AS date_deploiement, d.attempts, d.fencing_token, \
          d.lease_holder, {{ts:d.lease_expires_at}} AS lease_expires_at, \
          CASE WHEN d.etat = 'en_cours' AND d.lease_expires_at < {{now}} THEN 1 ELSE 0 END AS lease_stale, \
+         CASE WHEN d.etat <> 'en_cours' AND d.lease_expires_at >= {{now}} THEN 1 ELSE 0 END AS gates_held, \
          d.restores_id \
          FROM ({env_select}) en \
          LEFT JOIN ({parts}) x ON 1 = 1 \
@@ -563,11 +570,12 @@ pub async fn hold_for_gates(
     let done = sqlx::query(d.sql(
         "UPDATE deploiements SET lease_holder = ?, lease_expires_at = {now+ms} \
          WHERE id = ? AND etat IN ('planifié', 'validé') \
-         AND (lease_expires_at IS NULL OR lease_expires_at < {now})",
+         AND (lease_expires_at IS NULL OR lease_expires_at < {now} OR lease_holder = ?)",
     ))
     .bind(holder.to_string())
     .bind(ttl_ms)
     .bind(id)
+    .bind(holder.to_string())
     .execute(c)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -584,7 +592,7 @@ pub async fn renew_gate_hold(
 ) -> Res<bool> {
     let set = match ttl_ms {
         Some(_) => "lease_expires_at = {now+ms}",
-        None => "lease_expires_at = NULL",
+        None => "lease_expires_at = NULL, lease_holder = NULL",
     };
     let mut q = sqlx::query(d.sql(&format!(
         "UPDATE deploiements SET {set} \
