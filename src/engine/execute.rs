@@ -135,10 +135,7 @@ impl Engine {
         crate::progress::step("gates");
         let env_id = dep.env_id;
 
-        let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, env_id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = self.store.write_env(env_id).await?;
         let mut env = ledger::env_row(&mut tx, d, dep.env)
             .await
             .db("reading the environment")?;
@@ -189,10 +186,7 @@ impl Engine {
             // What ran is recorded, and the hold ended, in a transaction of its
             // own: nothing that fails after it can lose the one or keep the other.
             let held = gates::record_run(&mut self.store, &self.who, &dep, &outcomes).await?;
-            tx = self.store.write().await?;
-            ledger::lock_env(&mut tx, d, env_id)
-                .await
-                .db("locking the environment")?;
+            tx = self.store.write_env(env_id).await?;
             env = ledger::env_row(&mut tx, d, dep.env)
                 .await
                 .db("reading the environment")?;
@@ -313,10 +307,7 @@ impl Engine {
             .db("reading the environment")?;
         let exec = executor_for(&env, overrides)?;
 
-        let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, env.id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = self.store.write_env(env.id).await?;
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env.id).await?;
         let dep = load(&mut tx, d, id).await?;
         match dep.state {
@@ -494,7 +485,11 @@ impl Engine {
                 Some(match command::run(argv, &job, timeout, true).await {
                     Ok(out) => (
                         true,
-                        format!("rollback command restored {}{}", prev.version, kept(&out)),
+                        format!(
+                            "rollback command restored {}{}",
+                            prev.version,
+                            command::output_note(&out)
+                        ),
                     ),
                     Err(e) => (
                         false,
@@ -506,10 +501,7 @@ impl Engine {
         };
         crate::progress::step("finish");
         let d = self.store.d;
-        let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, env.id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = self.store.write_env(env.id).await?;
         let dep = &claimed.dep;
         if let Some((ok, message)) = &restored {
             record(
@@ -532,7 +524,7 @@ impl Engine {
             crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
         let finished = match outcome {
             Outcome::Succeeded => {
-                let ran = format!("{elapsed}{}", kept(&output));
+                let ran = format!("{elapsed}{}", command::output_note(&output));
                 finish_success(&mut tx, d, &self.who, env, &claimed, &ran).await?
             }
             Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => {
@@ -888,16 +880,6 @@ async fn finish_failure(
     )
     .await?;
     Ok(true)
-}
-
-/// "; output: ..." for an audit message, or nothing when there was none.
-pub(super) fn kept(output: &str) -> String {
-    let t = output.trim();
-    if t.is_empty() {
-        String::new()
-    } else {
-        format!("; output:\n{t}")
-    }
 }
 
 /// Refuses to start a run once a signal asked the process to stop.

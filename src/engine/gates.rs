@@ -138,16 +138,22 @@ pub enum Verdict {
     Rejected(GateState),
 }
 
-/// Where each gate of `policy` stands, from the deployment's gate results
-/// (oldest first). Command gates show their newest outcome, or `NotRun`.
-pub fn states(policy: Option<&Policy>, results: &[GateResult]) -> Vec<GateState> {
+/// Where each gate of `policy` stands for `deployment`, from gate results
+/// (oldest first; results of other deployments are ignored, so one batch can
+/// serve several). Command gates show their newest outcome, or `NotRun`.
+pub fn states(policy: Option<&Policy>, results: &[GateResult], deployment: i64) -> Vec<GateState> {
     let Some(policy) = policy else {
         return Vec::new();
     };
     policy
         .gates
         .iter()
-        .map(|g| state(g, results.iter().filter(|r| r.gate == g.name)))
+        .map(|g| {
+            let mine = results
+                .iter()
+                .filter(|r| r.deployment == deployment && r.gate == g.name);
+            state(g, mine)
+        })
         .collect()
 }
 
@@ -262,7 +268,7 @@ pub(super) async fn current(
     let results = ledger::gate_results(tx, d, &[deployment])
         .await
         .db("reading the gate results")?;
-    Ok(states(policy, &results))
+    Ok(states(policy, &results, deployment))
 }
 
 /// The exit-4 error of a deployment that waits for approvals.
@@ -375,7 +381,7 @@ async fn run_held(
         let (passed, message) = match ran {
             Ok(output) => (
                 true,
-                format!("{argv:?} passed in {took}{}", super::execute::kept(&output)),
+                format!("{argv:?} passed in {took}{}", command::output_note(&output)),
             ),
             Err(why) => (false, format!("failed after {took}: {why}")),
         };
@@ -419,10 +425,7 @@ pub(super) async fn record_run(
 ) -> Result<bool> {
     let d = store.d;
     let recorded = async {
-        let mut tx = store.write().await?;
-        ledger::lock_env(&mut tx, d, dep.env_id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = store.write_env(dep.env_id).await?;
         let held = ledger::renew_gate_hold(&mut tx, d, dep.id, &who.holder, None)
             .await
             .db("releasing the gates' hold")?;
@@ -534,13 +537,7 @@ impl Engine {
         }
         let d = self.store.d;
         let dep = self.find(id).await?;
-        let env = ledger::env_row(self.store.conn(), d, dep.env)
-            .await
-            .db("reading the environment")?;
-        let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, env.id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = self.store.write_env(dep.env_id).await?;
         let env = ledger::env_row(&mut tx, d, dep.env)
             .await
             .db("reading the environment")?;
@@ -601,27 +598,18 @@ impl Engine {
                 "ask one of them, or change environments.ENV.gates.GATE.approvers in the manifests",
             ));
         }
-        let before = current(&mut tx, d, policy, id).await?;
-        let mine = before
-            .iter()
-            .find(|s| s.gate == gate)
-            .map(|s| {
-                if s.rejected_by.as_deref() == Some(actor.as_str()) {
-                    Some("rejected")
-                } else if s.approved_by.contains(&actor) {
-                    Some("approved")
-                } else {
-                    None
-                }
-            })
-            .unwrap_or(None);
         let outcome = if decision.reject {
             "rejected"
         } else {
             "approved"
         };
-        // Approving is idempotent; a rejection is always a new statement with its reason.
-        let recorded = decision.reject || mine != Some(outcome);
+        // Approving is idempotent (a person whose newest decision is an approval
+        // is among `approved_by`); a rejection is always a new statement.
+        let recorded = decision.reject
+            || !current(&mut tx, d, policy, id)
+                .await?
+                .iter()
+                .any(|s| s.gate == gate && s.approved_by.contains(&actor));
         if recorded {
             ledger::insert_gate_result(
                 &mut tx,

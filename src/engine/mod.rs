@@ -244,10 +244,7 @@ impl Engine {
         let env_row = ledger::env_row(self.store.conn(), d, env)
             .await
             .db("reading the environment")?;
-        let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, env_row.id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = self.store.write_env(env_row.id).await?;
         lease::recover_stale(&mut tx, d, &self.who, env_row.id).await?;
         let pending = ledger::pending(&mut tx, d, env_row.id)
             .await
@@ -306,10 +303,7 @@ impl Engine {
         let row = ledger::env_row(self.store.conn(), d, env)
             .await
             .db("reading the environment")?;
-        let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, row.id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = self.store.write_env(row.id).await?;
         let row = ledger::env_row(&mut tx, d, env)
             .await
             .db("reading the environment")?;
@@ -411,16 +405,9 @@ async fn env_status(
             .await
             .db("reading the gate results")?;
         ids.iter()
-            .map(|&id| {
-                let mine: Vec<ledger::GateResult> = results
-                    .iter()
-                    .filter(|r| r.deployment == id)
-                    .cloned()
-                    .collect();
-                DeploymentGates {
-                    deployment: id,
-                    gates: gates::states(policy, &mine),
-                }
+            .map(|&id| DeploymentGates {
+                deployment: id,
+                gates: gates::states(policy, &results, id),
             })
             .collect()
     } else {

@@ -159,12 +159,7 @@ async fn actual_env(
             .await
             .db("reading the gate results")?;
         for p in &mut pending {
-            let mine: Vec<_> = results
-                .iter()
-                .filter(|r| r.deployment == p.id)
-                .cloned()
-                .collect();
-            p.waiting = gates::states(Some(policy), &mine)
+            p.waiting = gates::states(Some(policy), &results, p.id)
                 .iter()
                 .filter_map(|s| match s.status {
                     GateStatus::Waiting => Some(format!("waits for {}", s.summary())),
@@ -336,10 +331,7 @@ impl Engine {
         let row = ledger::env_row(self.store.conn(), d, env)
             .await
             .db("reading the environment")?;
-        let mut tx = self.store.write().await?;
-        ledger::lock_env(&mut tx, d, row.id)
-            .await
-            .db("locking the environment")?;
+        let mut tx = self.store.write_env(row.id).await?;
         let mut steps = Vec::new();
         if let Some(id) = lease::recover_stale(&mut tx, d, &who, row.id).await? {
             steps.push(format!("recovered stale deployment {id} as échec"));

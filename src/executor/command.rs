@@ -95,7 +95,7 @@ pub async fn run(argv: &[String], job: &Job, timeout: Option<Duration>, echo: bo
         return Err(format!(
             "{program:?} timed out after {}; its process group was killed{}",
             crate::duration::format(timeout.unwrap_or_default()),
-            tail_note(&output)
+            output_note(&output)
         ));
     };
     // It ended by itself: what it left running (a daemon it started) is its business.
@@ -107,13 +107,15 @@ pub async fn run(argv: &[String], job: &Job, timeout: Option<Duration>, echo: bo
                 Some(code) => format!("exited with code {code}"),
                 None => "was killed by a signal".to_string(),
             };
-            Err(format!("{program:?} {how}{}", tail_note(&output)))
+            Err(format!("{program:?} {how}{}", output_note(&output)))
         }
         Err(e) => Err(format!("waiting for {program:?} failed: {e}")),
     }
 }
 
-fn tail_note(output: &str) -> String {
+/// "; output:\n..." to end a message with a command's output, or nothing when
+/// it printed nothing.
+pub fn output_note(output: &str) -> String {
     let t = output.trim();
     if t.is_empty() {
         String::new()

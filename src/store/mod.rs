@@ -109,6 +109,17 @@ impl Store {
         tx.db("starting a write transaction")
     }
 
+    /// A write transaction holding the lock of one environment: every writer
+    /// of an environment's deployments starts here.
+    pub async fn write_env(&mut self, env_id: i64) -> Result<Tx<'_>> {
+        let d = self.d;
+        let mut tx = self.write().await?;
+        ledger::lock_env(&mut tx, d, env_id)
+            .await
+            .db("locking the environment")?;
+        Ok(tx)
+    }
+
     async fn be_patient(&mut self) -> Result<()> {
         if self.d.0 == Backend::Sqlite && !self.patient {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
