@@ -1552,64 +1552,91 @@ fn the_gated_example_runs_as_the_readme_shows() {
 
 // ---------------------------------------------------------------- one runner of the gates
 
+/// prod with one command gate, `scan.sh`, that logs its pid to scans.log and
+/// then sleeps `$SCAN_SLEEP` seconds.
+fn slow_scan(db: &TestDb) {
+    script(
+        db,
+        "scan.sh",
+        "#!/bin/sh\necho \"$$\" >> scans.log\nsleep ${SCAN_SLEEP:-0}\necho clean\n",
+    );
+    declare(
+        db,
+        &manifest(
+            &["1.0"],
+            "1.0",
+            &["scan: { command: [\"./scan.sh\"] }"],
+            SIM_OK,
+        ),
+    );
+}
+
+/// A reconcile in the background, returned once its scan has started.
+fn reconcile_in_background(db: &TestDb, scan_sleep: &str, global: &[&str]) -> std::process::Child {
+    let child = db
+        .cmd()
+        .env("SCAN_SLEEP", scan_sleep)
+        .args(global)
+        .args(["reconcile", "--manifests", "manifests"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    db.wait_for("the scan to start", Duration::from_secs(20), || {
+        exists(db, "scans.log")
+    });
+    child
+}
+
+/// The pids the scan logged: one line per run.
+fn scans(db: &TestDb) -> Vec<String> {
+    std::fs::read_to_string(db.dir.path().join("scans.log"))
+        .expect("scans.log")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_held_elsewhere(run: &Run) {
+    assert!(
+        run.stderr
+            .contains("is running its gates in another process"),
+        "{}",
+        run.stderr
+    );
+}
+
+fn assert_succeeds(child: std::process::Child) {
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Two processes validate the same deployment at once (two CI runners, a watch
 /// and a person): its command gate runs once, in one of them; the other is told
 /// the gates are running elsewhere (exit 4), and `status` shows who runs them.
 #[test]
 fn command_gates_run_in_one_process_at_a_time() {
     each_backend(|db| {
-        script(
-            db,
-            "scan.sh",
-            "#!/bin/sh\necho \"$$\" >> scans.log\nsleep 2\necho clean\n",
-        );
-        declare(
-            db,
-            &manifest(
-                &["1.0"],
-                "1.0",
-                &["scan: { command: [\"./scan.sh\"] }"],
-                SIM_OK,
-            ),
-        );
+        slow_scan(db);
         db.expect(&["release", "--create", "1.0", "--tag", "v1.0"], 0);
         let id = plan(db, 1, "prod");
-        let d = db.dir.path();
         // The first process: reconcile stores the policy and validates `id`.
-        let first = db
-            .cmd()
-            .args(["reconcile", "--manifests", "manifests"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        db.wait_for("the first scan to start", Duration::from_secs(20), || {
-            exists(db, "scans.log")
-        });
+        let first = reconcile_in_background(db, "2", &[]);
         let status = db.expect(&["status", "--env", "prod"], 0);
         assert!(
             status.stdout.contains("gates running in"),
             "{}",
             status.stdout
         );
-        let second = validate(db, id, 4);
-        assert!(
-            second
-                .stderr
-                .contains("is running its gates in another process"),
-            "{}",
-            second.stderr
-        );
-        let out = first.wait_with_output().expect("wait");
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_held_elsewhere(&validate(db, id, 4));
+        assert_succeeds(first);
         assert_eq!(db.state(id), "réussi");
-        let scans = std::fs::read_to_string(d.join("scans.log")).expect("scans.log");
-        assert_eq!(scans.lines().count(), 1, "the scan ran once: {scans}");
+        assert_eq!(scans(db).len(), 1, "the scan ran once");
         let rows = gate_rows(db, id);
         assert_eq!(rows.len(), 1, "one result: {rows:?}");
     });
@@ -1620,64 +1647,14 @@ fn command_gates_run_in_one_process_at_a_time() {
 #[test]
 fn a_long_gate_keeps_its_hold_past_the_lease_ttl() {
     let db = TestDb::new(Backend::Sqlite).expect("sqlite");
-    script(
-        &db,
-        "scan.sh",
-        "#!/bin/sh\necho \"$$\" >> scans.log\nsleep 3\necho clean\n",
-    );
-    declare(
-        &db,
-        &manifest(
-            &["1.0"],
-            "1.0",
-            &["scan: { command: [\"./scan.sh\"] }"],
-            SIM_OK,
-        ),
-    );
-    let first = db
-        .cmd()
-        .args([
-            "--lease-ttl",
-            "900ms",
-            "reconcile",
-            "--manifests",
-            "manifests",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    db.wait_for("the scan to start", Duration::from_secs(20), || {
-        exists(&db, "scans.log")
-    });
+    slow_scan(&db);
+    let first = reconcile_in_background(&db, "3", &["--lease-ttl", "900ms"]);
     std::thread::sleep(Duration::from_millis(2000)); // over twice the TTL
-    let id = newest(&db);
-    let second = db.expect(
-        &[
-            "--lease-ttl",
-            "900ms",
-            "validate",
-            "--deploy-id",
-            &id.to_string(),
-        ],
-        4,
-    );
-    assert!(
-        second
-            .stderr
-            .contains("is running its gates in another process"),
-        "{}",
-        second.stderr
-    );
-    let out = first.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let scans = std::fs::read_to_string(db.dir.path().join("scans.log")).expect("scans.log");
-    assert_eq!(scans.lines().count(), 1, "the scan ran once: {scans}");
+    let id = newest(&db).to_string();
+    let args = ["--lease-ttl", "900ms", "validate", "--deploy-id", &id];
+    assert_held_elsewhere(&db.expect(&args, 4));
+    assert_succeeds(first);
+    assert_eq!(scans(&db).len(), 1, "the scan ran once");
 }
 
 /// A process killed while its gates run: its hold expires with its lease, after
@@ -1685,37 +1662,8 @@ fn a_long_gate_keeps_its_hold_past_the_lease_ttl() {
 #[test]
 fn a_hold_dies_with_its_process() {
     let db = TestDb::new(Backend::Sqlite).expect("sqlite");
-    script(
-        &db,
-        "scan.sh",
-        "#!/bin/sh\necho \"$$\" >> scans.log\nsleep ${SCAN_SLEEP:-0}\necho clean\n",
-    );
-    declare(
-        &db,
-        &manifest(
-            &["1.0"],
-            "1.0",
-            &["scan: { command: [\"./scan.sh\"] }"],
-            SIM_OK,
-        ),
-    );
-    let mut first = db
-        .cmd()
-        .env("SCAN_SLEEP", "30")
-        .args([
-            "--lease-ttl",
-            "900ms",
-            "reconcile",
-            "--manifests",
-            "manifests",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
-    db.wait_for("the scan to start", Duration::from_secs(20), || {
-        exists(&db, "scans.log")
-    });
+    slow_scan(&db);
+    let mut first = reconcile_in_background(&db, "30", &["--lease-ttl", "900ms"]);
     let id = newest(&db);
     let status = db.expect(&["status", "--env", "prod"], 0);
     assert!(
@@ -1726,11 +1674,7 @@ fn a_hold_dies_with_its_process() {
     first.kill().expect("kill -9");
     first.wait().expect("reap");
     // Its gate, in a process group of its own, outlives it: end that too.
-    let scan: i32 = std::fs::read_to_string(db.dir.path().join("scans.log"))
-        .expect("scans.log")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let scan: i32 = scans(&db)[0].parse().expect("a pid");
     // SAFETY: kill(2) on the process group the scan leads.
     unsafe { libc::kill(-scan, libc::SIGKILL) };
     db.wait_for("the hold to expire", Duration::from_secs(10), || {
@@ -1740,12 +1684,7 @@ fn a_hold_dies_with_its_process() {
     });
     db.expect(&["validate", "--deploy-id", &id.to_string()], 0);
     assert_eq!(db.state(id), "réussi");
-    let scans = std::fs::read_to_string(db.dir.path().join("scans.log")).expect("scans.log");
-    assert_eq!(
-        scans.lines().count(),
-        2,
-        "the second validation ran the scan: {scans}"
-    );
+    assert_eq!(scans(&db).len(), 2, "the second validation ran the scan");
 }
 
 /// The plan of a pull request that removes a gate does not say the pending

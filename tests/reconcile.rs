@@ -68,6 +68,21 @@ fn reconcile_json(db: &TestDb, code: i32) -> serde_json::Value {
     .json()
 }
 
+fn dry_run_json(db: &TestDb, code: i32) -> serde_json::Value {
+    db.expect(
+        &[
+            "reconcile",
+            "--dry-run",
+            "--manifests",
+            "manifests",
+            "--output",
+            "json",
+        ],
+        code,
+    )
+    .json()
+}
+
 fn dry_run(db: &TestDb, code: i32) -> Run {
     db.expect(
         &["reconcile", "--dry-run", "--manifests", "manifests"],
@@ -577,19 +592,7 @@ fn superseded_pending_deployments_are_cancelled_and_a_pending_desired_one_is_reu
         let q2 = plan(db, r2, "prod");
         let q3 = plan(db, r3, "prod");
         declare(db, &prod("3.0"));
-        let plan_json = db
-            .expect(
-                &[
-                    "reconcile",
-                    "--dry-run",
-                    "--manifests",
-                    "manifests",
-                    "--output",
-                    "json",
-                ],
-                2,
-            )
-            .json();
+        let plan_json = dry_run_json(db, 2);
         let prod_plan = plan_json["plan"]["environments"]
             .as_array()
             .expect("envs")
@@ -720,19 +723,7 @@ fn dry_run_writes_nothing_and_exits_0_2_or_1() {
                 out.stdout
             );
         }
-        let j = db
-            .expect(
-                &[
-                    "reconcile",
-                    "--dry-run",
-                    "--manifests",
-                    "manifests",
-                    "--output",
-                    "json",
-                ],
-                2,
-            )
-            .json();
+        let j = dry_run_json(db, 2);
         assert_eq!(j["in_sync"], false, "{j:#}");
         assert!(j["plan"]["environments"].is_array(), "{j:#}");
         assert_eq!(j["plan"]["releases"][0]["step"], "create", "{j:#}");
@@ -998,19 +989,7 @@ fn racing_reconcilers_plan_once_and_never_run_two_deployments_in_one_environment
             }
             assert_eq!(en_cours(db), 0);
             // In sync: a dry run has nothing to do, a reconcile writes nothing.
-            let j = db
-                .expect(
-                    &[
-                        "reconcile",
-                        "--dry-run",
-                        "--manifests",
-                        "manifests",
-                        "--output",
-                        "json",
-                    ],
-                    0,
-                )
-                .json();
+            let j = dry_run_json(db, 0);
             assert_eq!(j["held_back"], serde_json::json!([]), "{j:#}");
             let snap = db.snapshot();
             reconcile(db, 0);
