@@ -269,3 +269,53 @@ fn symlink_loops_and_missing_directories() {
     let e = load(tempfile::tempdir().unwrap().path()).unwrap_err();
     assert!(e.message.contains("no manifests"), "{}", e.message);
 }
+
+#[test]
+fn gate_names_and_approvers_are_checked() {
+    let with_gate = |gate: &str| {
+        format!(
+            "releases:\n  - {{ version: \"1.0\", tag: v1 }}\nenvironments:\n  prod:\n    \
+             release: \"1.0\"\n    gates:\n      {gate}\n"
+        )
+    };
+    let cases = [
+        (
+            "q a: { approvals: 1 }",
+            "the gate name \"q a\" contains ' '",
+        ),
+        (
+            "qa: { approvals: 2, approvers: [alice] }",
+            "1 approver(s) listed but 2 distinct approvals are required",
+        ),
+        (
+            "qa: { approvals: 1, approvers: [alice, alice] }",
+            "\"alice\" is listed twice",
+        ),
+        (
+            "qa: { command: [\"x\"], approvers: [alice] }",
+            "approvers apply to approval gates only",
+        ),
+        (
+            "qa: { approvals: 1, approvers: [\"\"] }",
+            "the approver's name is empty",
+        ),
+    ];
+    for (gate, want) in cases {
+        let e = err(&[("m.yaml", &with_gate(gate))]);
+        assert!(
+            e.contains("environments.prod.gates.") && e.contains(want),
+            "{gate}: {e}"
+        );
+        assert!(
+            e.contains("hint: ") && !e.ends_with("hint: "),
+            "{gate}: {e}"
+        );
+    }
+    let d = dir(&[(
+        "m.yaml",
+        &with_gate("qa: { approvals: 2, approvers: [alice, bob, carol] }"),
+    )]);
+    let m = load(d.path()).expect("a valid approvers list");
+    let gate = &m.environments[&Env::Prod].policy.gates[0].gate;
+    assert_eq!(gate.approvers.as_ref().map(Vec::len), Some(3));
+}
