@@ -1,8 +1,7 @@
 //! Bad input of every kind: one clear message, exit 1, and a database exactly as
 //! it was before the command.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 /// Runs `args`, expects exit 1 with every `needles` in stderr, and an unchanged database.
 fn refused(db: &TestDb, args: &[&str], needles: &[&str]) {

@@ -2,8 +2,7 @@
 //! string; failure runs the rollback command for the previous release; a timeout
 //! kills the whole process group.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 /// A deploy script that records what it was given, fails for 2.0, hangs

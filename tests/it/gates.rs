@@ -5,8 +5,7 @@
 //! `reconcile` held until approved, `check` and `--dry-run` running nothing,
 //! and `history` / `audit` JSON matching what the database holds.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use serde_json::Value;
 use std::time::{Duration, Instant};

@@ -3,8 +3,7 @@
 //! and reused pending deployments, dry runs that write and run nothing, and
 //! two reconcilers racing on one database.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::Read;
 use std::process::{Child, ExitStatus};

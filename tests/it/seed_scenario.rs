@@ -2,8 +2,7 @@
 //! create, deploy, validate (success and forced failure), status, rollback of a
 //! pending and of a live deployment, with the audit rows of each step.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn row(a: &str, before: &str, after: &str) -> (String, String, String) {
     (a.into(), before.into(), after.into())

@@ -3,8 +3,7 @@
 //! bounded time, names the file and what is wrong, and writes nothing to a
 //! ledger that already has content. `check` never opens a database.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

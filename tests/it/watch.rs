@@ -4,8 +4,7 @@
 //! when a manifest turns invalid, corrects drift on its interval, and ends
 //! cleanly on SIGTERM, also in the middle of a deployment.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::Read;
 use std::process::{Child, ExitStatus, Stdio};

@@ -1,8 +1,7 @@
 //! The spinner: on a terminal it shows the step and the elapsed time on stderr;
 //! with `--output json` or when stderr is not a terminal, not a byte of it.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;

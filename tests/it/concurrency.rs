@@ -3,8 +3,7 @@
 //! SIGKILL and recovered, SIGTERM/SIGINT during a run, and fencing of a holder
 //! that was stopped while another process recovered its deployment.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
