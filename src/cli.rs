@@ -41,6 +41,14 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_ttl)]
     pub lease_ttl: Option<Duration>,
 
+    /// How long to wait for the database server to accept a connection
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_bound, default_value = "10s")]
+    pub connect_timeout: Duration,
+
+    /// How long to wait for a lock or a statement before giving up as busy (exit 4)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_bound, default_value = "30s")]
+    pub lock_timeout: Duration,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -292,6 +300,17 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     let d = crate::duration::parse(s)?;
     if d < Duration::from_millis(300) {
         return Err("a lease must last at least 300ms".to_string());
+    }
+    Ok(d)
+}
+
+fn parse_bound(s: &str) -> Result<Duration, String> {
+    let d = crate::duration::parse(s)?;
+    if d < Duration::from_millis(100) {
+        return Err("it must be at least 100ms".to_string());
+    }
+    if d > Duration::from_secs(24 * 3600) {
+        return Err("it must be at most 24h".to_string());
     }
     Ok(d)
 }

@@ -5,16 +5,18 @@ use crate::cli::{Cli, Command, Output, ReconcileArgs, SimArgs};
 use crate::engine::{self, Decision, Engine, EnvStatus, Who};
 use crate::error::{Error, Result};
 use crate::executor::Overrides;
+use crate::exit::Exit;
 use crate::manifest::{self, Desired};
 use crate::model::Env;
 use crate::plan::{self, Actual};
 use crate::render::{DryRun, ReconcileView};
 use crate::render::{Printer, Style, Text};
 use crate::store::ledger::AuditFilter;
-use crate::store::{DbUrl, Store, url::DEFAULT_URL};
+use crate::store::{DbUrl, Limits, Store, url::DEFAULT_URL};
+use crate::supervisor;
 use serde::Serialize;
 
-pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
+pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
     let dry_run_asked = matches!(&cli.command, Command::Reconcile(a) if a.dry_run);
     if cli.output == Output::Markdown && !dry_run_asked {
         return Err(
@@ -29,7 +31,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
             manifests: manifests.manifests.display().to_string(),
             desired,
         });
-        return Ok(0);
+        return Ok(Exit::Done);
     }
     // Manifests are read before the database is touched: invalid ones change nothing.
     let desired = match &cli.command {
@@ -42,20 +44,52 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
     })?;
     let url = DbUrl::parse(cli.database_url().as_deref().unwrap_or(DEFAULT_URL))?;
     printer.hide(url.secrets());
-    if let (Command::Reconcile(a), Some(desired)) = (&cli.command, &desired)
-        && a.dry_run
-    {
-        return dry_run(&url, a, desired, cli.output, printer).await;
+    supervisor::install()?;
+    let who = Who::from_process(lease_ttl);
+    let limits = Limits {
+        connect: cli.connect_timeout,
+        lock: cli.lock_timeout,
+        // Leaked once: the session name lives as long as the process.
+        holder: Box::leak(format!("shipctl {}", who.holder).into_boxed_str()),
+    };
+    supervisor::set_answer_limit(limits.answer());
+    let watch = matches!(&cli.command, Command::Reconcile(a) if a.watch);
+    let work = async {
+        if let (Command::Reconcile(a), Some(desired)) = (&cli.command, &desired)
+            && a.dry_run
+        {
+            return dry_run(&url, limits, a, desired, cli.output, printer).await;
+        }
+        if cli.output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            crate::progress::enable();
+        }
+        let store = Store::open_with(&url, limits).await?;
+        let mut engine = Engine::new(store, who);
+        let result = execute(cli.command, desired, &mut engine, printer).await;
+        // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean
+        // goodbye. Bounded: a server that stopped answering gets no goodbye.
+        let _guard = supervisor::guard();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), engine.store.close()).await;
+        result
+    };
+    // Watch mode handles signals itself, between rounds and inside them.
+    if watch {
+        return work.await;
     }
-    if cli.output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        crate::progress::enable();
+    // A signal outside a supervised step drops the command where it waits: it
+    // has claimed nothing, and the server rolls back what it held.
+    tokio::select! {
+        biased;
+        result = work => result,
+        signal = supervisor::unguarded() => Err(supervisor::interrupted(signal)),
+        limit = supervisor::silent() => Err(Error::unreachable(format!(
+            "the database at {} did not answer within {}",
+            url.redacted(),
+            crate::duration::format(limit)
+        ))
+        .hint("check the server and the network; nothing was claimed by this command. \
+               --lock-timeout sets how long shipctl waits for locks and statements")),
     }
-    let store = Store::open(&url).await?;
-    let mut engine = Engine::new(store, Who::from_process(lease_ttl));
-    let result = execute(cli.command, desired, &mut engine, printer).await;
-    // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean goodbye.
-    engine.store.close().await;
-    result
 }
 
 async fn execute(
@@ -63,7 +97,7 @@ async fn execute(
     desired: Option<Desired>,
     engine: &mut Engine,
     printer: &Printer,
-) -> Result<i32> {
+) -> Result<Exit> {
     match command {
         Command::Release(args) => {
             if let (Some(version), Some(tag)) = (args.create, args.tag) {
@@ -71,23 +105,23 @@ async fn execute(
             } else {
                 printer.emit(&engine.releases().await?);
             }
-            Ok(0)
+            Ok(Exit::Done)
         }
         Command::Deploy { release, env } => {
             printer.emit(&engine.plan(release, env).await?);
-            Ok(0)
+            Ok(Exit::Done)
         }
         Command::Validate { deploy_id, sim } => {
             let execution = engine.validate(deploy_id, &overrides(&sim)).await?;
             printer.emit(&execution);
-            Ok(execution.exit_code())
+            Ok(execution.exit())
         }
         Command::Rollback { deploy_id, sim } => {
             let report = engine.rollback(deploy_id, &overrides(&sim)).await?;
             printer.emit(&report);
             Ok(match &report {
-                crate::engine::RollbackReport::Cancelled { .. } => 0,
-                crate::engine::RollbackReport::Restored(exec) => exec.exit_code(),
+                crate::engine::RollbackReport::Cancelled { .. } => Exit::Done,
+                crate::engine::RollbackReport::Restored(exec) => exec.exit(),
             })
         }
         Command::Status { env: Some(env) } => {
@@ -95,12 +129,12 @@ async fn execute(
             if let Some(one) = all.pop() {
                 printer.emit(&one);
             }
-            Ok(0)
+            Ok(Exit::Done)
         }
         Command::Status { env: None } => {
             let environments = engine.status(&Env::ALL).await?;
             printer.emit(&AllStatus { environments });
-            Ok(0)
+            Ok(Exit::Done)
         }
         Command::Check { .. } => unreachable!("handled before the database is opened"),
         Command::Reconcile(a) if a.watch => {
@@ -116,7 +150,7 @@ async fn execute(
                 result,
             };
             printer.emit(&view);
-            Ok(view.result.exit_code())
+            Ok(view.result.exit())
         }
         Command::Audit {
             deploy_id,
@@ -136,7 +170,7 @@ async fn execute(
                 })
                 .await?;
             printer.emit(&rows);
-            Ok(0)
+            Ok(Exit::Done)
         }
         Command::Approve {
             deploy_id,
@@ -151,15 +185,15 @@ async fn execute(
                 reason: reason.as_deref(),
             };
             printer.emit(&engine.approve(deploy_id, &gate, decision).await?);
-            Ok(0)
+            Ok(Exit::Done)
         }
         Command::History { env, limit } => {
             printer.emit(&engine.history(env, limit).await?);
-            Ok(0)
+            Ok(Exit::Done)
         }
         Command::Unpin { env } => {
             printer.emit(&engine.unpin(env).await?);
-            Ok(0)
+            Ok(Exit::Done)
         }
     }
 }
@@ -168,12 +202,13 @@ async fn execute(
 /// none at all when there is no ledger yet); nothing created, migrated or run.
 async fn dry_run(
     url: &DbUrl,
+    limits: Limits,
     a: &ReconcileArgs,
     desired: &Desired,
     output: Output,
     printer: &Printer,
-) -> Result<i32> {
-    let actual = match Store::open_existing(url).await? {
+) -> Result<Exit> {
+    let actual = match Store::open_existing(url, limits).await? {
         Some(mut store) => engine::actual(&mut store, desired).await?,
         None => Actual::default(),
     };
@@ -190,7 +225,11 @@ async fn dry_run(
     } else {
         printer.emit(&view);
     }
-    Ok(if view.in_sync { 0 } else { 2 })
+    Ok(if view.in_sync {
+        Exit::Done
+    } else {
+        Exit::Changes
+    })
 }
 
 fn overrides(sim: &SimArgs) -> Overrides {

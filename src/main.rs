@@ -46,11 +46,15 @@ fn run() -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(shipctl::commands::run(cli, &mut printer)) {
-        Ok(code) => code,
+    let code = match runtime.block_on(shipctl::commands::run(cli, &mut printer)) {
+        Ok(exit) => exit.code(),
         Err(e) => {
             printer.error(&e);
             e.exit_code()
         }
-    }
+    };
+    // A command dropped on a signal may leave a connection's worker behind:
+    // nothing is waited for on the way out.
+    runtime.shutdown_background();
+    code
 }

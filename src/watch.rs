@@ -1,18 +1,21 @@
 //! `reconcile --watch`: an initial reconcile, then one after each change to the
 //! manifest directory (debounced) and one every interval to correct drift. One
 //! reconcile at a time; an invalid manifest is reported and the last good desired
-//! state kept; SIGINT/SIGTERM finish the current step cleanly and exit 0.
+//! state kept; SIGINT/SIGTERM finish the current step cleanly and exit 0. A round that fails on the database
+//! re-opens its connection at the next one: a restarted server costs a round,
+//! not the watch.
 
 use crate::cli::ReconcileArgs;
-use crate::engine::{self, Engine};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::executor::Overrides;
+use crate::exit::Exit;
 use crate::manifest::{self, Desired};
 use crate::render::{Printer, ReconcileView};
+use crate::supervisor;
 use notify::{Config, EventKind, PollWatcher, RecursiveMode, Watcher};
 use std::path::Path;
 use std::time::Duration;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 /// Quiet time after the last file event before reconciling: editors write a
@@ -28,7 +31,7 @@ pub async fn run(
     a: &ReconcileArgs,
     overrides: &Overrides,
     printer: &Printer,
-) -> Result<i32> {
+) -> Result<Exit> {
     let dir = a.manifests.manifests.clone();
     let (tx, mut changes) = mpsc::unbounded_channel::<()>();
     let handler = move |event: notify::Result<notify::Event>| {
@@ -63,7 +66,7 @@ pub async fn run(
         .watch(&dir, RecursiveMode::Recursive)
         .map_err(cannot_watch)?;
 
-    let stop = listen_for_signals()?;
+    let stop = supervisor::token();
     let mut last_good: Option<Desired> = None;
     let mut resync = tokio::time::interval(a.interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -73,9 +76,32 @@ pub async fn run(
     let mut reason = "start";
     loop {
         // Read before the round: a decision recorded while it runs is not missed.
-        let mark = engine.decision_mark().await.ok();
-        if round(engine, a, overrides, printer, &dir, &mut last_good, reason).await {
-            break;
+        let seen = mark(engine).await;
+        let this = round(engine, a, overrides, printer, &dir, &mut last_good, reason);
+        // A round waiting on the database is dropped on a signal (it has
+        // claimed nothing) or when the server stops answering; its connection
+        // is re-opened by the next round.
+        let ended = tokio::select! {
+            biased;
+            ended = this => ended,
+            _ = supervisor::unguarded() => RoundEnd::Stop,
+            limit = supervisor::silent() => {
+                printer.error(&Error::unreachable(format!(
+                    "watch: the database at {} did not answer within {}; retrying at the next round",
+                    engine.store.url().redacted(),
+                    crate::duration::format(limit)
+                )));
+                RoundEnd::Failed
+            }
+        };
+        supervisor::idle();
+        match ended {
+            RoundEnd::Stop => break,
+            // A service asked to stop ends cleanly, also when that stopped a
+            // deployment (recorded as failed, rolled back).
+            RoundEnd::Interrupted => break,
+            RoundEnd::Failed => engine.store.mark_broken(),
+            RoundEnd::Done => {}
         }
         let gated = last_good.as_ref().is_some_and(has_approval_gates);
         reason = loop {
@@ -86,26 +112,52 @@ pub async fn run(
                     break "manifests changed";
                 }
                 _ = resync.tick() => break "periodic resync",
-                _ = approvals.tick(), if gated && mark.is_some() => {
-                    if engine.decision_mark().await.is_ok_and(|now| Some(now) != mark) {
+                _ = approvals.tick(), if gated && seen.is_some() => {
+                    let now = tokio::time::timeout(APPROVALS_EVERY, mark(engine)).await;
+                    supervisor::idle();
+                    if now.is_ok_and(|now| now.is_some() && now != seen) {
                         break "an approval or a rejection was recorded";
                     }
                 }
-                _ = stop.notified() => break "stop",
+                _ = stop.cancelled() => break "stop",
             }
         };
         if reason == "stop" {
             break;
         }
-        if engine::stop_requested() {
-            break;
-        }
     }
     printer.note("watch: stopped");
-    Ok(0)
+    Ok(Exit::Done)
 }
 
-/// One reconcile. Returns true when a signal asks the watch to stop.
+/// The newest approval's mark, read on a connection re-opened if needed;
+/// `None` when the ledger cannot be read right now.
+async fn mark(engine: &mut Engine) -> Option<i64> {
+    if engine.store.settle().await.is_err() {
+        return None;
+    }
+    match engine.decision_mark().await {
+        Ok(mark) => Some(mark),
+        Err(e) => {
+            if e.is_connection() {
+                engine.store.mark_broken();
+            }
+            None
+        }
+    }
+}
+
+enum RoundEnd {
+    Done,
+    /// The database failed: the connection is re-opened at the next round.
+    Failed,
+    /// A signal arrived and nothing was running.
+    Stop,
+    /// A signal stopped a deployment (recorded as failed).
+    Interrupted,
+}
+
+/// One reconcile, on a connection re-opened first if the last round broke it.
 async fn round(
     engine: &mut Engine,
     a: &ReconcileArgs,
@@ -114,7 +166,7 @@ async fn round(
     dir: &Path,
     last_good: &mut Option<Desired>,
     reason: &str,
-) -> bool {
+) -> RoundEnd {
     printer.note(&format!(
         "watch: reconciling ({reason}) at {}",
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
@@ -127,27 +179,51 @@ async fn round(
                 Some(_) => printer.note("watch: keeping the last good desired state"),
                 None => {
                     printer.note("watch: no valid desired state yet; waiting for a fix");
-                    return engine::stop_requested();
+                    return RoundEnd::Done;
                 }
             }
         }
     }
     let Some(desired) = last_good.as_ref() else {
-        return engine::stop_requested();
+        return RoundEnd::Done;
     };
+    supervisor::phase();
+    if let Err(e) = engine.store.settle().await {
+        printer.error(&e);
+        return RoundEnd::Failed;
+    }
     match engine.reconcile(desired, overrides, a.fail_fast).await {
         Ok(result) => {
-            let stop = result.interrupted();
+            let interrupted = result.interrupted();
             printer.emit_line(&ReconcileView {
                 manifests: dir.display().to_string(),
                 result,
             });
-            stop || engine::stop_requested()
+            if interrupted {
+                RoundEnd::Interrupted
+            } else if supervisor::received().is_some() {
+                RoundEnd::Stop
+            } else {
+                RoundEnd::Done
+            }
+        }
+        Err(e) if matches!(e.kind, crate::error::Kind::Interrupted(_)) => {
+            printer.error(&e);
+            RoundEnd::Stop
         }
         // A database hiccup or a release conflict: report it and keep watching.
         Err(e) => {
             printer.error(&e);
-            engine::stop_requested()
+            if supervisor::received().is_some() {
+                RoundEnd::Stop
+            } else if e.is_connection() || e.kind == crate::error::Kind::Database {
+                // Whatever the statement left open (a transaction, a lock) goes
+                // with the connection.
+                engine.store.mark_broken();
+                RoundEnd::Failed
+            } else {
+                RoundEnd::Done
+            }
         }
     }
 }
@@ -165,25 +241,4 @@ fn relevant(path: &Path) -> bool {
         Some(name) => manifest::is_manifest_name(name) || !name.contains('.'),
         None => true,
     }
-}
-
-/// SIGINT and SIGTERM set the engine's stop flag (no new run starts; a running
-/// one is rolled back by its own handler) and wake the loop.
-fn listen_for_signals() -> Result<std::sync::Arc<tokio::sync::Notify>> {
-    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
-    let hook = |kind| {
-        signal(kind).map_err(|e| Error::input(format!("cannot install a signal handler: {e}")))
-    };
-    let mut int = hook(SignalKind::interrupt())?;
-    let mut term = hook(SignalKind::terminate())?;
-    let wake = notify.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        engine::request_stop();
-        wake.notify_one();
-    });
-    Ok(notify)
 }

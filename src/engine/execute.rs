@@ -3,15 +3,17 @@
 //! (executor plus heartbeats), *finish* (token-guarded `réussi` or rollback).
 
 use super::gates::{self, GateState, Verdict};
-use super::{Engine, Who, lease, load, record};
+use super::{Engine, Who, find, lease, load, record};
 use crate::error::{DbContext, Error, Result};
 use crate::executor::{Executor, Job, Overrides, command};
+use crate::exit::Exit;
 use crate::model::{Etat, OnFailure};
 use crate::store::ledger::{self, Deployment, EnvRow};
 use crate::store::{Dialect, Store, Tx};
+use crate::supervisor::{self, Holding, Lease};
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 /// How a run ended, before it is written down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,10 +45,10 @@ pub struct Execution {
 }
 
 impl Execution {
-    pub fn exit_code(&self) -> i32 {
+    pub fn exit(&self) -> Exit {
         match self.outcome {
-            Outcome::Succeeded => 0,
-            Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => 3,
+            Outcome::Succeeded => Exit::Done,
+            Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => Exit::Failed,
         }
     }
 }
@@ -58,32 +60,6 @@ pub enum RollbackReport {
     Cancelled { deployment: Deployment },
     /// The previous live release was redeployed.
     Restored(Box<Execution>),
-}
-
-/// SIGINT and SIGTERM, caught from before the claim so a signal can never leave
-/// a deployment `en_cours` behind.
-struct Signals {
-    int: Signal,
-    term: Signal,
-}
-
-impl Signals {
-    fn install() -> Result<Signals> {
-        let hook = |kind| {
-            signal(kind).map_err(|e| Error::input(format!("cannot install a signal handler: {e}")))
-        };
-        Ok(Signals {
-            int: hook(SignalKind::interrupt())?,
-            term: hook(SignalKind::terminate())?,
-        })
-    }
-
-    async fn recv(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-        }
-    }
 }
 
 /// What the claim hands to the run and the finish.
@@ -109,12 +85,6 @@ impl Claimed {
     }
 }
 
-enum RunEnd {
-    /// How it ended, the error if it failed, and the output worth keeping.
-    Done(Outcome, Option<String>, String),
-    LeaseLost,
-}
-
 impl Engine {
     /// `validate --deploy-id N`: gates, then claim / run / finish.
     ///
@@ -125,8 +95,7 @@ impl Engine {
     /// come meanwhile), and moves the deployment to validé and on to the claim.
     /// The environment's policy is always read under its lock.
     pub async fn validate(&mut self, id: i64, overrides: &Overrides) -> Result<Execution> {
-        let mut signals = Signals::install()?;
-        stopping()?;
+        supervisor::check()?;
         let started = Instant::now();
         let d = self.store.d;
         let dep = self.find(id).await?;
@@ -179,9 +148,7 @@ impl Engine {
                 deploy_id: id,
                 previous_version: live.map(|l| l.version),
             };
-            let outcomes =
-                gates::run_commands(&mut self.store, &self.who, &commands, &job, signals.recv())
-                    .await?;
+            let outcomes = gates::run_commands(&mut self.store, &self.who, &commands, &job).await?;
             crate::progress::step("gates: recording");
             // What ran is recorded, and the hold ended, in a transaction of its
             // own: nothing that fails after it can lose the one or keep the other.
@@ -275,7 +242,7 @@ impl Engine {
         let dep = load(&mut tx, d, id).await?;
         let token = claim_in(&mut tx, d, &self.who, &dep).await?;
         let dep = load(&mut tx, d, id).await?;
-        tx.commit().await.db("committing the claim")?;
+        let lease = commit_claim(tx, &self.who, &dep, token).await?;
 
         let claimed = Claimed {
             dep,
@@ -284,9 +251,7 @@ impl Engine {
             restores: None,
             previous,
         };
-        let mut execution = self
-            .run_and_finish(&env, claimed, &exec, &mut signals)
-            .await?;
+        let mut execution = self.run_and_finish(&env, claimed, lease, &exec).await?;
         execution.gates = states;
         execution.duration_ms = started.elapsed().as_millis();
         Ok(execution)
@@ -295,8 +260,7 @@ impl Engine {
     /// `rollback --deploy-id N`: cancel a pending deployment, or redeploy the
     /// release that was live before N and pin the environment to it.
     pub async fn rollback(&mut self, id: i64, overrides: &Overrides) -> Result<RollbackReport> {
-        let mut signals = Signals::install()?;
-        stopping()?;
+        supervisor::check()?;
         let d = self.store.d;
         let dep = self.find(id).await?;
         let _spinner =
@@ -431,7 +395,7 @@ impl Engine {
                 let restore = load(&mut tx, d, restore.id).await?;
                 let token = claim_in(&mut tx, d, &self.who, &restore).await?;
                 let restore = load(&mut tx, d, rid).await?;
-                tx.commit().await.db("committing the claim")?;
+                let lease = commit_claim(tx, &self.who, &restore, token).await?;
                 let claimed = Claimed {
                     dep: restore,
                     token,
@@ -439,42 +403,58 @@ impl Engine {
                     previous: Some(dep.clone()),
                     restores: Some(dep),
                 };
-                let execution = self
-                    .run_and_finish(&env, claimed, &exec, &mut signals)
-                    .await?;
+                let execution = self.run_and_finish(&env, claimed, lease, &exec).await?;
                 Ok(RollbackReport::Restored(Box::new(execution)))
             }
         }
     }
 
+    /// The run and the finish of a claimed deployment, all under one guard: a
+    /// signal from here on is handled by stopping the child and recording the
+    /// run as failed, never by dropping the command.
     async fn run_and_finish(
         &mut self,
         env: &EnvRow,
         claimed: Claimed,
+        (mut lease, _guard): (Lease, supervisor::Guard),
         exec: &Executor,
-        signals: &mut Signals,
     ) -> Result<Execution> {
         let started = Instant::now();
         crate::progress::step("run");
-        let end = supervise(&mut self.store, &self.who, &claimed, exec, signals).await;
-        let (outcome, error, output) = match end {
-            RunEnd::Done(outcome, error, output) => (outcome, error, output),
-            RunEnd::LeaseLost => {
-                return Err(Error::failed(format!(
-                    "deployment {} lost its lease while running: another process recovered it \
-                     after the lease expired; this run stopped and wrote nothing",
-                    claimed.dep.id
-                ))
-                .hint(
-                    "a longer --lease-ttl helps when the database is slow to answer heartbeats",
-                ));
-            }
+        let job = claimed.job();
+        let ran = lease
+            .supervise(&mut self.store, async |stop| {
+                run_step(exec, &job, stop).await
+            })
+            .await;
+        if let Some(why) = ran.lost {
+            return Err(lease_lost(claimed.dep.id, &why));
+        }
+        let (outcome, error, output) = match (ran.signal, ran.out) {
+            (Some(s), out) => (
+                Outcome::Interrupted,
+                Some(format!(
+                    "interrupted by {}; the run was stopped{}",
+                    s.name(),
+                    match out {
+                        Err(e) => format!(" ({e})"),
+                        Ok(_) => String::new(),
+                    }
+                )),
+                String::new(),
+            ),
+            (None, Ok(output)) => (Outcome::Succeeded, None, output),
+            (None, Err(e)) => (Outcome::Failed, Some(e), String::new()),
         };
         // A failed run of a real command: its rollback command restores what was
-        // live (outside any transaction, like the run). Not after a signal: the
-        // process was asked to stop, promptly.
+        // live, under the same lease, once the lease is confirmed by a fenced
+        // write. Not after a signal: the process was asked to stop, promptly.
         let restored = match (&outcome, exec.rollback(), &claimed.previous) {
             (Outcome::Failed, Some((argv, timeout)), Some(prev)) => {
+                crate::progress::step("rollback command");
+                if let Err(why) = lease.confirm(&mut self.store).await {
+                    return Err(lease_lost(claimed.dep.id, &why));
+                }
                 let job = Job {
                     version: prev.version.clone(),
                     tag: prev.tag.clone(),
@@ -482,7 +462,15 @@ impl Engine {
                     deploy_id: claimed.dep.id,
                     previous_version: Some(claimed.dep.version.clone()),
                 };
-                Some(match command::run(argv, &job, timeout, true).await {
+                let back = lease
+                    .supervise(&mut self.store, async |stop| {
+                        stoppable(command::run(argv, &job, timeout, true), stop).await
+                    })
+                    .await;
+                if let Some(why) = back.lost {
+                    return Err(lease_lost(claimed.dep.id, &why));
+                }
+                Some(match back.out {
                     Ok(out) => (
                         true,
                         format!(
@@ -500,52 +488,20 @@ impl Engine {
             _ => None,
         };
         crate::progress::step("finish");
-        let d = self.store.d;
-        let mut tx = self.store.write_env(env.id).await?;
-        let dep = &claimed.dep;
-        if let Some((ok, message)) = &restored {
-            record(
-                &mut tx,
-                d,
-                self.who.on(
-                    dep.id,
-                    if *ok {
-                        "rollback_command.succeeded"
-                    } else {
-                        "rollback_command.failed"
-                    },
-                    (None, None),
-                    message.clone(),
-                ),
-            )
-            .await?;
-        }
         let elapsed =
             crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
-        let finished = match outcome {
-            Outcome::Succeeded => {
-                let ran = format!("{elapsed}{}", command::output_note(&output));
-                finish_success(&mut tx, d, &self.who, env, &claimed, &ran).await?
-            }
-            Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => {
-                let why = error.clone().unwrap_or_default();
-                finish_failure(&mut tx, d, &self.who, env, &claimed, &why).await?
-            }
-        };
-        if !finished {
-            tx.commit().await.db("committing")?;
+        let written = self
+            .finish(
+                env, &claimed, &lease, &outcome, &error, &output, &restored, &elapsed,
+            )
+            .await?;
+        let Some((final_dep, rolled_back)) = written else {
             return Err(Error::failed(format!(
                 "deployment {} was taken over while it ran (its lease expired and another \
                  process recovered it); this run's result was not written",
-                dep.id
+                claimed.dep.id
             )));
-        }
-        let final_dep = load(&mut tx, d, dep.id).await?;
-        let rolled_back = match &claimed.restores {
-            Some(n) => Some(load(&mut tx, d, n.id).await?),
-            None => None,
         };
-        tx.commit().await.db("committing the result")?;
         Ok(Execution {
             deployment: final_dep,
             outcome,
@@ -557,52 +513,200 @@ impl Engine {
             gates: Vec::new(),
         })
     }
-}
 
-/// The run itself: the executor, a heartbeat every TTL/3 and the signals.
-async fn supervise(
-    store: &mut Store,
-    who: &Who,
-    claimed: &Claimed,
-    exec: &Executor,
-    signals: &mut Signals,
-) -> RunEnd {
-    let d = store.d;
-    let ttl = who.lease_ttl;
-    let ttl_ms = ttl.as_millis() as i64;
-    let period = ttl / 3;
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_beat = Instant::now();
-    let job = claimed.job();
-    let run = exec.run(&job);
-    tokio::pin!(run);
-    loop {
-        tokio::select! {
-            result = &mut run => {
-                return match result {
-                    Ok(output) => RunEnd::Done(Outcome::Succeeded, None, output),
-                    Err(e) => RunEnd::Done(Outcome::Failed, Some(e), String::new()),
-                };
-            }
-            _ = beat.tick() => {
-                match ledger::heartbeat(store.conn(), d, claimed.dep.id, claimed.token, ttl_ms).await {
-                    Ok(true) => last_beat = Instant::now(),
-                    Ok(false) => return RunEnd::LeaseLost,
-                    // A database hiccup: keep trying while the lease may still be ours.
-                    Err(_) if last_beat.elapsed() < ttl => {}
-                    Err(_) => return RunEnd::LeaseLost,
+    /// Records how the run ended, in one fenced transaction, retried on a new
+    /// connection (with back-off) while the lease may still be ours: a run
+    /// whose database restarted meanwhile is recorded as it ended. After a
+    /// signal it gets `AFTER_SIGNAL` more; past that, or past the lease, it
+    /// writes nothing and the lease's expiry hands the deployment to recovery.
+    /// `None`: the lease was taken over, nothing written.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &mut self,
+        env: &EnvRow,
+        claimed: &Claimed,
+        lease: &Lease,
+        outcome: &Outcome,
+        error: &Option<String>,
+        output: &str,
+        restored: &Option<(bool, String)>,
+        elapsed: &str,
+    ) -> Result<Option<(Deployment, Option<Deployment>)>> {
+        let mut failures = 0;
+        loop {
+            let attempt = self.store.bounded("recording the result", async |store| {
+                finish_tx(
+                    store, &self.who, env, claimed, outcome, error, output, restored, elapsed,
+                )
+                .await
+            });
+            let result = tokio::select! {
+                r = attempt => r,
+                _ = supervisor::signal_grace() => Err(Error::unreachable(format!(
+                    "stopping on a signal: the database did not record the result within {}",
+                    crate::duration::format(supervisor::AFTER_SIGNAL)
+                ))),
+            };
+            match result {
+                Err(e)
+                    if e.is_connection()
+                        && lease.may_be_ours()
+                        && supervisor::received().is_none() =>
+                {
+                    self.store.mark_broken();
+                    failures += 1;
+                    tokio::time::sleep(supervisor::backoff(failures, Duration::from_secs(2))).await;
                 }
-            }
-            name = signals.recv() => {
-                super::request_stop();
-                return RunEnd::Done(
-                    Outcome::Interrupted,
-                    Some(format!("interrupted by {name}; the run was stopped")),
-                    String::new(),
-                );
+                Err(e) if e.is_connection() => {
+                    self.store.mark_broken();
+                    return Err(Error::failed(format!(
+                        "deployment {} ran ({}), but its result could not be recorded: {}",
+                        claimed.dep.id,
+                        match outcome {
+                            Outcome::Succeeded => "succeeded",
+                            _ => "failed",
+                        },
+                        e.message
+                    ))
+                    .hint(format!(
+                        "it stays en_cours until its lease expires; the next command in {} \
+                         then recovers it as échec. Check the database at {}",
+                        claimed.dep.env,
+                        self.store.url().redacted()
+                    )));
+                }
+                other => return other,
             }
         }
+    }
+}
+
+/// The finish transaction. On a retry the first attempt may have committed
+/// without its answer arriving: a row that already holds this run's token and
+/// the state it was going to, is taken as written.
+#[allow(clippy::too_many_arguments)]
+async fn finish_tx(
+    store: &mut Store,
+    who: &Who,
+    env: &EnvRow,
+    claimed: &Claimed,
+    outcome: &Outcome,
+    error: &Option<String>,
+    output: &str,
+    restored: &Option<(bool, String)>,
+    elapsed: &str,
+) -> Result<Option<(Deployment, Option<Deployment>)>> {
+    let d = store.d;
+    let mut tx = store.write_env(env.id).await?;
+    let dep = &claimed.dep;
+    let now = load(&mut tx, d, dep.id).await?;
+    let target = match outcome {
+        Outcome::Succeeded => Some(Etat::Reussi),
+        _ => None,
+    };
+    if now.state != Etat::EnCours && now.fencing_token == Some(claimed.token) {
+        // Written by an attempt whose answer was lost, or taken over.
+        let ours = match target {
+            Some(t) => now.state == t,
+            None => matches!(now.state, Etat::Planifie | Etat::Annule),
+        };
+        tx.commit().await.db("committing")?;
+        if !ours {
+            return Ok(None);
+        }
+        let rolled_back = match &claimed.restores {
+            Some(n) => Some(find(store.conn(), d, n.id).await?),
+            None => None,
+        };
+        return Ok(Some((now, rolled_back)));
+    }
+    if let Some((ok, message)) = restored {
+        record(
+            &mut tx,
+            d,
+            who.on(
+                dep.id,
+                if *ok {
+                    "rollback_command.succeeded"
+                } else {
+                    "rollback_command.failed"
+                },
+                (None, None),
+                message.clone(),
+            ),
+        )
+        .await?;
+    }
+    let finished = match outcome {
+        Outcome::Succeeded => {
+            let ran = format!("{elapsed}{}", command::output_note(output));
+            finish_success(&mut tx, d, who, env, claimed, &ran).await?
+        }
+        Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => {
+            let why = error.clone().unwrap_or_default();
+            finish_failure(&mut tx, d, who, env, claimed, &why).await?
+        }
+    };
+    if !finished {
+        // Rolled back: a stale holder writes nothing, not even its audit rows.
+        tx.rollback().await.db("rolling back")?;
+        return Ok(None);
+    }
+    let final_dep = load(&mut tx, d, dep.id).await?;
+    let rolled_back = match &claimed.restores {
+        Some(n) => Some(load(&mut tx, d, n.id).await?),
+        None => None,
+    };
+    tx.commit().await.db("committing the result")?;
+    Ok(Some((final_dep, rolled_back)))
+}
+
+/// Commits a claim and takes its lease, unless a signal came first: then the
+/// claim is rolled back and nothing is written (never a claim after a signal).
+async fn commit_claim(
+    tx: Tx<'_>,
+    who: &Who,
+    dep: &Deployment,
+    token: i64,
+) -> Result<(Lease, supervisor::Guard)> {
+    if let Some(s) = supervisor::received() {
+        tx.rollback().await.db("rolling back the claim")?;
+        return Err(supervisor::interrupted(s));
+    }
+    let sent = Instant::now();
+    tx.commit().await.db("committing the claim")?;
+    let guard = supervisor::guard();
+    let lease = Lease::taken(
+        Holding::Deployment { id: dep.id, token },
+        who.lease_ttl,
+        sent,
+    );
+    Ok((lease, guard))
+}
+
+fn lease_lost(id: i64, why: &str) -> Error {
+    Error::failed(format!(
+        "deployment {id}: {why}; this process stopped its command and wrote nothing more"
+    ))
+    .hint(
+        "the next command in the environment recovers it as échec once the lease has expired; \
+         a longer --lease-ttl helps when the database is slow to answer heartbeats",
+    )
+}
+
+/// The executor's run, stopped when `stop` is cancelled.
+async fn run_step(exec: &Executor, job: &Job, stop: CancellationToken) -> command::Ran {
+    stoppable(exec.run(job), stop).await
+}
+
+/// Ends `work` when `stop` is cancelled (dropping it stops its child).
+async fn stoppable(
+    work: impl std::future::Future<Output = command::Ran>,
+    stop: CancellationToken,
+) -> command::Ran {
+    tokio::select! {
+        ran = work => ran,
+        _ = stop.cancelled() => Err("stopped".to_string()),
     }
 }
 
@@ -880,16 +984,6 @@ async fn finish_failure(
     )
     .await?;
     Ok(true)
-}
-
-/// Refuses to start a run once a signal asked the process to stop.
-fn stopping() -> Result<()> {
-    if super::stop_requested() {
-        return Err(Error::blocked(
-            "stopping: a signal was received, no new run starts",
-        ));
-    }
-    Ok(())
 }
 
 fn executor_for(env: &EnvRow, overrides: &Overrides) -> Result<Executor> {

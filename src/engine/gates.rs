@@ -13,6 +13,7 @@ use crate::manifest::{NamedGate, Policy};
 use crate::model::{Etat, check_actor};
 use crate::store::ledger::{self, Deployment, GateResult, NewGateResult};
 use crate::store::{Dialect, Store, Tx};
+use crate::supervisor::{self, Holding, Lease};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -298,41 +299,41 @@ pub(super) struct CommandOutcome {
     pub message: String,
 }
 
-/// Runs the command gates in manifest order, outside any transaction, and stops
-/// at the first that fails. The caller holds the deployment for its gates
-/// (`ledger::hold_for_gates`); the hold is renewed every third of the lease TTL
-/// so that no other process runs them meanwhile. `Err`: a signal stopped them,
-/// or the hold was lost (nothing is recorded; the hold is released).
+/// Runs the command gates in manifest order, outside any transaction, under
+/// the supervisor, and stops at the first that fails. The caller holds the
+/// deployment for its gates (`ledger::hold_for_gates`, committed just before);
+/// the hold is the lease the supervisor renews, so that no other process runs
+/// them meanwhile. `Err`: a signal stopped them, or the hold was lost (nothing
+/// is recorded; the hold is released).
 pub(super) async fn run_commands(
     store: &mut Store,
     who: &Who,
     gates: &[NamedGate],
     job: &Job,
-    interrupted: impl std::future::Future<Output = &'static str>,
 ) -> Result<Vec<CommandOutcome>> {
-    let ran = run_held(store, who, gates, job, interrupted).await;
+    let held = Holding::Gates {
+        id: job.deploy_id,
+        holder: who.holder.clone(),
+    };
+    let mut lease = Lease::taken(held, who.lease_ttl, Instant::now());
+    let _guard = supervisor::guard();
+    let ran = run_held(store, &mut lease, gates, job).await;
     if ran.is_err() {
-        // Let another process run them at once rather than after the lease expires.
+        // Let another process run them at once rather than after the lease
+        // expires; bounded, and cut short after a signal.
         let d = store.d;
-        let _ = ledger::renew_gate_hold(store.conn(), d, job.deploy_id, &who.holder, None).await;
+        let release = ledger::renew_gate_hold(store.conn(), d, job.deploy_id, &who.holder, None);
+        let _ = tokio::time::timeout(supervisor::AFTER_SIGNAL, release).await;
     }
     ran
 }
 
 async fn run_held(
     store: &mut Store,
-    who: &Who,
+    lease: &mut Lease,
     gates: &[NamedGate],
     job: &Job,
-    interrupted: impl std::future::Future<Output = &'static str>,
 ) -> Result<Vec<CommandOutcome>> {
-    tokio::pin!(interrupted);
-    let d = store.d;
-    let ttl_ms = who.lease_ttl.as_millis() as i64;
-    let period = who.lease_ttl / 3;
-    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut renewed = Instant::now();
     let mut out = Vec::new();
     for g in gates {
         let Some(argv) = &g.gate.command else {
@@ -341,44 +342,38 @@ async fn run_held(
         crate::progress::step(&format!("gate {}", g.name));
         let timeout = g.gate.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
         let started = Instant::now();
-        let run = command::run(argv, job, Some(timeout), true);
-        tokio::pin!(run);
-        let ran = loop {
-            tokio::select! {
-                ran = &mut run => break ran,
-                _ = beat.tick() => {
-                    let held = ledger::renew_gate_hold(
-                        store.conn(), d, job.deploy_id, &who.holder, Some(ttl_ms),
-                    )
-                    .await;
-                    if matches!(held, Ok(true)) {
-                        renewed = Instant::now();
-                    }
-                    // Lost, or not renewed for a whole TTL: another process may
-                    // have taken it, and two must never run the gates at once.
-                    if matches!(held, Ok(false)) || renewed.elapsed() >= who.lease_ttl {
-                        return Err(Error::blocked(format!(
-                            "deployment {} was taken from this process while gate {} ran \
-                             (its hold could not be renewed, or the deployment was \
-                             cancelled); the gate was stopped and nothing recorded",
-                            job.deploy_id, g.name
-                        ))
-                        .hint("a longer --lease-ttl helps when the database is slow to answer"));
-                    }
+        let ran = lease
+            .supervise(store, async |stop| {
+                tokio::select! {
+                    ran = command::run(argv, job, Some(timeout), true) => ran,
+                    _ = stop.cancelled() => Err("stopped".to_string()),
                 }
-                name = &mut interrupted => {
-                    super::request_stop();
-                    return Err(Error::blocked(format!(
-                        "interrupted by {name} while gate {} ran; its command was stopped and \
-                         deployment {} stays as it was",
-                        g.name, job.deploy_id
-                    )));
-                }
-            }
-        };
+            })
+            .await;
+        if let Some(why) = ran.lost {
+            // Two processes must never run the gates at once.
+            return Err(Error::blocked(format!(
+                "deployment {}: {why} while gate {} ran; the gate was stopped and nothing \
+                 recorded",
+                job.deploy_id, g.name
+            ))
+            .hint("a longer --lease-ttl helps when the database is slow to answer"));
+        }
+        if let Some(s) = ran.signal {
+            return Err(Error::interrupted(
+                s,
+                format!(
+                    "interrupted by {} while gate {} ran; its command was stopped and \
+                     deployment {} stays as it was",
+                    s.name(),
+                    g.name,
+                    job.deploy_id
+                ),
+            ));
+        }
         let took =
             crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
-        let (passed, message) = match ran {
+        let (passed, message) = match ran.out {
             Ok(output) => (
                 true,
                 format!("{argv:?} passed in {took}{}", command::output_note(&output)),

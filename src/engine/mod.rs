@@ -17,17 +17,6 @@ use crate::store::{Store, Tx};
 use serde::Serialize;
 use std::time::Duration;
 
-static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// A signal asked the process to stop: no new run may start.
-pub fn request_stop() {
-    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-pub fn stop_requested() -> bool {
-    STOP.load(std::sync::atomic::Ordering::SeqCst)
-}
-
 /// Who is acting: the audit log's `acteur`, and the lease holder for runs.
 #[derive(Debug, Clone)]
 pub struct Who {

@@ -7,6 +7,7 @@ use super::gates::{self, GateStatus};
 use super::{Engine, Execution, Outcome, lease, record};
 use crate::error::{DbContext, Error, Kind, Result};
 use crate::executor::Overrides;
+use crate::exit::Exit;
 use crate::manifest::{Desired, EnvSpec, Policy};
 use crate::model::{Env, Etat};
 use crate::plan::{self, Action, Actual, ActualEnv, Dep, PinView, Plan, ReleaseStep};
@@ -56,28 +57,22 @@ pub enum EnvOutcome {
 }
 
 impl Reconciled {
-    /// 3 when a deployment failed, else 4 when an environment was left blocked,
-    /// else 0.
-    pub fn exit_code(&self) -> i32 {
-        let outcomes = self.environments.iter().map(|e| &e.outcome);
-        if outcomes
-            .clone()
-            .any(|o| matches!(o, EnvOutcome::Failed { .. }))
-        {
-            3
-        } else if outcomes.clone().any(|o| {
-            matches!(
-                o,
+    /// The worst of the environments' outcomes: a failure, else a blocked
+    /// environment, else done.
+    pub fn exit(&self) -> Exit {
+        self.environments
+            .iter()
+            .map(|e| match &e.outcome {
+                EnvOutcome::InSync => Exit::Done,
+                EnvOutcome::Deployed { execution } | EnvOutcome::Failed { execution } => {
+                    execution.exit()
+                }
                 EnvOutcome::Pinned { .. }
-                    | EnvOutcome::Busy { .. }
-                    | EnvOutcome::Blocked { .. }
-                    | EnvOutcome::Skipped { .. }
-            )
-        }) {
-            4
-        } else {
-            0
-        }
+                | EnvOutcome::Busy { .. }
+                | EnvOutcome::Blocked { .. }
+                | EnvOutcome::Skipped { .. } => Exit::Blocked,
+            })
+            .fold(Exit::Done, Exit::worst)
     }
 
     pub fn in_sync(&self) -> bool {
@@ -244,8 +239,10 @@ impl Engine {
         out.releases_created = self.create_releases(desired, &first).await?;
         let mut stop: Option<String> = None;
         for (&env, spec) in &desired.environments {
-            if stop.is_none() && super::stop_requested() {
-                stop = Some("stopping on a signal".into());
+            if stop.is_none()
+                && let Some(s) = crate::supervisor::received()
+            {
+                stop = Some(format!("stopped by {} before {env}", s.name()));
             }
             if let Some(reason) = &stop {
                 out.environments.push(EnvResult {

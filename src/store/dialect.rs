@@ -46,7 +46,11 @@ impl Dialect {
             ("now+ms", Backend::Sqlite) => {
                 "strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%+.3f seconds', ? / 1000.0))".into()
             }
-            ("now+ms", Backend::Postgres) => "(now() + ? * interval '1 millisecond')".into(),
+            // The statement's time, not the transaction's: a claim that waited for
+            // the lock must not get a lease that is already partly spent.
+            ("now+ms", Backend::Postgres) => {
+                "(clock_timestamp() + ? * interval '1 millisecond')".into()
+            }
             ("now+ms", Backend::MySql) => "DATE_ADD(NOW(6), INTERVAL ? * 1000 MICROSECOND)".into(),
             ("ts_param", Backend::Sqlite) => "?".into(),
             ("ts_param", Backend::Postgres) => "CAST(? AS TIMESTAMP) AT TIME ZONE 'UTC'".into(),
@@ -126,7 +130,7 @@ mod tests {
         let d = Dialect(Backend::Postgres);
         assert_eq!(
             d.expand("SELECT '?' , a FROM t WHERE x = ? AND y = {now+ms}"),
-            "SELECT '?' , a FROM t WHERE x = $1 AND y = (now() + $2 * interval '1 millisecond')"
+            "SELECT '?' , a FROM t WHERE x = $1 AND y = (clock_timestamp() + $2 * interval '1 millisecond')"
         );
     }
 

@@ -16,25 +16,59 @@ use std::time::Duration;
 
 pub type Tx<'c> = Transaction<'c, Any>;
 
-/// How long to wait for a server to answer before saying it is unreachable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a SQLite writer waits for another to finish before giving up.
-const SQLITE_BUSY_TIMEOUT_MS: u32 = 15_000;
+/// How long the database may take: to accept a connection, and to grant a lock
+/// or finish a statement. Every wait on the database is bounded by one of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connect: Duration,
+    pub lock: Duration,
+    /// Who this process is in the server's session list (`application_name`).
+    pub holder: &'static str,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect: Duration::from_secs(10),
+            lock: Duration::from_secs(30),
+            holder: "shipctl",
+        }
+    }
+}
+
+impl Limits {
+    /// How long a whole short transaction may take before the server is
+    /// presumed gone: the lock wait it may legitimately do, plus a margin.
+    pub fn answer(&self) -> Duration {
+        self.lock + Duration::from_secs(5)
+    }
+}
 
 pub struct Store {
     conn: AnyConnection,
     pub d: Dialect,
     url: DbUrl,
-    /// SQLite: whether this connection waits `SQLITE_BUSY_TIMEOUT_MS` for the
-    /// write lock yet. Set before the first write; readers never wait for it.
+    /// What the connection was opened with, to open it again.
+    driver: String,
+    pub limits: Limits,
+    /// SQLite: whether this connection waits `limits.lock` for the write lock
+    /// yet. Set before the first write; readers never wait for it.
     patient: bool,
+    /// The connection may be mid-statement or mid-transaction (a bounded
+    /// phase ran out, or an error left a transaction behind): re-open it
+    /// before the next use.
+    broken: bool,
 }
 
 impl Store {
     /// Connects and brings the schema up to date. On an up-to-date database this
     /// costs one query beyond the connection itself.
     pub async fn open(url: &DbUrl) -> Result<Store> {
-        let mut store = Store::connect(url, url.driver_url()).await?;
+        Store::open_with(url, Limits::default()).await
+    }
+
+    pub async fn open_with(url: &DbUrl, limits: Limits) -> Result<Store> {
+        let mut store = Store::connect(url, url.driver_url(), limits).await?;
         if !matches!(migrate::is_current(&mut store.conn).await, Ok(true)) {
             // Migrating is writing: wait for other writers like any writer does.
             store.be_patient().await?;
@@ -45,13 +79,13 @@ impl Store {
 
     /// Opens an existing ledger without creating a file, a table or a row: for
     /// `reconcile --dry-run`. `None` when there is no ledger yet.
-    pub async fn open_existing(url: &DbUrl) -> Result<Option<Store>> {
+    pub async fn open_existing(url: &DbUrl, limits: Limits) -> Result<Option<Store>> {
         let driver = match url.sqlite_path() {
             Some(path) if !path.exists() => return Ok(None),
             Some(path) => format!("sqlite://{}?mode=ro", path.display()),
             None => url.driver_url().to_string(),
         };
-        let mut store = Store::connect(url, &driver).await?;
+        let mut store = Store::connect(url, &driver, limits).await?;
         if migrate::is_current(&mut store.conn).await? {
             Ok(Some(store))
         } else {
@@ -59,29 +93,70 @@ impl Store {
         }
     }
 
-    async fn connect(url: &DbUrl, driver: &str) -> Result<Store> {
-        sqlx::any::install_default_drivers();
-        let connecting = AnyConnection::connect(driver);
-        let mut conn = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(connect_error(url, Error::database("", e).message)),
-            Err(_) => {
-                return Err(connect_error(
-                    url,
-                    format!(": no answer within {}s", CONNECT_TIMEOUT.as_secs()),
-                ));
-            }
-        };
-        let d = Dialect(url.backend);
-        session_setup(&mut conn, url.backend)
-            .await
-            .db("preparing the database session")?;
+    async fn connect(url: &DbUrl, driver: &str, limits: Limits) -> Result<Store> {
+        let conn = open_conn(url, driver, &limits).await?;
         Ok(Store {
             conn,
-            d,
+            d: Dialect(url.backend),
             url: url.clone(),
+            driver: driver.to_string(),
+            limits,
             patient: false,
+            broken: false,
         })
+    }
+
+    /// Drops the connection and opens a new one: after a lost connection, or
+    /// when the old one may still be inside a statement or a transaction.
+    pub async fn reconnect(&mut self) -> Result<()> {
+        let conn = open_conn(&self.url, &self.driver, &self.limits).await?;
+        // The old one is dropped, not closed: closing would wait for a server
+        // that may not answer. The server ends its session (and rolls back
+        // what it held) when it sees the socket close or its idle timeout.
+        let _old = std::mem::replace(&mut self.conn, conn);
+        self.patient = false;
+        self.broken = false;
+        Ok(())
+    }
+
+    /// Re-opens the connection if the last phase left it unusable. Called at
+    /// the start of every phase that follows a failure (watch rounds, finish
+    /// retries), so no transaction and no lock outlives the error that ended it.
+    pub async fn settle(&mut self) -> Result<()> {
+        if self.broken {
+            self.reconnect().await?;
+        }
+        Ok(())
+    }
+
+    /// Marks the connection as unusable until re-opened (see `settle`).
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Runs one short phase (a transaction, a few statements) within
+    /// `limits.answer()`. A phase that runs out, or fails on the connection,
+    /// leaves it marked broken: nothing it started is reused.
+    pub async fn bounded<T>(
+        &mut self,
+        what: &str,
+        phase: impl AsyncFnOnce(&mut Store) -> Result<T>,
+    ) -> Result<T> {
+        self.settle().await?;
+        let limit = self.limits.answer();
+        let result = match tokio::time::timeout(limit, phase(self)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::unreachable(format!(
+                "{what}: the database at {} did not answer within {}",
+                self.url.redacted(),
+                crate::duration::format(limit)
+            ))
+            .hint("check the server and the network; --lock-timeout sets how long shipctl waits")),
+        };
+        if result.as_ref().is_err_and(|e| e.is_connection()) {
+            self.broken = true;
+        }
+        result
     }
 
     pub async fn close(self) {
@@ -101,6 +176,7 @@ impl Store {
     /// first statement; on PostgreSQL and MySQL callers lock the environment row
     /// with [`ledger::lock_env`].
     pub async fn write(&mut self) -> Result<Tx<'_>> {
+        crate::supervisor::phase();
         self.be_patient().await?;
         let tx = match self.d.begin_write() {
             Some(stmt) => self.conn.begin_with(stmt).await,
@@ -123,7 +199,8 @@ impl Store {
     async fn be_patient(&mut self) -> Result<()> {
         if self.d.0 == Backend::Sqlite && !self.patient {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"
+                "PRAGMA busy_timeout = {}",
+                self.limits.lock.as_millis()
             )))
             .execute(&mut self.conn)
             .await
@@ -135,6 +212,15 @@ impl Store {
 
     /// A read-only transaction over one consistent snapshot.
     pub async fn read(&mut self) -> Result<Tx<'_>> {
+        crate::supervisor::phase();
+        if self.d.0 == Backend::MySql {
+            // The session reads READ COMMITTED (for writers under a row lock);
+            // a multi-statement read needs one snapshot for all its statements.
+            sqlx::raw_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .execute(&mut self.conn)
+                .await
+                .db("starting a read transaction")?;
+        }
         self.conn
             .begin_with(self.d.begin_read())
             .await
@@ -169,21 +255,94 @@ fn connect_error(url: &DbUrl, cause: String) -> Error {
     Error::input(format!("{what} {}: {cause}", url.redacted())).hint(hint)
 }
 
-async fn session_setup(conn: &mut AnyConnection, backend: Backend) -> sqlx::Result<()> {
+/// Connects within `limits.connect` and prepares the session.
+async fn open_conn(url: &DbUrl, driver: &str, limits: &Limits) -> Result<AnyConnection> {
+    crate::supervisor::phase();
+    sqlx::any::install_default_drivers();
+    let connecting = async {
+        let mut conn = AnyConnection::connect(driver).await?;
+        session_setup(&mut conn, url.backend, limits).await?;
+        Ok::<_, sqlx::Error>(conn)
+    };
+    match tokio::time::timeout(limits.connect, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            let kind = Error::database("", e);
+            let mut err = connect_error(url, kind.message.clone());
+            err.kind = kind.kind;
+            Err(err)
+        }
+        Err(_) => {
+            let mut err = connect_error(
+                url,
+                format!(
+                    "no answer within {} (--connect-timeout)",
+                    crate::duration::format(limits.connect)
+                ),
+            );
+            err.kind = crate::error::Kind::Connection;
+            Err(err)
+        }
+    }
+}
+
+/// Per-session settings. Every lock wait and statement is bounded by the lock
+/// timeout, and the server ends a session that sits idle inside a transaction
+/// for that long, so a client that vanished (killed, network gone) cannot keep
+/// an environment locked.
+async fn session_setup(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    limits: &Limits,
+) -> sqlx::Result<()> {
+    let lock_ms = limits.lock.as_millis().max(1);
+    // MariaDB counts lock waits in whole seconds.
+    let lock_s = limits.lock.as_secs().max(1);
+    let name: String = limits
+        .holder
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .filter(|c| *c != '\'')
+        .take(60)
+        .collect();
     let setup = match backend {
         // sqlx turns foreign keys on; WAL is set once, by the migration, and
         // persists in the file; the busy timeout waits for the first write.
         Backend::Sqlite => return Ok(()),
-        Backend::Postgres => return Ok(()),
+        Backend::Postgres => format!(
+            "SET application_name = '{name}'; \
+             SET lock_timeout = {lock_ms}; \
+             SET statement_timeout = {lock_ms}; \
+             SET idle_in_transaction_session_timeout = {lock_ms};"
+        ),
         // UTC for DATETIME columns, strict inserts, and READ COMMITTED so that a
         // writer that has locked the environment row sees every committed change.
-        Backend::MySql => "SET time_zone = '+00:00', \
-             sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'); \
+        Backend::MySql => format!(
+            "SET time_zone = '+00:00', \
+             sql_mode = CONCAT(@@sql_mode, ',STRICT_ALL_TABLES'), \
+             innodb_lock_wait_timeout = {lock_s}; \
              SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED;"
-            .to_string(),
+        ),
     };
     sqlx::raw_sql(sqlx::AssertSqlSafe(setup))
-        .execute(conn)
-        .await
-        .map(|_| ())
+        .execute(&mut *conn)
+        .await?;
+    if backend == Backend::MySql {
+        // MariaDB's own bounds: statements, and sessions idle inside a
+        // transaction (MySQL has neither; its wait_timeout is the fallback).
+        let mariadb = format!(
+            "SET SESSION max_statement_time = {lock_s}, idle_transaction_timeout = {lock_s}"
+        );
+        if sqlx::raw_sql(sqlx::AssertSqlSafe(mariadb))
+            .execute(&mut *conn)
+            .await
+            .is_err()
+        {
+            let mysql = format!("SET SESSION wait_timeout = {}", lock_s.max(60));
+            sqlx::raw_sql(sqlx::AssertSqlSafe(mysql))
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
