@@ -12,6 +12,7 @@ use crate::store::{Dialect, Store, Tx};
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 
 /// How a run ended, before it is written down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -105,6 +106,7 @@ impl Claimed {
             env: self.dep.env.as_str().to_string(),
             deploy_id: self.dep.id,
             previous_version: self.previous.as_ref().map(|p| p.version.clone()),
+            fencing_token: Some(self.token),
         }
     }
 }
@@ -178,6 +180,8 @@ impl Engine {
                 env: dep.env.as_str().to_string(),
                 deploy_id: id,
                 previous_version: live.map(|l| l.version),
+                // Command gates run before the claim: there is no token yet.
+                fencing_token: None,
             };
             let outcomes =
                 gates::run_commands(&mut self.store, &self.who, &commands, &job, signals.recv())
@@ -474,15 +478,18 @@ impl Engine {
         // live (outside any transaction, like the run). Not after a signal: the
         // process was asked to stop, promptly.
         let restored = match (&outcome, exec.rollback(), &claimed.previous) {
-            (Outcome::Failed, Some((argv, timeout)), Some(prev)) => {
+            (Outcome::Failed, Some(spec), Some(prev)) => {
                 let job = Job {
                     version: prev.version.clone(),
                     tag: prev.tag.clone(),
                     env: prev.env.as_str().to_string(),
                     deploy_id: claimed.dep.id,
                     previous_version: Some(claimed.dep.version.clone()),
+                    fencing_token: Some(claimed.token),
                 };
-                Some(match command::run(argv, &job, timeout, true).await {
+                // No signal stops it yet (as before): a token nobody cancels.
+                let stop = CancellationToken::new();
+                Some(match command::run(&spec, &job, &stop).await {
                     Ok(out) => (
                         true,
                         format!(
@@ -575,7 +582,8 @@ async fn supervise(
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_beat = Instant::now();
     let job = claimed.job();
-    let run = exec.run(&job);
+    let stop = CancellationToken::new();
+    let run = exec.run(&job, &stop);
     tokio::pin!(run);
     loop {
         tokio::select! {
@@ -588,17 +596,26 @@ async fn supervise(
             _ = beat.tick() => {
                 match ledger::heartbeat(store.conn(), d, claimed.dep.id, claimed.token, ttl_ms).await {
                     Ok(true) => last_beat = Instant::now(),
-                    Ok(false) => return RunEnd::LeaseLost,
                     // A database hiccup: keep trying while the lease may still be ours.
                     Err(_) if last_beat.elapsed() < ttl => {}
-                    Err(_) => return RunEnd::LeaseLost,
+                    Ok(false) | Err(_) => {
+                        stop.cancel();
+                        let _ = run.as_mut().await;
+                        return RunEnd::LeaseLost;
+                    }
                 }
             }
             name = signals.recv() => {
                 super::request_stop();
+                stop.cancel();
+                // Its own words on the way out (a trap releasing a lock) are kept.
+                let how = match run.as_mut().await {
+                    Ok(output) => format!(" after it had succeeded{}", command::output_note(&output)),
+                    Err(e) => format!(": {e}"),
+                };
                 return RunEnd::Done(
                     Outcome::Interrupted,
-                    Some(format!("interrupted by {name}; the run was stopped")),
+                    Some(format!("interrupted by {name}; the run was stopped{how}")),
                     String::new(),
                 );
             }

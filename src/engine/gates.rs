@@ -8,7 +8,7 @@
 
 use super::{Engine, Who, load, record};
 use crate::error::{DbContext, Error, Result};
-use crate::executor::{Job, command};
+use crate::executor::{DEFAULT_KILL_GRACE, Job, command};
 use crate::manifest::{NamedGate, Policy};
 use crate::model::{Etat, check_actor};
 use crate::store::ledger::{self, Deployment, GateResult, NewGateResult};
@@ -16,6 +16,7 @@ use crate::store::{Dialect, Store, Tx};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// A command gate without `timeout:` is stopped after this long.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
@@ -339,9 +340,15 @@ async fn run_held(
             continue;
         };
         crate::progress::step(&format!("gate {}", g.name));
-        let timeout = g.gate.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
+        let spec = command::Spec {
+            argv,
+            timeout: Some(g.gate.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT)),
+            kill_grace: g.gate.kill_grace.map_or(DEFAULT_KILL_GRACE, |t| t.0),
+            echo: true,
+        };
         let started = Instant::now();
-        let run = command::run(argv, job, Some(timeout), true);
+        let stop = CancellationToken::new();
+        let run = command::run(&spec, job, &stop);
         tokio::pin!(run);
         let ran = loop {
             tokio::select! {
@@ -357,10 +364,12 @@ async fn run_held(
                     // Lost, or not renewed for a whole TTL: another process may
                     // have taken it, and two must never run the gates at once.
                     if matches!(held, Ok(false)) || renewed.elapsed() >= who.lease_ttl {
+                        stop.cancel();
+                        let stopped = stopped_note(run.as_mut().await);
                         return Err(Error::blocked(format!(
                             "deployment {} was taken from this process while gate {} ran \
                              (its hold could not be renewed, or the deployment was \
-                             cancelled); the gate was stopped and nothing recorded",
+                             cancelled); the gate was stopped and nothing recorded{stopped}",
                             job.deploy_id, g.name
                         ))
                         .hint("a longer --lease-ttl helps when the database is slow to answer"));
@@ -368,9 +377,11 @@ async fn run_held(
                 }
                 name = &mut interrupted => {
                     super::request_stop();
+                    stop.cancel();
+                    let stopped = stopped_note(run.as_mut().await);
                     return Err(Error::blocked(format!(
                         "interrupted by {name} while gate {} ran; its command was stopped and \
-                         deployment {} stays as it was",
+                         deployment {} stays as it was{stopped}",
                         g.name, job.deploy_id
                     )));
                 }
@@ -395,6 +406,14 @@ async fn run_held(
         }
     }
     Ok(out)
+}
+
+/// How a gate's command ended once it was asked to stop, for the message.
+fn stopped_note(ran: command::Ran) -> String {
+    match ran {
+        Ok(_) => " (it had just passed)".into(),
+        Err(why) => format!(": {why}"),
+    }
 }
 
 /// The exit-4 error of a deployment whose gates another process is running.
