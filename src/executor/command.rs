@@ -315,3 +315,57 @@ fn merge(out: Vec<u8>, err: Vec<u8>) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last resort: a run whose future is dropped (not stopped) still takes
+    /// its whole process group with it.
+    #[tokio::test]
+    async fn dropping_a_run_kills_its_process_group() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pids = dir.path().join("pids");
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "sleep 300 & echo $! > \"$0\"; echo $$ >> \"$0\"; sleep 300",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([pids.display().to_string()])
+        .collect();
+        let spec = Spec {
+            argv: &argv,
+            timeout: None,
+            kill_grace: DEFAULT_KILL_GRACE,
+            echo: false,
+        };
+        let stop = CancellationToken::new();
+        let job = Job::default();
+        // Boxed, so that dropping it drops the future itself.
+        let mut run = Box::pin(run(&spec, &job, &stop));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            tokio::select! {
+                ran = &mut run => panic!("it ended by itself: {ran:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            let text = std::fs::read_to_string(&pids).unwrap_or_default();
+            if text.lines().count() == 2 {
+                break text;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no pids written");
+        };
+        drop(run);
+        let pids: Vec<i32> = written.lines().map(|l| l.parse().expect("pid")).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: signal 0 only checks that a process exists. The shell is our
+        // child: once killed it may linger as a zombie until tokio reaps it, so
+        // only its background child, reparented and reaped by init, is polled.
+        while unsafe { libc::kill(pids[0], 0) } == 0 {
+            assert!(Instant::now() < deadline, "the group outlived the run");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
