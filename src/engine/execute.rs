@@ -13,7 +13,6 @@ use crate::store::{Dialect, Store, Tx};
 use crate::supervisor::{self, Holding, Lease};
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 /// How a run ended, before it is written down.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -81,6 +80,7 @@ impl Claimed {
             env: self.dep.env.as_str().to_string(),
             deploy_id: self.dep.id,
             previous_version: self.previous.as_ref().map(|p| p.version.clone()),
+            fencing_token: Some(self.token),
         }
     }
 }
@@ -147,6 +147,8 @@ impl Engine {
                 env: dep.env.as_str().to_string(),
                 deploy_id: id,
                 previous_version: live.map(|l| l.version),
+                // Command gates run before the claim: there is no token yet.
+                fencing_token: None,
             };
             let outcomes = gates::run_commands(&mut self.store, &self.who, &commands, &job).await?;
             crate::progress::step("gates: recording");
@@ -423,9 +425,7 @@ impl Engine {
         crate::progress::step("run");
         let job = claimed.job();
         let ran = lease
-            .supervise(&mut self.store, async |stop| {
-                run_step(exec, &job, stop).await
-            })
+            .supervise(&mut self.store, async |stop| exec.run(&job, &stop).await)
             .await;
         if let Some(why) = ran.lost {
             return Err(lease_lost(claimed.dep.id, &why));
@@ -433,12 +433,14 @@ impl Engine {
         let (outcome, error, output) = match (ran.signal, ran.out) {
             (Some(s), out) => (
                 Outcome::Interrupted,
+                // Its own words on the way out (a trap releasing a lock) are kept.
                 Some(format!(
                     "interrupted by {}; the run was stopped{}",
                     s.name(),
                     match out {
-                        Err(e) => format!(" ({e})"),
-                        Ok(_) => String::new(),
+                        Ok(output) =>
+                            format!(" after it had succeeded{}", command::output_note(&output)),
+                        Err(e) => format!(": {e}"),
                     }
                 )),
                 String::new(),
@@ -450,7 +452,7 @@ impl Engine {
         // live, under the same lease, once the lease is confirmed by a fenced
         // write. Not after a signal: the process was asked to stop, promptly.
         let restored = match (&outcome, exec.rollback(), &claimed.previous) {
-            (Outcome::Failed, Some((argv, timeout)), Some(prev)) => {
+            (Outcome::Failed, Some(spec), Some(prev)) => {
                 crate::progress::step("rollback command");
                 if let Err(why) = lease.confirm(&mut self.store).await {
                     return Err(lease_lost(claimed.dep.id, &why));
@@ -461,10 +463,11 @@ impl Engine {
                     env: prev.env.as_str().to_string(),
                     deploy_id: claimed.dep.id,
                     previous_version: Some(claimed.dep.version.clone()),
+                    fencing_token: Some(claimed.token),
                 };
                 let back = lease
                     .supervise(&mut self.store, async |stop| {
-                        stoppable(command::run(argv, &job, timeout, true), stop).await
+                        command::run(&spec, &job, &stop).await
                     })
                     .await;
                 if let Some(why) = back.lost {
@@ -692,22 +695,6 @@ fn lease_lost(id: i64, why: &str) -> Error {
         "the next command in the environment recovers it as échec once the lease has expired; \
          a longer --lease-ttl helps when the database is slow to answer heartbeats",
     )
-}
-
-/// The executor's run, stopped when `stop` is cancelled.
-async fn run_step(exec: &Executor, job: &Job, stop: CancellationToken) -> command::Ran {
-    stoppable(exec.run(job), stop).await
-}
-
-/// Ends `work` when `stop` is cancelled (dropping it stops its child).
-async fn stoppable(
-    work: impl std::future::Future<Output = command::Ran>,
-    stop: CancellationToken,
-) -> command::Ran {
-    tokio::select! {
-        ran = work => ran,
-        _ = stop.cancelled() => Err("stopped".to_string()),
-    }
 }
 
 /// A gate said no: `planifié|validé → échec`, audited, and reported as a

@@ -8,7 +8,7 @@
 
 use super::{Engine, Who, load, record};
 use crate::error::{DbContext, Error, Result};
-use crate::executor::{Job, command};
+use crate::executor::{DEFAULT_KILL_GRACE, Job, command};
 use crate::manifest::{NamedGate, Policy};
 use crate::model::{Etat, check_actor};
 use crate::store::ledger::{self, Deployment, GateResult, NewGateResult};
@@ -340,22 +340,24 @@ async fn run_held(
             continue;
         };
         crate::progress::step(&format!("gate {}", g.name));
-        let timeout = g.gate.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT);
+        let spec = command::Spec {
+            argv,
+            timeout: Some(g.gate.timeout.map(|t| t.0).unwrap_or(DEFAULT_TIMEOUT)),
+            kill_grace: g.gate.kill_grace.map_or(DEFAULT_KILL_GRACE, |t| t.0),
+            echo: true,
+        };
         let started = Instant::now();
         let ran = lease
-            .supervise(store, async |stop| {
-                tokio::select! {
-                    ran = command::run(argv, job, Some(timeout), true) => ran,
-                    _ = stop.cancelled() => Err("stopped".to_string()),
-                }
-            })
+            .supervise(store, async |stop| command::run(&spec, job, &stop).await)
             .await;
         if let Some(why) = ran.lost {
             // Two processes must never run the gates at once.
             return Err(Error::blocked(format!(
                 "deployment {}: {why} while gate {} ran; the gate was stopped and nothing \
-                 recorded",
-                job.deploy_id, g.name
+                 recorded{}",
+                job.deploy_id,
+                g.name,
+                stopped_note(ran.out)
             ))
             .hint("a longer --lease-ttl helps when the database is slow to answer"));
         }
@@ -364,10 +366,11 @@ async fn run_held(
                 s,
                 format!(
                     "interrupted by {} while gate {} ran; its command was stopped and \
-                     deployment {} stays as it was",
+                     deployment {} stays as it was{}",
                     s.name(),
                     g.name,
-                    job.deploy_id
+                    job.deploy_id,
+                    stopped_note(ran.out)
                 ),
             ));
         }
@@ -390,6 +393,14 @@ async fn run_held(
         }
     }
     Ok(out)
+}
+
+/// How a gate's command ended once it was asked to stop, for the message.
+fn stopped_note(ran: command::Ran) -> String {
+    match ran {
+        Ok(_) => " (it had just passed)".into(),
+        Err(why) => format!(": {why}"),
+    }
 }
 
 /// The exit-4 error of a deployment whose gates another process is running.

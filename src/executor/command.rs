@@ -4,11 +4,54 @@
 
 use std::cell::RefCell;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
 
 /// How much of a command's output the audit log keeps (its end, where errors are).
 pub const KEEP_OUTPUT: usize = 4096;
+
+/// How long a stopped command has between SIGTERM and SIGKILL when its manifest
+/// says nothing (`kill_grace:` on an executor, a gate, a verification).
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// The longest `kill_grace:` a manifest may ask for: a stop must stay a stop.
+pub const MAX_KILL_GRACE: Duration = Duration::from_secs(3600);
+
+/// Checks a `kill_grace:` from a manifest: not zero (that is SIGKILL at once,
+/// no chance to clean up), not longer than `MAX_KILL_GRACE`. `Err`: the message
+/// and the hint.
+pub fn check_kill_grace(grace: Duration) -> Result<(), (String, String)> {
+    let hint = format!(
+        "use a duration from 1ms to {}, e.g. 30s; without kill_grace: a stopped \
+         command gets {}",
+        crate::duration::format(MAX_KILL_GRACE),
+        crate::duration::format(DEFAULT_KILL_GRACE)
+    );
+    if grace.is_zero() {
+        Err((
+            "a grace period of 0 would kill the command with SIGKILL at once, with no \
+             chance to clean up"
+                .into(),
+            hint,
+        ))
+    } else if grace > MAX_KILL_GRACE {
+        Err((
+            format!(
+                "{} is too long: a stopped command must be gone within {}",
+                crate::duration::format(grace),
+                crate::duration::format(MAX_KILL_GRACE)
+            ),
+            hint,
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// How long the output a command's background children still hold open is read
+/// after the command itself exited.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);
 
 /// What a command is told about the deployment, as `SHIPCTL_*` variables.
 #[derive(Debug, Clone, Default)]
@@ -18,10 +61,12 @@ pub struct Job {
     pub env: String,
     pub deploy_id: i64,
     pub previous_version: Option<String>,
+    /// The claim's fencing token; none before the claim (command gates).
+    pub fencing_token: Option<i64>,
 }
 
 impl Job {
-    fn vars(&self) -> [(&'static str, String); 5] {
+    fn vars(&self) -> [(&'static str, String); 6] {
         [
             ("SHIPCTL_VERSION", self.version.clone()),
             ("SHIPCTL_TAG", self.tag.clone()),
@@ -31,32 +76,68 @@ impl Job {
                 "SHIPCTL_PREVIOUS_VERSION",
                 self.previous_version.clone().unwrap_or_default(),
             ),
+            (
+                "SHIPCTL_FENCING_TOKEN",
+                self.fencing_token
+                    .map(|t| t.to_string())
+                    .unwrap_or_default(),
+            ),
         ]
     }
+}
+
+/// What to run and how to stop it.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    pub argv: &'a [String],
+    /// Stopped (as by `stop`) when it runs longer.
+    pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL when it is stopped.
+    pub kill_grace: Duration,
+    /// Copy its output to our stderr as it comes.
+    pub echo: bool,
 }
 
 /// How a command ended: `Ok` carries the kept output, `Err` what went wrong and the output.
 pub type Ran = Result<String, String>;
 
-/// Kills the whole process group when dropped: on timeout, on a signal (the
-/// engine drops the run), or if anything else ends the run early.
+/// The command's process group. Dropped while armed (the future was dropped
+/// before the command ended), it kills the whole group: nothing a stopped run
+/// started may outlive it.
 struct Group(Option<i32>);
 
-impl Drop for Group {
-    fn drop(&mut self) {
+impl Group {
+    fn signal(&self, sig: libc::c_int) {
         if let Some(pgid) = self.0 {
             // SAFETY: kill has no memory effects; a negative pid names the group.
             unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
+                libc::kill(-pgid, sig);
             }
         }
     }
 }
 
-/// Runs `argv` to completion or `timeout`. Output goes to our stderr as it comes
-/// (stdout stays clean for `--output json`) and its last `KEEP_OUTPUT` bytes are kept.
-pub async fn run(argv: &[String], job: &Job, timeout: Option<Duration>, echo: bool) -> Ran {
-    let Some((program, args)) = argv.split_first() else {
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+/// Why a command stopped running.
+enum End {
+    Exited(std::io::Result<std::process::ExitStatus>),
+    Stopped,
+    TimedOut(Duration),
+}
+
+/// Runs a command until it exits, `stop` is cancelled or its timeout runs out.
+/// A stopped command gets SIGTERM on its whole process group, `kill_grace` to
+/// exit, then SIGKILL. It counts as finished when its process exits, even if a
+/// background child still holds its output: that is read for a short moment,
+/// then left alone. Output goes to our stderr as it comes (stdout stays clean for
+/// `--output json`) and its last `KEEP_OUTPUT` bytes are kept, also when it fails.
+pub async fn run(spec: &Spec<'_>, job: &Job, stop: &CancellationToken) -> Ran {
+    let Some((program, args)) = spec.argv.split_first() else {
         return Err("the command is empty".into());
     };
     let mut cmd = tokio::process::Command::new(program);
@@ -74,29 +155,57 @@ pub async fn run(argv: &[String], job: &Job, timeout: Option<Duration>, echo: bo
         .spawn()
         .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let mut group = Group(child.id().map(|p| p as i32));
-    let out = child.stdout.take();
-    let err = child.stderr.take();
-    // Outside the future, so that what a command said before its timeout is kept.
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    // Outside the futures, so that what a command said before it was stopped is kept.
     let (out_kept, err_kept) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
-    let collect = async {
-        tokio::join!(pump(out, echo, &out_kept), pump(err, echo, &err_kept));
-        child.wait().await
+    let pumps = async {
+        tokio::join!(
+            pump(out, spec.echo, &out_kept),
+            pump(err, spec.echo, &err_kept)
+        );
     };
-    let ended = match timeout {
-        Some(limit) => tokio::time::timeout(limit, collect).await.ok(),
-        None => Some(collect.await),
+    tokio::pin!(pumps);
+    let mut drained = false;
+    let deadline = spec.timeout.map(|t| tokio::time::Instant::now() + t);
+    let end = loop {
+        tokio::select! {
+            status = child.wait() => break End::Exited(status),
+            () = &mut pumps, if !drained => drained = true,
+            () = stop.cancelled() => break End::Stopped,
+            () = sleep_until(deadline) => break End::TimedOut(spec.timeout.unwrap_or_default()),
+        }
     };
-    if echo {
+    let (stopping, what) = match end {
+        End::Exited(status) => (Ok(status), String::new()),
+        End::Stopped => (Err(()), "was stopped".to_string()),
+        End::TimedOut(limit) => (
+            Err(()),
+            format!("timed out after {}", crate::duration::format(limit)),
+        ),
+    };
+    let how = match stopping {
+        Ok(_) => String::new(),
+        Err(()) => {
+            terminate(
+                &mut child,
+                &group,
+                spec.kill_grace,
+                &mut pumps,
+                &mut drained,
+            )
+            .await
+        }
+    };
+    if !drained {
+        // Exited, but a background child may hold its pipes: take what is there.
+        let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, &mut pumps).await;
+    }
+    if spec.echo {
         crate::progress::end_output();
     }
-    let output = merge(out_kept.into_inner(), err_kept.into_inner());
-    let Some(status) = ended else {
-        drop(group); // kills the group now
-        return Err(format!(
-            "{program:?} timed out after {}; its process group was killed{}",
-            crate::duration::format(timeout.unwrap_or_default()),
-            output_note(&output)
-        ));
+    let output = merge(out_kept.take(), err_kept.take());
+    let Ok(status) = stopping else {
+        return Err(format!("{program:?} {what}: {how}{}", output_note(&output)));
     };
     // It ended by itself: what it left running (a daemon it started) is its business.
     group.0 = None;
@@ -110,6 +219,52 @@ pub async fn run(argv: &[String], job: &Job, timeout: Option<Duration>, echo: bo
             Err(format!("{program:?} {how}{}", output_note(&output)))
         }
         Err(e) => Err(format!("waiting for {program:?} failed: {e}")),
+    }
+}
+
+/// SIGTERM to the group, up to `grace` for the command to exit, then SIGKILL;
+/// the rest of the group is killed either way. Keeps reading its output
+/// meanwhile. Returns what happened, in words.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    group: &Group,
+    grace: Duration,
+    pumps: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    drained: &mut bool,
+) -> String {
+    let started = Instant::now();
+    group.signal(libc::SIGTERM);
+    let limit = tokio::time::Instant::now() + grace;
+    let exited = loop {
+        tokio::select! {
+            _ = child.wait() => break true,
+            () = pumps.as_mut(), if !*drained => *drained = true,
+            () = tokio::time::sleep_until(limit) => break false,
+        }
+    };
+    // What it started and left behind goes with it.
+    group.signal(libc::SIGKILL);
+    if exited {
+        let took = Duration::from_millis(started.elapsed().as_millis() as u64);
+        format!(
+            "SIGTERM to its process group, exited after {}",
+            crate::duration::format(took)
+        )
+    } else {
+        let _ = child.wait().await;
+        format!(
+            "SIGTERM to its process group; it did not exit within the {} grace period, \
+             killed with SIGKILL",
+            crate::duration::format(grace)
+        )
+    }
+}
+
+/// Sleeps until `deadline`, or for ever when there is none.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -158,5 +313,59 @@ fn merge(out: Vec<u8>, err: Vec<u8>) -> String {
         format!("[… {start} bytes cut]\n{text}")
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The last resort: a run whose future is dropped (not stopped) still takes
+    /// its whole process group with it.
+    #[tokio::test]
+    async fn dropping_a_run_kills_its_process_group() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pids = dir.path().join("pids");
+        let argv: Vec<String> = [
+            "sh",
+            "-c",
+            "sleep 300 & echo $! > \"$0\"; echo $$ >> \"$0\"; sleep 300",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([pids.display().to_string()])
+        .collect();
+        let spec = Spec {
+            argv: &argv,
+            timeout: None,
+            kill_grace: DEFAULT_KILL_GRACE,
+            echo: false,
+        };
+        let stop = CancellationToken::new();
+        let job = Job::default();
+        // Boxed, so that dropping it drops the future itself.
+        let mut run = Box::pin(run(&spec, &job, &stop));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let written = loop {
+            tokio::select! {
+                ran = &mut run => panic!("it ended by itself: {ran:?}"),
+                () = tokio::time::sleep(Duration::from_millis(10)) => {}
+            }
+            let text = std::fs::read_to_string(&pids).unwrap_or_default();
+            if text.lines().count() == 2 {
+                break text;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no pids written");
+        };
+        drop(run);
+        let pids: Vec<i32> = written.lines().map(|l| l.parse().expect("pid")).collect();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // SAFETY: signal 0 only checks that a process exists. The shell is our
+        // child: once killed it may linger as a zombie until tokio reaps it, so
+        // only its background child, reparented and reaped by init, is polled.
+        while unsafe { libc::kill(pids[0], 0) } == 0 {
+            assert!(Instant::now() < deadline, "the group outlived the run");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }

@@ -1,15 +1,16 @@
-//! What "executing a deployment" means. Today: a simulation (sleep, then fail at a
-//! given rate). The engine drops the future to stop a run, so an executor must
-//! stop its work when dropped.
+//! What "executing a deployment" means: a simulation (sleep, then fail at a
+//! given rate) or a real command. The engine stops a run by cancelling its token
+//! and awaiting it; dropping the future still stops it, as a last resort.
 
 pub mod command;
 
-pub use command::{Job, Ran};
+pub use command::{DEFAULT_KILL_GRACE, Job, Ran, Spec};
 
 use crate::manifest::schema::ExecutorSpec;
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(1);
 pub const DEFAULT_FAILURE_RATE: f64 = 0.2;
@@ -61,6 +62,9 @@ pub struct CommandRun {
     pub rollback: Option<Vec<String>>,
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL when the run or the rollback is stopped.
+    #[serde(serialize_with = "ser_duration")]
+    pub kill_grace: Duration,
 }
 
 impl Executor {
@@ -87,6 +91,7 @@ impl Executor {
                     run: c.run.clone(),
                     rollback: c.rollback.clone(),
                     timeout: c.timeout.map(|t| t.0),
+                    kill_grace: c.kill_grace.map_or(DEFAULT_KILL_GRACE, |g| g.0),
                 }));
             }
             _ => {}
@@ -101,23 +106,41 @@ impl Executor {
         Ok(Executor::Simulate(sim))
     }
 
-    /// Runs the deployment. `Ok` carries the output worth keeping, `Err` what
-    /// went wrong; both end up in the audit log.
-    pub async fn run(&self, job: &Job) -> Ran {
+    /// Runs the deployment until it ends or `stop` is cancelled (a command then
+    /// gets SIGTERM, its grace period, SIGKILL). `Ok` carries the output worth
+    /// keeping, `Err` what went wrong; both end up in the audit log.
+    pub async fn run(&self, job: &Job, stop: &CancellationToken) -> Ran {
         match self {
-            Executor::Simulate(sim) => sim.run().await.map(|()| String::new()),
-            Executor::Command(c) => command::run(&c.run, job, c.timeout, true).await,
+            Executor::Simulate(sim) => tokio::select! {
+                ran = sim.run() => ran.map(|()| String::new()),
+                () = stop.cancelled() => Err("interrupted: the simulation was stopped".into()),
+            },
+            Executor::Command(c) => {
+                let spec = Spec {
+                    argv: &c.run,
+                    timeout: c.timeout,
+                    kill_grace: c.kill_grace,
+                    echo: true,
+                };
+                command::run(&spec, job, stop).await
+            }
         }
     }
 
     /// The command that restores the previous release after a failed run.
-    pub fn rollback(&self) -> Option<(&[String], Option<Duration>)> {
+    pub fn rollback(&self) -> Option<Spec<'_>> {
         match self {
             Executor::Command(CommandRun {
                 rollback: Some(argv),
                 timeout,
+                kill_grace,
                 ..
-            }) => Some((argv, *timeout)),
+            }) => Some(Spec {
+                argv,
+                timeout: *timeout,
+                kill_grace: *kill_grace,
+                echo: true,
+            }),
             _ => None,
         }
     }
@@ -131,11 +154,12 @@ impl Executor {
                 s.seed.map(|n| format!(", seed {n}")).unwrap_or_default()
             ),
             Executor::Command(c) => format!(
-                "command {:?}{}",
+                "command {:?} ({}kill grace {})",
                 c.run,
                 c.timeout
-                    .map(|t| format!(" (timeout {})", crate::duration::format(t)))
-                    .unwrap_or_default()
+                    .map(|t| format!("timeout {}, ", crate::duration::format(t)))
+                    .unwrap_or_default(),
+                crate::duration::format(c.kill_grace)
             ),
         }
     }
@@ -189,5 +213,20 @@ mod tests {
             assert!(sim(0.0, seed).run().await.is_ok());
             assert!(sim(1.0, seed).run().await.is_err());
         }
+    }
+
+    #[tokio::test]
+    async fn a_stopped_simulation_ends_at_once() {
+        let exec = Executor::Simulate(Simulation {
+            duration: Duration::from_secs(3600),
+            failure_rate: 0.0,
+            seed: Some(1),
+        });
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let ran = tokio::time::timeout(Duration::from_secs(5), exec.run(&Job::default(), &stop))
+            .await
+            .expect("it ended at once");
+        assert!(ran.is_err_and(|e| e.starts_with("interrupted")));
     }
 }

@@ -5,6 +5,7 @@
 pub mod schema;
 
 use crate::error::{Error, Result};
+use crate::executor::command::check_kill_grace;
 use crate::model::{Env, OnFailure, check_label};
 use schema::{ExecutorSpec, Gate, UNQUOTED_NUMBER};
 use serde::{Deserialize, Serialize};
@@ -506,6 +507,13 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
                     "remove timeout",
                 ));
             }
+            (Some(_), None) if gate.kill_grace.is_some() => {
+                return Err(bad(
+                    &key,
+                    "kill_grace applies to command gates only".into(),
+                    "remove kill_grace",
+                ));
+            }
             (Some(_), None) => {}
             (None, Some(argv)) if argv.is_empty() || argv[0].is_empty() => {
                 return Err(bad(
@@ -514,7 +522,12 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
                     "write the program and its arguments, e.g. command: [\"./scripts/scan.sh\"]",
                 ));
             }
-            (None, Some(_)) => {}
+            (None, Some(_)) => {
+                if let Some(grace) = gate.kill_grace {
+                    check_kill_grace(grace.0)
+                        .map_err(|(m, h)| bad(&format!("{key}.kill_grace"), m, &h))?;
+                }
+            }
             _ => {
                 return Err(bad(
                     &key,
@@ -563,6 +576,10 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
                     "the command is empty".into(),
                     "remove it or write the program and its arguments",
                 ));
+            }
+            if let Some(grace) = c.kill_grace {
+                check_kill_grace(grace.0)
+                    .map_err(|(m, h)| bad("executor.command.kill_grace", m, &h))?;
             }
         }
         Some(_) => {

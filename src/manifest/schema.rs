@@ -51,6 +51,9 @@ pub struct Gate {
     pub command: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationText>,
+    /// Between SIGTERM and SIGKILL when the gate's command is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace: Option<DurationText>,
 }
 
 /// `simulate:` or `command:`, exactly one (checked by the loader).
@@ -80,6 +83,9 @@ pub struct CommandSpec {
     pub rollback: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationText>,
+    /// Between SIGTERM and SIGKILL when the run or the rollback is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kill_grace: Option<DurationText>,
 }
 
 /// A version or tag: a YAML string. An unquoted `1.10` is a number to YAML

@@ -4,6 +4,7 @@
 mod common;
 
 mod bad_input;
+mod child_processes;
 mod command_executor;
 mod concurrency;
 mod gates;
