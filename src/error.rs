@@ -58,6 +58,16 @@ impl Error {
     }
 
     pub fn database(context: &str, err: sqlx::Error) -> Error {
+        if is_lock_timeout(&err) {
+            return Error::blocked(format!(
+                "busy: {context}: {} (another process holds the lock)",
+                describe_sqlx(&err)
+            ))
+            .hint(
+                "try again once the other process is done; --lock-timeout sets how long \
+                 shipctl waits (default 30s)",
+            );
+        }
         Error {
             kind: if is_connection_error(&err) {
                 Kind::Connection
@@ -168,6 +178,24 @@ fn is_connection_error(err: &sqlx::Error) -> bool {
         }
         _ => false,
     }
+}
+
+/// A lock wait or a statement that ran out of time (`--lock-timeout`):
+/// SQLite busy, PostgreSQL lock_not_available (55P03) or query_canceled by
+/// statement_timeout (57014), MariaDB lock wait timeout (1205) or
+/// max_statement_time (1969).
+pub fn is_lock_timeout(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    if let Some(n) = mysql_number(db.as_ref()) {
+        return matches!(n, 1205 | 1969);
+    }
+    let code = db.code().unwrap_or_default();
+    matches!(
+        code.as_ref(),
+        "55P03" | "57014" | "5" | "517" | "261" | "262"
+    ) || db.message().contains("database is locked")
 }
 
 /// MariaDB/MySQL's error number (its SQLSTATE is mostly the generic HY000).

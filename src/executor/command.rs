@@ -155,6 +155,8 @@ pub async fn run(spec: &Spec<'_>, job: &Job, stop: &CancellationToken) -> Ran {
         .spawn()
         .map_err(|e| format!("cannot start {program:?}: {e}"))?;
     let mut group = Group(child.id().map(|p| p as i32));
+    // A second signal to shipctl kills the group at once, wherever we are.
+    let _ticket = group.0.map(crate::supervisor::track_group);
     let (out, err) = (child.stdout.take(), child.stderr.take());
     // Outside the futures, so that what a command said before it was stopped is kept.
     let (out_kept, err_kept) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));

@@ -189,11 +189,32 @@ impl Store {
     /// of an environment's deployments starts here.
     pub async fn write_env(&mut self, env_id: i64) -> Result<Tx<'_>> {
         let d = self.d;
+        let (url, driver, limits) = (self.url.clone(), self.driver.clone(), self.limits);
         let mut tx = self.write().await?;
-        ledger::lock_env(&mut tx, d, env_id)
-            .await
-            .db("locking the environment")?;
-        Ok(tx)
+        match ledger::lock_env(&mut tx, d, env_id).await {
+            Ok(()) => Ok(tx),
+            Err(e) if crate::error::is_lock_timeout(&e) => {
+                // The lock was never granted: the transaction holds nothing, and
+                // its rollback goes before the next statement. Who holds the lock
+                // is asked on a connection of its own.
+                drop(tx);
+                let (env, holder) = lock_holder(&url, &driver, &limits, env_id).await;
+                Err(Error::blocked(format!(
+                    "busy: the lock on environment {} was not granted within {} (--lock-timeout){}",
+                    env.unwrap_or_else(|| format!("id {env_id}")),
+                    crate::duration::format(limits.lock),
+                    holder
+                        .map(|h| format!("; it is held by {h}"))
+                        .unwrap_or_default()
+                ))
+                .hint(
+                    "another shipctl (or a transaction of someone's) is writing to this \
+                     environment: try again once it is done; if a session hangs, the server ends \
+                     it after its idle-in-transaction timeout",
+                ))
+            }
+            Err(e) => Err(Error::database("locking the environment", e)),
+        }
     }
 
     async fn be_patient(&mut self) -> Result<()> {
@@ -253,6 +274,61 @@ fn connect_error(url: &DbUrl, cause: String) -> Error {
         hint
     };
     Error::input(format!("{what} {}: {cause}", url.redacted())).hint(hint)
+}
+
+/// Who holds the environments' row locks, as far as the server tells:
+/// PostgreSQL names the session (shipctl sets `application_name` to its lease
+/// holder), MariaDB the connection; with the environment's name. `None`s
+/// when they cannot be asked.
+async fn lock_holder(
+    url: &DbUrl,
+    driver: &str,
+    limits: &Limits,
+    env_id: i64,
+) -> (Option<String>, Option<String>) {
+    let sql = match url.backend {
+        Backend::Sqlite => return (None, None),
+        Backend::Postgres => {
+            "SELECT CONCAT('session ', a.pid, ' (', COALESCE(NULLIF(a.application_name, ''), 'no name'), \
+             ', ', COALESCE(host(a.client_addr), 'local socket'), ', user ', a.usename, \
+             ', in a transaction since ', to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), ' UTC)') \
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'relation' AND l.relation = 'environnements'::regclass \
+             AND l.mode = 'RowShareLock' AND l.granted AND l.pid <> pg_backend_pid() \
+             ORDER BY a.xact_start LIMIT 1"
+        }
+        Backend::MySql => {
+            "SELECT CONCAT('connection ', t.trx_mysql_thread_id, ' (user ', COALESCE(p.USER, '?'), \
+             ' from ', COALESCE(p.HOST, '?'), ', in a transaction since ', \
+             DATE_FORMAT(t.trx_started, '%Y-%m-%d %H:%i:%s'), ' UTC)') \
+             FROM information_schema.INNODB_TRX t \
+             LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
+             WHERE t.trx_mysql_thread_id <> CONNECTION_ID() ORDER BY t.trx_started LIMIT 1"
+        }
+    };
+    let d = Dialect(url.backend);
+    let ask = async {
+        let mut conn = open_conn(url, driver, limits).await.ok()?;
+        let name: Option<String> =
+            sqlx::query_scalar(d.sql("SELECT nom FROM environnements WHERE id = ?"))
+                .bind(env_id)
+                .fetch_optional(&mut conn)
+                .await
+                .ok()
+                .flatten();
+        let holder: Option<String> = sqlx::query_scalar(sql)
+            .fetch_optional(&mut conn)
+            .await
+            .ok()
+            .flatten();
+        let _ = conn.close().await;
+        Some((name, holder))
+    };
+    tokio::time::timeout(Duration::from_secs(5), ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or((None, None))
 }
 
 /// Connects within `limits.connect` and prepares the session.
