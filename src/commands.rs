@@ -112,9 +112,13 @@ async fn execute(
             Ok(Exit::Done)
         }
         Command::Validate { deploy_id, sim } => {
-            let execution = engine.validate(deploy_id, &overrides(&sim)).await?;
-            printer.emit(&execution);
-            Ok(execution.exit())
+            match engine.validate(deploy_id, &overrides(&sim)).await? {
+                engine::Validated::Ran(execution) => {
+                    printer.emit(execution.as_ref());
+                    Ok(execution.exit())
+                }
+                engine::Validated::Refused(refused) => Err(refused.into_error()),
+            }
         }
         Command::Rollback { deploy_id, sim } => {
             let report = engine.rollback(deploy_id, &overrides(&sim)).await?;

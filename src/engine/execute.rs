@@ -52,6 +52,61 @@ impl Execution {
     }
 }
 
+/// What `validate` came to: a run (succeeded, failed, rejected), or an
+/// expected reason not to run now. Refusals are outcomes, not errors: reconcile
+/// reports them per environment; the command line prints them as errors.
+#[derive(Debug)]
+pub enum Validated {
+    Ran(Box<Execution>),
+    Refused(Refused),
+}
+
+/// Why a deployment does not run now, and what to do about it.
+#[derive(Debug)]
+pub struct Refused {
+    pub why: Why,
+    pub deployment: i64,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Approvals missing.
+    Waiting,
+    /// Another deployment runs in the environment.
+    Busy,
+    /// Another process runs this deployment's command gates (or this one lost them).
+    GatesRunning,
+    /// `requires:` not met.
+    Requires,
+    /// Another process moved the deployment on meanwhile.
+    Moved,
+    /// Its state does not allow a validation (the id given was wrong).
+    NotRunnable,
+}
+
+impl Refused {
+    pub fn exit(&self) -> Exit {
+        match self.why {
+            Why::NotRunnable => Exit::Error,
+            Why::Waiting | Why::Busy | Why::GatesRunning | Why::Requires | Why::Moved => {
+                Exit::Blocked
+            }
+        }
+    }
+
+    /// For the command line, which shows a refusal as an error.
+    pub fn into_error(self) -> Error {
+        let mut err = match self.exit() {
+            Exit::Error => Error::input(self.message),
+            _ => Error::blocked(self.message),
+        };
+        err.hint = self.hint;
+        err
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum RollbackReport {
@@ -94,7 +149,7 @@ impl Engine {
     /// re-reads the policy and the approvals (a reconcile or a rejection may have
     /// come meanwhile), and moves the deployment to validé and on to the claim.
     /// The environment's policy is always read under its lock.
-    pub async fn validate(&mut self, id: i64, overrides: &Overrides) -> Result<Execution> {
+    pub async fn validate(&mut self, id: i64, overrides: &Overrides) -> Result<Validated> {
         supervisor::check()?;
         let started = Instant::now();
         let d = self.store.d;
@@ -110,12 +165,12 @@ impl Engine {
             .db("reading the environment")?;
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env_id).await?;
         let mut dep = load(&mut tx, d, id).await?;
-        if let Some(refusal) = refusal(&mut tx, d, &env, &dep, recovered).await? {
-            return refuse(tx, refusal).await;
+        if let Some((why, refusal)) = refusal(&mut tx, d, &env, &dep, recovered).await? {
+            return refuse(tx, why, id, refusal).await;
         }
         let mut exec = match executor_for(&env, overrides) {
             Ok(exec) => exec,
-            Err(e) => return refuse(tx, e).await,
+            Err(e) => return fail(tx, e).await,
         };
         let mut states = gates::current(&mut tx, d, env.policy.as_ref(), id).await?;
         match gates::verdict(&states) {
@@ -124,7 +179,9 @@ impl Engine {
                 let ctx = (started, recovered, &exec);
                 return reject(tx, d, &self.who, &dep, states, why, ctx).await;
             }
-            Verdict::Waiting(w) => return refuse(tx, gates::waiting_error(&dep, &w)).await,
+            Verdict::Waiting(w) => {
+                return refuse(tx, Why::Waiting, id, gates::waiting_error(&dep, &w)).await;
+            }
             Verdict::Ready => {}
         }
         let commands = gates::to_run(env.policy.as_ref(), dep.state, &states);
@@ -135,7 +192,7 @@ impl Engine {
                 .await
                 .db("holding the deployment for its gates")?
             {
-                return refuse(tx, gates::held_error(&dep)).await;
+                return refuse(tx, Why::GatesRunning, id, gates::held_error(&dep)).await;
             }
             let live = ledger::live(&mut tx, d, env_id)
                 .await
@@ -163,6 +220,8 @@ impl Engine {
             if !matches!(dep.state, Etat::Planifie | Etat::Valide) {
                 return refuse(
                     tx,
+                    Why::Moved,
+                    id,
                     Error::blocked(format!(
                         "deployment {id} became {} while its gates ran (another process \
                          handled it); the gates' results are recorded",
@@ -175,6 +234,8 @@ impl Engine {
             if !held {
                 return refuse(
                     tx,
+                    Why::GatesRunning,
+                    id,
                     Error::blocked(format!(
                         "this process lost its hold on deployment {id} while its gates ran \
                          (the database did not answer its renewals in time); their results \
@@ -199,7 +260,7 @@ impl Engine {
                 (None, Verdict::Waiting(w)) => {
                     // The approvals changed while the commands ran (a withdrawn
                     // approval, a new gate): the outcomes stay, the deployment waits.
-                    return refuse(tx, gates::waiting_error(&dep, &w)).await;
+                    return refuse(tx, Why::Waiting, id, gates::waiting_error(&dep, &w)).await;
                 }
                 (None, Verdict::Ready) => None,
             };
@@ -212,6 +273,8 @@ impl Engine {
                 let names: Vec<&str> = added.iter().map(|g| g.name.as_str()).collect();
                 return refuse(
                     tx,
+                    Why::Moved,
+                    id,
                     Error::blocked(format!(
                         "the gates of {} changed while they ran: {} has not run yet for \
                          deployment {id}",
@@ -224,14 +287,14 @@ impl Engine {
             }
             exec = match executor_for(&env, overrides) {
                 Ok(exec) => exec,
-                Err(e) => return refuse(tx, e).await,
+                Err(e) => return fail(tx, e).await,
             };
-            if let Some(refusal) = refusal(&mut tx, d, &env, &dep, recovered).await? {
+            if let Some((why, refusal)) = refusal(&mut tx, d, &env, &dep, recovered).await? {
                 // The gates passed: keep that (validé), and let the next validate claim it.
                 if dep.state == Etat::Planifie {
                     validated_in(&mut tx, d, &self.who, &dep, &states).await?;
                 }
-                return refuse(tx, refusal).await;
+                return refuse(tx, why, id, refusal).await;
             }
         }
         if dep.state == Etat::Planifie {
@@ -256,7 +319,7 @@ impl Engine {
         let mut execution = self.run_and_finish(&env, claimed, lease, &exec).await?;
         execution.gates = states;
         execution.duration_ms = started.elapsed().as_millis();
-        Ok(execution)
+        Ok(Validated::Ran(Box::new(execution)))
     }
 
     /// `rollback --deploy-id N`: cancel a pending deployment, or redeploy the
@@ -299,9 +362,9 @@ impl Engine {
                 tx.commit().await.db("committing the cancellation")?;
                 Ok(RollbackReport::Cancelled { deployment: dep })
             }
-            Etat::EnCours => refuse(tx, already_running(&dep)).await,
+            Etat::EnCours => fail(tx, already_running(&dep)).await,
             Etat::Echec | Etat::Annule => {
-                refuse(
+                fail(
                     tx,
                     Error::input(format!(
                         "deployment {id} is {}: there is nothing to roll back",
@@ -328,7 +391,7 @@ impl Engine {
                     let live_text = live
                         .map(|l| format!("deployment {} (release {})", l.id, l.version))
                         .unwrap_or_else(|| "none".into());
-                    return refuse(
+                    return fail(
                         tx,
                         Error::input(format!(
                             "deployment {id} (release {}) is not live in {}: the live one is {live_text}",
@@ -342,7 +405,7 @@ impl Engine {
                     .await
                     .db("looking for the previous release")?
                 else {
-                    return refuse(
+                    return fail(
                         tx,
                         Error::input(format!(
                             "deployment {id} (release {}) is the first release live in {}: \
@@ -354,7 +417,7 @@ impl Engine {
                     .await;
                 };
                 if let Some(busy) = busy_check(&mut tx, d, &dep).await? {
-                    return refuse(tx, busy).await;
+                    return fail(tx, busy).await;
                 }
                 let rid =
                     ledger::insert_deployment(&mut tx, d, previous.release_id, env.id, Some(id))
@@ -707,13 +770,15 @@ async fn reject(
     states: Vec<GateState>,
     why: String,
     (started, recovered, exec): (Instant, Option<i64>, &Executor),
-) -> Result<Execution> {
+) -> Result<Validated> {
     if !ledger::transition(&mut tx, d, dep.id, dep.state, Etat::Echec)
         .await
         .db("recording the rejection")?
     {
         return refuse(
             tx,
+            Why::Moved,
+            dep.id,
             Error::blocked(format!(
                 "deployment {} changed state while it was being rejected",
                 dep.id
@@ -738,7 +803,7 @@ async fn reject(
     .await?;
     let dep = load(&mut tx, d, dep.id).await?;
     tx.commit().await.db("committing the rejection")?;
-    Ok(Execution {
+    Ok(Validated::Ran(Box::new(Execution {
         deployment: dep,
         outcome: Outcome::Rejected,
         error: Some(why),
@@ -747,7 +812,7 @@ async fn reject(
         recovered,
         rolled_back: None,
         gates: states,
-    })
+    })))
 }
 
 /// `planifié → validé` once the gates have passed, audited with what passed.
@@ -1019,19 +1084,33 @@ async fn refusal(
     env: &EnvRow,
     dep: &Deployment,
     recovered: Option<i64>,
-) -> Result<Option<Error>> {
+) -> Result<Option<(Why, Error)>> {
     Ok(match dep.state {
         Etat::Planifie | Etat::Valide => match busy_check(tx, d, dep).await? {
-            Some(busy) => Some(busy),
-            None => requires_check(tx, d, env, dep).await?,
+            Some(busy) => Some((Why::Busy, busy)),
+            None => requires_check(tx, d, env, dep)
+                .await?
+                .map(|e| (Why::Requires, e)),
         },
-        Etat::EnCours => Some(already_running(dep)),
-        _ => Some(not_runnable(dep, recovered)),
+        Etat::EnCours => Some((Why::Busy, already_running(dep))),
+        _ => Some((Why::NotRunnable, not_runnable(dep, recovered))),
     })
 }
 
-/// Ends a transaction that wrote nothing but a lease recovery, and refuses.
-async fn refuse<T>(tx: Tx<'_>, err: Error) -> Result<T> {
+/// Ends a transaction that wrote nothing but a lease recovery, and reports
+/// why the deployment does not run now.
+async fn refuse(tx: Tx<'_>, why: Why, deployment: i64, err: Error) -> Result<Validated> {
+    tx.commit().await.db("committing")?;
+    Ok(Validated::Refused(Refused {
+        why,
+        deployment,
+        message: err.message,
+        hint: err.hint,
+    }))
+}
+
+/// Ends a transaction that wrote nothing but a lease recovery, with an error.
+async fn fail<T>(tx: Tx<'_>, err: Error) -> Result<T> {
     tx.commit().await.db("committing")?;
     Err(err)
 }

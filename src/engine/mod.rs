@@ -6,7 +6,7 @@ mod gates;
 mod lease;
 mod reconcile;
 
-pub use execute::{Execution, Outcome, RollbackReport};
+pub use execute::{Execution, Outcome, Refused, RollbackReport, Validated, Why};
 pub use gates::{Approval, Decision, GateState, GateStatus, headline};
 pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts};
 

@@ -4,7 +4,7 @@
 //! command never makes it plan twice or run two deployments at once.
 
 use super::gates::{self, GateStatus};
-use super::{Engine, Execution, Outcome, lease, record};
+use super::{Engine, Execution, Outcome, Validated, Why, lease, record};
 use crate::error::{DbContext, Error, Kind, Result};
 use crate::executor::Overrides;
 use crate::exit::Exit;
@@ -462,27 +462,29 @@ impl Engine {
             });
         };
         let outcome = match self.validate(id, overrides).await {
-            Ok(execution) if execution.outcome == Outcome::Succeeded => EnvOutcome::Deployed {
-                execution: Box::new(execution),
-            },
-            Ok(execution) => EnvOutcome::Failed {
-                execution: Box::new(execution),
-            },
-            // Another process got there first (it runs or has run this deployment),
-            // or a gate or `requires` holds it: not an error of this run.
-            Err(e) if matches!(e.kind, Kind::Blocked | Kind::Input) => {
-                let live = ledger::live(self.store.conn(), d, row.id)
-                    .await
-                    .db("reading the live release")?;
-                if live.is_some_and(|l| l.version == spec.release) {
-                    steps.push(format!("deployment {id} was run by another process"));
-                    EnvOutcome::InSync
-                } else if e.kind == Kind::Blocked {
-                    EnvOutcome::Blocked { message: e.message }
-                } else {
-                    EnvOutcome::Busy { message: e.message }
-                }
+            Ok(Validated::Ran(execution)) if execution.outcome == Outcome::Succeeded => {
+                EnvOutcome::Deployed { execution }
             }
+            Ok(Validated::Ran(execution)) => EnvOutcome::Failed { execution },
+            Ok(Validated::Refused(r)) => match r.why {
+                Why::Waiting | Why::Requires => EnvOutcome::Blocked { message: r.message },
+                Why::Busy | Why::GatesRunning => EnvOutcome::Busy { message: r.message },
+                // Another process got there first: it runs or has run this deployment.
+                Why::Moved | Why::NotRunnable => {
+                    let live = ledger::live(self.store.conn(), d, row.id)
+                        .await
+                        .db("reading the live release")?;
+                    if live.is_some_and(|l| l.version == spec.release) {
+                        steps.push(format!("deployment {id} was run by another process"));
+                        EnvOutcome::InSync
+                    } else {
+                        EnvOutcome::Busy { message: r.message }
+                    }
+                }
+            },
+            // A race inside a transaction (a row changed under it): not an error
+            // of this run; the next reconcile sees where things stand.
+            Err(e) if e.kind == Kind::Blocked => EnvOutcome::Busy { message: e.message },
             Err(e) => return Err(e),
         };
         Ok(EnvResult {
