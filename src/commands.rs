@@ -190,6 +190,14 @@ async fn dry_run(
     } else {
         printer.emit(&view);
     }
+    // Shown in the plan above, and a failed check: applying would be refused.
+    // JSON prints one object: the plan's `policy_unknown` says why.
+    if let Err(e) = engine::check_policies(&view.plan) {
+        return match output {
+            Output::Json => Ok(e.exit_code()),
+            _ => Err(e),
+        };
+    }
     Ok(if view.in_sync { 0 } else { 2 })
 }
 

@@ -541,8 +541,8 @@ impl Engine {
         let env = ledger::env_row(&mut tx, d, dep.env)
             .await
             .db("reading the environment")?;
+        let policy = env.known_policy()?;
         let dep = load(&mut tx, d, id).await?;
-        let policy = env.policy.as_ref();
         let declared: Vec<&NamedGate> =
             policy.map(|p| p.gates.iter().collect()).unwrap_or_default();
         let Some(g) = declared.iter().find(|g| g.name == gate) else {

@@ -8,7 +8,7 @@ mod reconcile;
 
 pub use execute::{Execution, Outcome, RollbackReport};
 pub use gates::{Approval, Decision, GateState, GateStatus, headline};
-pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts};
+pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts, check_policies};
 
 use crate::error::{DbContext, Error, Result};
 use crate::model::{Env, Etat, check_label};
@@ -149,10 +149,19 @@ pub struct EnvStatus {
     pub in_progress: Option<Deployment>,
     pub pending: Vec<Deployment>,
     pub pin: Option<Pin>,
+    /// The stored policy has fields this version does not know: shown, and
+    /// nothing acts on the environment's policy until shipctl is upgraded.
+    pub newer_policy: Option<NewerPolicy>,
     /// Where the gates of each pending deployment stand (environments with gates).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<DeploymentGates>,
     pub recent: Vec<Deployment>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NewerPolicy {
+    pub unknown_fields: Vec<String>,
+    pub message: String,
 }
 
 /// The gates of one deployment.
@@ -418,6 +427,10 @@ async fn env_status(
         live: o.live,
         in_progress: o.in_progress,
         pending: o.pending,
+        newer_policy: o.env.newer_policy_note().map(|message| NewerPolicy {
+            unknown_fields: o.env.policy_unknown.clone(),
+            message,
+        }),
         pin: o.env.pin,
         gates,
         recent: o.recent,

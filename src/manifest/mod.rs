@@ -3,6 +3,7 @@
 //! line or key path, and says what to do.
 
 pub mod schema;
+pub mod stored;
 
 use crate::error::{Error, Result};
 use crate::model::{Env, OnFailure, check_label};
@@ -52,8 +53,19 @@ pub struct Policy {
     pub gates: Vec<NamedGate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<ExecutorSpec>,
+    /// Defaults only matter to a stored policy read leniently (`stored::read`).
+    #[serde(default = "default_on_failure")]
     pub on_failure: OnFailure,
+    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+}
+
+fn default_on_failure() -> OnFailure {
+    OnFailure::Replan
+}
+
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
 }
 
 impl Default for Policy {

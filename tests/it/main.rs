@@ -8,6 +8,7 @@ mod command_executor;
 mod concurrency;
 mod gates;
 mod manifest_errors;
+mod newer_policy;
 mod progress;
 mod reconcile;
 mod seed_scenario;
