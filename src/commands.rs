@@ -50,12 +50,27 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
     if cli.output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         crate::progress::enable();
     }
+    let who = Who::from_process(lease_ttl);
+    if writes(&cli.command) {
+        who.check_actor()?;
+    }
     let store = Store::open(&url).await?;
-    let mut engine = Engine::new(store, Who::from_process(lease_ttl));
+    let mut engine = Engine::new(store, who);
     let result = execute(cli.command, desired, &mut engine, printer).await;
     // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean goodbye.
     engine.store.close().await;
     result
+}
+
+/// Whether the command may write the ledger (and so records an actor).
+fn writes(command: &Command) -> bool {
+    match command {
+        Command::Status { .. } | Command::History { .. } | Command::Audit { .. } => false,
+        Command::Check { .. } => false,
+        Command::Release(a) => a.create.is_some(),
+        Command::Reconcile(a) => !a.dry_run,
+        _ => true,
+    }
 }
 
 async fn execute(

@@ -32,7 +32,8 @@ pub fn stop_requested() -> bool {
 #[derive(Debug, Clone)]
 pub struct Who {
     /// Looked up on first use: read-only commands never pay for a passwd lookup.
-    actor: std::sync::OnceLock<String>,
+    /// With where it came from, for messages.
+    actor: std::sync::OnceLock<(String, &'static str)>,
     pub holder: String,
     pub lease_ttl: Duration,
 }
@@ -40,7 +41,10 @@ pub struct Who {
 impl Who {
     pub fn from_process(lease_ttl: Duration) -> Who {
         let nonce: u32 = rand::random();
-        let holder = format!("{}:{}:{nonce:08x}", hostname(), std::process::id());
+        // `lease_holder` is VARCHAR(255): the host name gives way, pid and nonce
+        // (what makes the holder unique) stay whole.
+        let host = crate::model::fit_chars(&hostname(), crate::model::MAX_HOLDER_CHARS - 24);
+        let holder = format!("{host}:{}:{nonce:08x}", std::process::id());
         Who {
             actor: std::sync::OnceLock::new(),
             holder,
@@ -50,13 +54,35 @@ impl Who {
 
     /// `$SHIPCTL_ACTOR`, `$USER`, `$LOGNAME`, else the login name of the uid.
     pub fn actor(&self) -> &str {
+        &self.actor_and_source().0
+    }
+
+    fn actor_and_source(&self) -> &(String, &'static str) {
         self.actor.get_or_init(|| {
             ["SHIPCTL_ACTOR", "USER", "LOGNAME"]
                 .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-                .or_else(login_name)
+                .find_map(|k| {
+                    std::env::var(k)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (v, *k))
+                })
+                .or_else(|| login_name().map(|n| (n, "the login name of this user")))
                 // SAFETY: getuid cannot fail.
-                .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+                .unwrap_or_else(|| (format!("uid {}", unsafe { libc::getuid() }), "the uid"))
+        })
+    }
+
+    /// Every writing command calls this before any SQL: an actor name that one
+    /// backend would store and another refuse is refused on all of them.
+    pub fn check_actor(&self) -> Result<()> {
+        let (name, source) = self.actor_and_source();
+        let field = format!("the actor name from {source}");
+        crate::model::check_actor(&field, name).map_err(|m| {
+            Error::input(format!("cannot record who acts: {m}")).hint(format!(
+                "set SHIPCTL_ACTOR to a login name of 1 to {} characters, e.g. SHIPCTL_ACTOR=alice",
+                crate::model::MAX_ACTOR_CHARS
+            ))
         })
     }
 }

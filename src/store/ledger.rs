@@ -701,7 +701,7 @@ pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
     .bind(a.action.to_string())
     .bind(a.before.map(Etat::as_str))
     .bind(a.after.map(Etat::as_str))
-    .bind(a.message)
+    .bind(crate::model::fit_message(&a.message).into_owned())
     .bind(a.actor.to_string())
     .execute(c)
     .await
@@ -832,7 +832,7 @@ pub async fn insert_gate_result(
                 .bind(g.kind)
                 .bind(g.outcome)
                 .bind(g.actor.to_string())
-                .bind(g.message.to_string())
+                .bind(crate::model::fit_message(g.message).into_owned())
         },
     )
     .await

@@ -7,6 +7,7 @@ mod bad_input;
 mod command_executor;
 mod concurrency;
 mod gates;
+mod limits;
 mod manifest_errors;
 mod newer_policy;
 mod progress;
