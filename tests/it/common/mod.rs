@@ -76,9 +76,13 @@ impl TestDb {
             }
             // Straight to the process's stderr: libtest captures `eprintln!`, and a
             // skipped backend must be seen by whoever reads the run.
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
             let _ = writeln!(
                 std::io::stderr(),
-                "note: {backend:?} part of this test SKIPPED: {var} is not set"
+                "note: {test}: the {backend:?} part is SKIPPED: {var} is not set"
             );
             return None;
         };
