@@ -46,6 +46,9 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
     printer.hide(url.secrets());
     supervisor::install()?;
     let who = Who::from_process(lease_ttl);
+    if writes(&cli.command) {
+        who.check_actor()?;
+    }
     let limits = Limits {
         connect: cli.connect_timeout,
         lock: cli.lock_timeout,
@@ -89,6 +92,17 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         ))
         .hint("check the server and the network; nothing was claimed by this command. \
                --lock-timeout sets how long shipctl waits for locks and statements")),
+    }
+}
+
+/// Whether the command may write the ledger (and so records an actor).
+fn writes(command: &Command) -> bool {
+    match command {
+        Command::Status { .. } | Command::History { .. } | Command::Audit { .. } => false,
+        Command::Check { .. } => false,
+        Command::Release(a) => a.create.is_some(),
+        Command::Reconcile(a) => !a.dry_run,
+        _ => true,
     }
 }
 
@@ -228,6 +242,14 @@ async fn dry_run(
         printer.raw(&view.markdown());
     } else {
         printer.emit(&view);
+    }
+    // Shown in the plan above, and a failed check: applying would be refused.
+    // JSON prints one object: the plan's `policy_unknown` says why.
+    if let Err(e) = engine::check_policies(&view.plan) {
+        return match output {
+            Output::Json => Ok(e.exit()),
+            _ => Err(e),
+        };
     }
     Ok(if view.in_sync {
         Exit::Done

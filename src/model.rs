@@ -126,43 +126,118 @@ impl OnFailure {
     }
 }
 
+// ---------------------------------------------------------------- limits
+//
+// Every string that reaches a bounded column is checked here, in characters or
+// bytes as the strictest backend counts them, before any SQL: the same input
+// then has the same outcome on SQLite (which would store anything), PostgreSQL
+// (VARCHAR(n) in characters) and MariaDB (TEXT is 65,535 bytes).
+
 /// Longest `version` or `tag_git` the schema accepts (VARCHAR(50)).
 pub const MAX_LABEL_CHARS: usize = 50;
-
-/// Checks a version or tag before it reaches the database, so the user gets a
-/// message that names the field rather than a constraint violation.
-/// Longest name of a person or process in `acteur` columns we accept from input.
+/// Longest name of a person or process we accept from input for `acteur`
+/// (VARCHAR(255)): `SHIPCTL_ACTOR`/`$USER`, `approve --by`, `approvers:`.
 pub const MAX_ACTOR_CHARS: usize = 100;
+/// Longest gate name (`gate_results.gate` is VARCHAR(50)).
+pub const MAX_GATE_NAME_CHARS: usize = 50;
+/// Longest `approve --reason`; it ends up in TEXT columns with more text around it.
+pub const MAX_REASON_CHARS: usize = 1000;
+/// Longest argument of a command in the manifests (gate, run, rollback).
+pub const MAX_ARG_CHARS: usize = 1024;
+/// Most arguments of one command in the manifests.
+pub const MAX_ARGV_ITEMS: usize = 64;
+/// Largest environment policy, as stored (JSON in `environnements.policy`), so
+/// that it and the audit row that records it fit every backend.
+pub const MAX_POLICY_BYTES: usize = 6144;
+/// Largest message kept in `audit_logs.message` and `gate_results.message`;
+/// longer ones (command output, errors) are cut in the middle, with a mark.
+pub const MAX_MESSAGE_BYTES: usize = 8192;
+/// Longest lease holder (`lease_holder` is VARCHAR(255)); built from the host name.
+pub const MAX_HOLDER_CHARS: usize = 255;
 
-/// A person's name as given to `approve --by` or listed in `approvers:`.
-pub fn check_actor(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("the approver's name is empty".into());
-    }
-    let chars = name.chars().count();
-    if chars > MAX_ACTOR_CHARS {
+/// The one wording of a length limit: field, length, limit.
+pub fn check_chars(field: &str, value: &str, max: usize) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars > max {
         return Err(format!(
-            "the approver's name is {chars} characters long; at most {MAX_ACTOR_CHARS} are allowed"
-        ));
-    }
-    if name.trim() != name || name.chars().any(char::is_control) {
-        return Err(format!(
-            "the approver's name {name:?} has surrounding white space or a control character"
+            "{field} is {chars} characters long; at most {max} are allowed"
         ));
     }
     Ok(())
 }
 
+/// A person's name: `SHIPCTL_ACTOR`/`$USER`, `approve --by`, `approvers:`.
+/// `field` names where it came from ("the approver's name", "SHIPCTL_ACTOR").
+pub fn check_actor(field: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{field} is empty"));
+    }
+    check_chars(field, name, MAX_ACTOR_CHARS)?;
+    if name.trim() != name || name.chars().any(char::is_control) {
+        return Err(format!(
+            "{field} {name:?} has surrounding white space or a control character"
+        ));
+    }
+    Ok(())
+}
+
+/// A command's argv in the manifests: each argument and their number. The
+/// caller names the key path; errors name the argument by its index.
+pub fn check_argv(argv: &[String]) -> Result<(), String> {
+    if argv.len() > MAX_ARGV_ITEMS {
+        return Err(format!(
+            "the command has {} arguments; at most {MAX_ARGV_ITEMS} are allowed",
+            argv.len()
+        ));
+    }
+    for (i, arg) in argv.iter().enumerate() {
+        check_chars(&format!("argument {i}"), arg, MAX_ARG_CHARS)?;
+    }
+    Ok(())
+}
+
+/// `message` cut to `MAX_MESSAGE_BYTES` at character boundaries: its start and
+/// its end are kept (what failed, and the last lines of output), the middle is
+/// replaced by a visible mark. Unchanged when it fits.
+pub fn fit_message(message: &str) -> std::borrow::Cow<'_, str> {
+    fit_bytes(message, MAX_MESSAGE_BYTES)
+}
+
+fn fit_bytes(message: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if message.len() <= max {
+        return message.into();
+    }
+    let mark = format!("\n… [cut: longer than {max} bytes] …\n");
+    let room = max.saturating_sub(mark.len());
+    let mut head = room / 4;
+    while !message.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = message.len() - (room - head);
+    while !message.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}{mark}{}", &message[..head], &message[tail..]).into()
+}
+
+/// `value` cut to `max` characters, ending with "…" when cut (a value the
+/// program builds itself, such as the lease holder from the host name).
+pub fn fit_chars(value: &str, max: usize) -> String {
+    if value.chars().count() <= max {
+        return value.to_string();
+    }
+    let mut out: String = value.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// Checks a version or tag before it reaches the database, so the user gets a
+/// message that names the field rather than a constraint violation.
 pub fn check_label(what: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("the {what} is empty"));
     }
-    let chars = value.chars().count();
-    if chars > MAX_LABEL_CHARS {
-        return Err(format!(
-            "the {what} is {chars} characters long; at most {MAX_LABEL_CHARS} are allowed"
-        ));
-    }
+    check_chars(&format!("the {what}"), value, MAX_LABEL_CHARS)?;
     if value.trim() != value {
         return Err(format!(
             "the {what} {value:?} starts or ends with white space"
@@ -202,5 +277,43 @@ mod tests {
         assert!(check_label("version", &"é".repeat(50)).is_ok());
         assert!(check_label("tag", " v1").is_err());
         assert!(check_label("tag", "v1\n").is_err());
+    }
+
+    #[test]
+    fn messages_are_cut_in_the_middle_at_char_boundaries() {
+        assert_eq!(fit_message("short"), "short");
+        let long = format!("gate scan failed; output:\n{}END", "é".repeat(10_000));
+        let fit = fit_message(&long);
+        assert!(fit.len() <= MAX_MESSAGE_BYTES, "{}", fit.len());
+        assert!(fit.starts_with("gate scan failed; output:\n"));
+        assert!(fit.ends_with("END"));
+        assert!(fit.contains("[cut: longer than 8192 bytes]"));
+        let exact = "x".repeat(MAX_MESSAGE_BYTES);
+        assert_eq!(fit_message(&exact), exact.as_str());
+        assert!(fit_message(&format!("{exact}y")).len() <= MAX_MESSAGE_BYTES);
+    }
+
+    #[test]
+    fn holders_are_cut_to_their_column() {
+        assert_eq!(fit_chars("host:1:ab", 255), "host:1:ab");
+        let cut = fit_chars(&"h".repeat(300), 255);
+        assert_eq!(cut.chars().count(), 255);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn limits_name_the_field_its_length_and_the_limit() {
+        assert_eq!(
+            check_actor("SHIPCTL_ACTOR", &"a".repeat(101)),
+            Err("SHIPCTL_ACTOR is 101 characters long; at most 100 are allowed".into())
+        );
+        assert!(check_actor("SHIPCTL_ACTOR", &"a".repeat(100)).is_ok());
+        let argv: Vec<String> = vec!["x".into(); MAX_ARGV_ITEMS + 1];
+        assert!(check_argv(&argv).is_err());
+        assert!(check_argv(&argv[1..]).is_ok());
+        assert_eq!(
+            check_argv(&["a".into(), "b".repeat(1025)]),
+            Err("argument 1 is 1025 characters long; at most 1024 are allowed".into())
+        );
     }
 }

@@ -163,6 +163,9 @@ impl Engine {
         let mut env = ledger::env_row(&mut tx, d, dep.env)
             .await
             .db("reading the environment")?;
+        if let Err(e) = env.known_policy() {
+            return fail(tx, e).await;
+        }
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env_id).await?;
         let mut dep = load(&mut tx, d, id).await?;
         if let Some((why, refusal)) = refusal(&mut tx, d, &env, &dep, recovered).await? {
@@ -216,6 +219,9 @@ impl Engine {
             env = ledger::env_row(&mut tx, d, dep.env)
                 .await
                 .db("reading the environment")?;
+            if let Err(e) = env.known_policy() {
+                return fail(tx, e).await;
+            }
             dep = load(&mut tx, d, id).await?;
             if !matches!(dep.state, Etat::Planifie | Etat::Valide) {
                 return refuse(
@@ -334,6 +340,7 @@ impl Engine {
         let env = ledger::env_row(self.store.conn(), d, dep.env)
             .await
             .db("reading the environment")?;
+        env.known_policy()?;
         let exec = executor_for(&env, overrides)?;
 
         let mut tx = self.store.write_env(env.id).await?;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The longest `--reason` kept.
-pub const MAX_REASON_CHARS: usize = 1000;
+pub use crate::model::MAX_REASON_CHARS;
 
 /// Where one gate stands for one deployment.
 #[derive(Debug, Clone, Serialize)]
@@ -524,17 +524,14 @@ impl Engine {
         decision: Decision<'_>,
     ) -> Result<Approval> {
         let actor = decision.by.unwrap_or_else(|| self.who.actor()).to_string();
-        check_actor(&actor).map_err(|m| {
+        check_actor("the approver's name", &actor).map_err(|m| {
             Error::input(format!("cannot record the decision: {m}"))
                 .hint("pass the approver's login name with --by NAME")
         })?;
         let reason = decision.reason.unwrap_or("").trim().to_string();
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(Error::input(format!(
-                "the reason is {} characters long; at most {MAX_REASON_CHARS} are kept",
-                reason.chars().count()
-            ))
-            .hint("say why in a sentence or two, and link to the details"));
+        if let Err(m) = crate::model::check_chars("--reason", &reason, MAX_REASON_CHARS) {
+            return Err(Error::input(format!("cannot record the decision: {m}"))
+                .hint("say why in a sentence or two, and link to the details"));
         }
         if decision.reject && reason.is_empty() {
             return Err(Error::input("a rejection needs a reason").hint(
@@ -547,8 +544,8 @@ impl Engine {
         let env = ledger::env_row(&mut tx, d, dep.env)
             .await
             .db("reading the environment")?;
+        let policy = env.known_policy()?;
         let dep = load(&mut tx, d, id).await?;
-        let policy = env.policy.as_ref();
         let declared: Vec<&NamedGate> =
             policy.map(|p| p.gates.iter().collect()).unwrap_or_default();
         let Some(g) = declared.iter().find(|g| g.name == gate) else {

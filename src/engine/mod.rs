@@ -8,7 +8,7 @@ mod reconcile;
 
 pub use execute::{Execution, Outcome, Refused, RollbackReport, Validated, Why};
 pub use gates::{Approval, Decision, GateState, GateStatus, headline};
-pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts};
+pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts, check_policies};
 
 use crate::error::{DbContext, Error, Result};
 use crate::model::{Env, Etat, check_label};
@@ -21,7 +21,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Who {
     /// Looked up on first use: read-only commands never pay for a passwd lookup.
-    actor: std::sync::OnceLock<String>,
+    /// With where it came from, for messages.
+    actor: std::sync::OnceLock<(String, &'static str)>,
     pub holder: String,
     pub lease_ttl: Duration,
 }
@@ -29,7 +30,10 @@ pub struct Who {
 impl Who {
     pub fn from_process(lease_ttl: Duration) -> Who {
         let nonce: u32 = rand::random();
-        let holder = format!("{}:{}:{nonce:08x}", hostname(), std::process::id());
+        // `lease_holder` is VARCHAR(255): the host name gives way, pid and nonce
+        // (what makes the holder unique) stay whole.
+        let host = crate::model::fit_chars(&hostname(), crate::model::MAX_HOLDER_CHARS - 24);
+        let holder = format!("{host}:{}:{nonce:08x}", std::process::id());
         Who {
             actor: std::sync::OnceLock::new(),
             holder,
@@ -39,13 +43,35 @@ impl Who {
 
     /// `$SHIPCTL_ACTOR`, `$USER`, `$LOGNAME`, else the login name of the uid.
     pub fn actor(&self) -> &str {
+        &self.actor_and_source().0
+    }
+
+    fn actor_and_source(&self) -> &(String, &'static str) {
         self.actor.get_or_init(|| {
             ["SHIPCTL_ACTOR", "USER", "LOGNAME"]
                 .iter()
-                .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
-                .or_else(login_name)
+                .find_map(|k| {
+                    std::env::var(k)
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| (v, *k))
+                })
+                .or_else(|| login_name().map(|n| (n, "the login name of this user")))
                 // SAFETY: getuid cannot fail.
-                .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+                .unwrap_or_else(|| (format!("uid {}", unsafe { libc::getuid() }), "the uid"))
+        })
+    }
+
+    /// Every writing command calls this before any SQL: an actor name that one
+    /// backend would store and another refuse is refused on all of them.
+    pub fn check_actor(&self) -> Result<()> {
+        let (name, source) = self.actor_and_source();
+        let field = format!("the actor name from {source}");
+        crate::model::check_actor(&field, name).map_err(|m| {
+            Error::input(format!("cannot record who acts: {m}")).hint(format!(
+                "set SHIPCTL_ACTOR to a login name of 1 to {} characters, e.g. SHIPCTL_ACTOR=alice",
+                crate::model::MAX_ACTOR_CHARS
+            ))
         })
     }
 }
@@ -138,10 +164,19 @@ pub struct EnvStatus {
     pub in_progress: Option<Deployment>,
     pub pending: Vec<Deployment>,
     pub pin: Option<Pin>,
+    /// The stored policy has fields this version does not know: shown, and
+    /// nothing acts on the environment's policy until shipctl is upgraded.
+    pub newer_policy: Option<NewerPolicy>,
     /// Where the gates of each pending deployment stand (environments with gates).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<DeploymentGates>,
     pub recent: Vec<Deployment>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NewerPolicy {
+    pub unknown_fields: Vec<String>,
+    pub message: String,
 }
 
 /// The gates of one deployment.
@@ -407,6 +442,10 @@ async fn env_status(
         live: o.live,
         in_progress: o.in_progress,
         pending: o.pending,
+        newer_policy: o.env.newer_policy_note().map(|message| NewerPolicy {
+            unknown_fields: o.env.policy_unknown.clone(),
+            message,
+        }),
         pin: o.env.pin,
         gates,
         recent: o.recent,

@@ -174,6 +174,7 @@ async fn actual_env(
             blocks: p.blocks_version,
         }),
         policy: row.policy,
+        policy_unknown: row.policy_unknown,
     })
 }
 
@@ -184,6 +185,15 @@ fn dep(d: &Deployment) -> Dep {
         state: d.state,
         stale: d.lease_stale,
         waiting: Vec::new(),
+    }
+}
+
+/// Refuses a plan for environments whose stored policy a newer shipctl wrote:
+/// nothing is written, and no gate this version cannot read is skipped.
+pub fn check_policies(plan: &Plan) -> Result<()> {
+    match plan.newer_policies().next() {
+        Some(e) => Err(ledger::newer_policy_refusal(e.env, &e.policy_unknown)),
+        None => Ok(()),
     }
 }
 
@@ -219,6 +229,7 @@ impl Engine {
     ) -> Result<Reconciled> {
         let first = plan::plan(desired, &actual(&mut self.store, desired).await?);
         check_conflicts(desired, &first)?;
+        check_policies(&first)?;
         let mut out = Reconciled {
             releases_created: Vec::new(),
             environments: Vec::new(),
@@ -329,6 +340,11 @@ impl Engine {
             .await
             .db("reading the environment")?;
         let mut tx = self.store.write_env(row.id).await?;
+        // Under the lock: a newer shipctl may have stored its policy since the plan.
+        ledger::env_row(&mut tx, d, env)
+            .await
+            .db("reading the environment")?
+            .known_policy()?;
         let mut steps = Vec::new();
         if let Some(id) = lease::recover_stale(&mut tx, d, &who, row.id).await? {
             steps.push(format!("recovered stale deployment {id} as échec"));

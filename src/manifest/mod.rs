@@ -3,10 +3,11 @@
 //! line or key path, and says what to do.
 
 pub mod schema;
+pub mod stored;
 
 use crate::error::{Error, Result};
 use crate::executor::command::check_kill_grace;
-use crate::model::{Env, OnFailure, check_label};
+use crate::model::{Env, MAX_POLICY_BYTES, OnFailure, check_argv, check_label};
 use schema::{ExecutorSpec, Gate, UNQUOTED_NUMBER};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,8 +54,19 @@ pub struct Policy {
     pub gates: Vec<NamedGate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub executor: Option<ExecutorSpec>,
+    /// Defaults only matter to a stored policy read leniently (`stored::read`).
+    #[serde(default = "default_on_failure")]
     pub on_failure: OnFailure,
+    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+}
+
+fn default_on_failure() -> OnFailure {
+    OnFailure::Replan
+}
+
+fn default_max_attempts() -> u32 {
+    DEFAULT_MAX_ATTEMPTS
 }
 
 impl Default for Policy {
@@ -522,7 +534,9 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
                     "write the program and its arguments, e.g. command: [\"./scripts/scan.sh\"]",
                 ));
             }
-            (None, Some(_)) => {
+            (None, Some(argv)) => {
+                let field = format!("{key}.command");
+                check_argv(argv).map_err(|m| bad(&field, m, ARGV_HINT))?;
                 if let Some(grace) = gate.kill_grace {
                     check_kill_grace(grace.0)
                         .map_err(|(m, h)| bad(&format!("{key}.kill_grace"), m, &h))?;
@@ -567,6 +581,10 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
                     "write the program and its arguments, e.g. run: [\"./deploy.sh\"]",
                 ));
             }
+            check_argv(&c.run).map_err(|m| bad("executor.command.run", m, ARGV_HINT))?;
+            if let Some(r) = &c.rollback {
+                check_argv(r).map_err(|m| bad("executor.command.rollback", m, ARGV_HINT))?;
+            }
             if c.rollback
                 .as_ref()
                 .is_some_and(|r| r.is_empty() || r[0].is_empty())
@@ -591,21 +609,40 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
         }
         None => {}
     }
-    Ok(Policy {
+    let policy = Policy {
         requires,
         gates,
         executor: spec.executor.clone(),
         on_failure: spec.on_failure.map(|o| o.0).unwrap_or(OnFailure::Replan),
         max_attempts,
-    })
+    };
+    // Stored as JSON by reconcile (and recorded in the audit log): bounded here so
+    // that a PR check refuses it, the same way for every backend.
+    let stored = serde_json::to_string(&policy).map_or(usize::MAX, |j| j.len());
+    if stored > MAX_POLICY_BYTES {
+        return Err(Error::input(format!(
+            "{}: environments.{env}: the policy is {stored} bytes once stored; at most \
+             {MAX_POLICY_BYTES} are allowed",
+            path.display()
+        ))
+        .hint("move long command lines into a script in the repository and call it"));
+    }
+    Ok(policy)
 }
+
+const ARGV_HINT: &str = "move long command lines into a script in the repository and call it";
 
 /// A gate's name is typed on the command line (`approve --gate NAME`) and stored
 /// in a 50-character column: keep it to a plain word.
 fn check_gate_name(name: &str) -> std::result::Result<(), String> {
-    if name.is_empty() || name.chars().count() > 50 {
-        return Err(format!("the gate name {name:?} must be 1 to 50 characters"));
+    if name.is_empty() {
+        return Err("the gate name is empty".into());
     }
+    crate::model::check_chars(
+        &format!("the gate name {name:?}"),
+        name,
+        crate::model::MAX_GATE_NAME_CHARS,
+    )?;
     if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
@@ -628,7 +665,7 @@ fn check_approvers(
     };
     let mut seen = std::collections::BTreeSet::new();
     for n in names {
-        crate::model::check_actor(n)
+        crate::model::check_actor("the approver's name", n)
             .map_err(|m| (m, "write each approver as their login name, e.g. alice"))?;
         if !seen.insert(n.as_str()) {
             return Err((format!("{n:?} is listed twice"), "list each approver once"));

@@ -25,6 +25,8 @@ pub struct ActualEnv {
     pub pin: Option<PinView>,
     /// The stored policy; `None` when reconcile never stored one.
     pub policy: Option<Policy>,
+    /// Fields of the stored policy this version does not know (a newer shipctl wrote it).
+    pub policy_unknown: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -88,6 +90,10 @@ pub struct EnvPlan {
     /// The stored policy differs from the manifests'.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub update_policy: bool,
+    /// The stored policy has fields this version does not know: applying is
+    /// refused (exit 1) until shipctl is upgraded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub policy_unknown: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -121,6 +127,13 @@ impl Plan {
             .iter()
             .any(|r| matches!(r, ReleaseStep::Create { .. }))
             || self.environments.iter().any(EnvPlan::has_changes)
+    }
+
+    /// Environments whose stored policy this version cannot act on.
+    pub fn newer_policies(&self) -> impl Iterator<Item = &EnvPlan> {
+        self.environments
+            .iter()
+            .filter(|e| !e.policy_unknown.is_empty())
     }
 
     pub fn conflicts(&self) -> impl Iterator<Item = &ReleaseStep> {
@@ -196,6 +209,7 @@ pub fn plan_env(
         lift_pin: false,
         cancel: Vec::new(),
         update_policy: stored != *policy,
+        policy_unknown: here.policy_unknown.clone(),
     };
     match &here.in_progress {
         Some(running) if !running.stale => {

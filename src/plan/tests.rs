@@ -279,6 +279,44 @@ fn policy_changes_are_planned() {
     assert!(p.has_changes());
 }
 
+/// Whether one apply can bring `env` to its desired release: not running a
+/// live deployment, not pinned away from it, and its `requires` has the release
+/// or gets it in the same run.
+fn reachable(d: &Desired, a: &Actual, env: Env) -> bool {
+    let Some(spec) = d.environments.get(&env) else {
+        return false;
+    };
+    let empty = ActualEnv::default();
+    let here = a.envs.get(&env).unwrap_or(&empty);
+    if here.in_progress.as_ref().is_some_and(|r| !r.stale) {
+        return false;
+    }
+    if here
+        .pin
+        .as_ref()
+        .is_some_and(|p| p.blocks.as_deref() == Some(spec.release.as_str()))
+    {
+        return false;
+    }
+    let live = here.live.as_ref().map(|l| l.version.as_str());
+    if live == Some(spec.release.as_str()) {
+        return true;
+    }
+    match spec.policy.requires {
+        None => true,
+        Some(up) => {
+            a.envs
+                .get(&up)
+                .is_some_and(|u| u.succeeded.contains(&spec.release))
+                || (d
+                    .environments
+                    .get(&up)
+                    .is_some_and(|u| u.release == spec.release)
+                    && reachable(d, a, up))
+        }
+    }
+}
+
 /// What applying `p` does, if every execution succeeds.
 fn apply(d: &Desired, a: &Actual, p: &Plan) -> Actual {
     let mut a = a.clone();
@@ -393,6 +431,31 @@ fn property_applying_a_plan_then_planning_again_changes_nothing() {
             }
         }
         let after = apply(&d, &a, &first);
+        // The point of a plan: every managed environment that nothing holds back
+        // ends on its desired release; the held-back ones keep what they had.
+        // Judged from desired and actual alone, not from the plan's own words.
+        for (&env, spec) in &d.environments {
+            let live = |x: &Actual| {
+                x.envs
+                    .get(&env)
+                    .and_then(|e| e.live.as_ref())
+                    .map(|l| l.version.clone())
+            };
+            if reachable(&d, &a, env) {
+                assert_eq!(
+                    live(&after).as_deref(),
+                    Some(spec.release.as_str()),
+                    "case {case}: {env} does not end on its desired release\n\
+                     desired {d:?}\nactual {a:?}\nplan {first:?}"
+                );
+            } else {
+                assert_eq!(
+                    live(&after),
+                    live(&a),
+                    "case {case}: {env} was held back but moved"
+                );
+            }
+        }
         let second = plan(&d, &after);
         assert!(
             !second.has_changes(),

@@ -196,6 +196,12 @@ fn argv(a: &[String]) -> String {
 /// What reconcile would do in one environment, step by step.
 pub fn describe(e: &EnvPlan) -> Vec<String> {
     let mut steps = Vec::new();
+    if !e.policy_unknown.is_empty() {
+        steps.push(format!(
+            "REFUSED: {}",
+            crate::store::ledger::newer_policy_note(e.env, &e.policy_unknown)
+        ));
+    }
     if let Some(r) = &e.recover {
         steps.push(format!("recover stale deployment {} (holder died)", r.id));
     }

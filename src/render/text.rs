@@ -319,6 +319,10 @@ impl Text for EnvStatus {
                 }
             }
         }
+        if let Some(newer) = &self.newer_policy {
+            out.push_str(&field("policy"));
+            out.push_str(&format!("{}\n", s.red(&newer.message)));
+        }
         if let Some(pin) = &self.pin {
             out.push_str(&field("pinned"));
             out.push_str(&format!(

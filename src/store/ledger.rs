@@ -25,8 +25,50 @@ pub struct EnvRow {
     pub max_attempts: i64,
     pub on_failure: OnFailure,
     pub pin: Option<Pin>,
-    /// What reconcile stored from the manifests; `None`: never stored.
+    /// What reconcile stored from the manifests, as far as this version knows
+    /// it; `None`: never stored. Act on it only through `known_policy`.
     pub policy: Option<Policy>,
+    /// Fields of the stored policy this version does not know (written by a
+    /// newer shipctl): `verify`, `gates.qa.sign`.
+    pub policy_unknown: Vec<String>,
+}
+
+impl EnvRow {
+    /// The policy to act on (validate, rollback, approve, reconcile). Refused
+    /// when a newer shipctl stored fields this version does not know: a gate or
+    /// a check must never be skipped because this version cannot read it.
+    pub fn known_policy(&self) -> crate::error::Result<Option<&Policy>> {
+        if self.policy_unknown.is_empty() {
+            return Ok(self.policy.as_ref());
+        }
+        Err(newer_policy_refusal(self.env, &self.policy_unknown))
+    }
+
+    /// "policy written by a newer shipctl: verify; upgrade shipctl to deploy to prod".
+    pub fn newer_policy_note(&self) -> Option<String> {
+        (!self.policy_unknown.is_empty()).then(|| newer_policy_note(self.env, &self.policy_unknown))
+    }
+}
+
+/// Why nothing may act on a policy with fields this version does not know.
+pub fn newer_policy_refusal(env: Env, unknown: &[String]) -> crate::error::Error {
+    crate::error::Error::input(format!(
+        "the policy of {env} was written by a newer shipctl (it has {}, which this version \
+         does not know); upgrade shipctl",
+        unknown.join(", ")
+    ))
+    .hint(format!(
+        "run the shipctl that last reconciled {env} (or a newer one); nothing was written, \
+         and `shipctl status --env {env}` still shows the environment"
+    ))
+}
+
+/// The one wording of a stored policy this version cannot act on, for `status` and plans.
+pub fn newer_policy_note(env: Env, unknown: &[String]) -> String {
+    format!(
+        "policy written by a newer shipctl: {}; upgrade shipctl to deploy to {env}",
+        unknown.join(", ")
+    )
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,14 +207,18 @@ fn env_from_row(row: &AnyRow, env: Env) -> Res<EnvRow> {
         }),
         None => None,
     };
-    let policy = match row.try_get::<Option<String>, _>("policy")? {
-        Some(json) => Some(serde_json::from_str::<Policy>(&json).map_err(|e| {
+    let stored = match row.try_get::<Option<String>, _>("policy")? {
+        Some(json) => Some(crate::manifest::stored::read(&json).map_err(|e| {
             sqlx::Error::Decode(
                 format!("the stored policy of {env} is unreadable ({e}); `shipctl reconcile` rewrites it")
                     .into(),
             )
         })?),
         None => None,
+    };
+    let (policy, policy_unknown) = match stored {
+        Some(s) => (Some(s.policy), s.unknown),
+        None => (None, Vec::new()),
     };
     Ok(EnvRow {
         id: row.try_get("env_row_id")?,
@@ -181,6 +227,7 @@ fn env_from_row(row: &AnyRow, env: Env) -> Res<EnvRow> {
         on_failure: OnFailure::parse(&on_failure).unwrap_or(OnFailure::Replan),
         pin,
         policy,
+        policy_unknown,
     })
 }
 
@@ -654,7 +701,7 @@ pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
     .bind(a.action.to_string())
     .bind(a.before.map(Etat::as_str))
     .bind(a.after.map(Etat::as_str))
-    .bind(a.message)
+    .bind(crate::model::fit_message(&a.message).into_owned())
     .bind(a.actor.to_string())
     .execute(c)
     .await
@@ -785,7 +832,7 @@ pub async fn insert_gate_result(
                 .bind(g.kind)
                 .bind(g.outcome)
                 .bind(g.actor.to_string())
-                .bind(g.message.to_string())
+                .bind(crate::model::fit_message(g.message).into_owned())
         },
     )
     .await

@@ -1648,8 +1648,17 @@ fn a_long_gate_keeps_its_hold_past_the_lease_ttl() {
     let db = TestDb::new(Backend::Sqlite).expect("sqlite");
     slow_scan(&db);
     let first = reconcile_in_background(&db, "3", &["--lease-ttl", "900ms"]);
-    std::thread::sleep(Duration::from_millis(2000)); // over twice the TTL
     let id = newest(&db).to_string();
+    // The hold as first taken; then, by the database clock, wait until it would
+    // have expired a whole TTL ago had it not been renewed (over twice the TTL).
+    let taken = db.scalar(&format!(
+        "SELECT CAST(lease_expires_at AS TEXT) FROM deploiements WHERE id = {id}"
+    ));
+    db.wait_for("twice the TTL to pass", Duration::from_secs(10), || {
+        db.scalar(&format!(
+            "SELECT julianday('now') > julianday('{taken}') + 0.9 / 86400.0"
+        )) == "1"
+    });
     let args = ["--lease-ttl", "900ms", "validate", "--deploy-id", &id];
     assert_held_elsewhere(&db.expect(&args, 4));
     assert_succeeds(first);

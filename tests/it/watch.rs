@@ -153,18 +153,15 @@ fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
 impl Watch {
     fn start(db: &TestDb, extra: &[&str]) -> Watch {
         let mut c = db.cmd();
-        c.args([
-            "reconcile",
-            "--watch",
-            "--interval",
-            "1h",
-            "--manifests",
-            "manifests",
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        c.args(["reconcile", "--watch", "--manifests", "manifests"]);
+        // No periodic resync during a test, unless the test sets its own.
+        if !extra.contains(&"--interval") {
+            c.args(["--interval", "1h"]);
+        }
+        c.args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = c.spawn().expect("spawn the watch");
         let out = collect(child.stdout.take().expect("stdout"));
         let err = collect(child.stderr.take().expect("stderr"));
@@ -601,24 +598,37 @@ fn the_watch_is_not_woken_by_its_own_command_gates() {
          prod:\n    release: \"1.0\"\n    gates: { qa: { approvals: 1 } }\n    \
          executor: { simulate: { duration: 0s, failure_rate: 0 } }\n",
     );
-    let mut w = Watch::start(&db, &[]);
+    // The periodic resync is the clock: its round comes after three polls of
+    // the ledger for decisions (every 2s), and must be the first one after the start.
+    let mut w = Watch::start(&db, &["--interval", "7s"]);
     let deadline = Instant::now() + APPLY;
     while !w.stdout().contains("waits for approval") {
         assert!(Instant::now() < deadline, "{}", w.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Three polls of the ledger.
-    std::thread::sleep(Duration::from_millis(6500));
-    let dev = count(
-        &db,
-        "SELECT COUNT(*) FROM deploiements d JOIN environnements e ON e.id = d.id_env \
-         WHERE e.nom = 'dev'",
-    );
-    assert_eq!(dev, 1, "one failed gate, one deployment: {}", w.log());
+    let dev_deployments = || {
+        count(
+            &db,
+            "SELECT COUNT(*) FROM deploiements d JOIN environnements e ON e.id = d.id_env \
+             WHERE e.nom = 'dev'",
+        )
+    };
     assert_eq!(
-        w.stderr().matches("watch: reconciling").count(),
+        dev_deployments(),
         1,
-        "no round but the first: {}",
+        "one failed gate, one deployment: {}",
+        w.log()
+    );
+    w.wait_stderr("watch: reconciling", 2);
+    let rounds: Vec<String> = w
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("watch: reconciling"))
+        .map(str::to_string)
+        .collect();
+    assert!(
+        rounds[0].contains("(start)") && rounds[1].contains("(periodic resync)"),
+        "no round between the first and the resync: {}",
         w.log()
     );
     let (status, _) = w.terminate();

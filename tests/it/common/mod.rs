@@ -3,11 +3,13 @@
 //!
 //! SQLite always runs. PostgreSQL and MariaDB run when SHIPCTL_TEST_POSTGRES_URL
 //! / SHIPCTL_TEST_MYSQL_URL are set (an admin URL; each test creates and drops
-//! its own database there). Unset: the test says so and skips. Set but the
-//! server is unreachable: the test fails.
+//! its own database there). Unset: the test says so on the real stderr (not
+//! captured) and skips that backend, or fails when SHIPCTL_TEST_REQUIRE_BACKENDS=1
+//! (as `.ci/run` sets it). Set but the server is unreachable: the test fails.
 #![allow(dead_code)]
 
 use sqlx::{AnyConnection, Connection, Row};
+use std::io::Write;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -66,7 +68,22 @@ impl TestDb {
             });
         };
         let Ok(admin) = std::env::var(var) else {
-            eprintln!("skipping {backend:?}: {var} is not set");
+            if std::env::var("SHIPCTL_TEST_REQUIRE_BACKENDS").as_deref() == Ok("1") {
+                panic!(
+                    "{var} is not set, and SHIPCTL_TEST_REQUIRE_BACKENDS=1 requires every \
+                     backend: set {var} to an admin URL of a running {backend:?} server"
+                );
+            }
+            // Straight to the process's stderr: libtest captures `eprintln!`, and a
+            // skipped backend must be seen by whoever reads the run.
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
+            let _ = writeln!(
+                std::io::stderr(),
+                "note: {test}: the {backend:?} part is SKIPPED: {var} is not set"
+            );
             return None;
         };
         let name = format!(

@@ -1,0 +1,304 @@
+//! Reading a policy that reconcile stored, possibly by a newer shipctl: what this
+//! version knows is kept, and what it does not know is named, never dropped silently.
+
+use super::Policy;
+use super::schema::{CommandSpec, ExecutorSpec, Gate, SimulateSpec};
+use serde::de::{self, DeserializeOwned, Visitor};
+use serde_json::{Map, Value};
+
+/// A stored policy as this version reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StoredPolicy {
+    /// The fields this version knows, parsed.
+    pub policy: Policy,
+    /// Key paths of the fields this version does not know or cannot parse
+    /// (`gates.qa.sign`, `on_failure`, `verify`), sorted.
+    pub unknown: Vec<String>,
+}
+
+/// Reads the JSON of `environnements.policy` leniently. An error only when it is
+/// not a JSON object at all (a corrupt row, not a newer version).
+pub fn read(json: &str) -> Result<StoredPolicy, String> {
+    let value: Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let Value::Object(mut top) = value else {
+        return Err("it is not a JSON object".into());
+    };
+    let mut unknown = Vec::new();
+    drop_unknown::<Policy>(&mut top, "", &mut unknown);
+
+    if let Some(gates) = top.get_mut("gates") {
+        match gates {
+            Value::Array(items) => {
+                items.retain_mut(|item| keep_gate(item, &mut unknown));
+            }
+            _ => {
+                unknown.push("gates".into());
+                top.remove("gates");
+            }
+        }
+    }
+    if let Some(executor) = top.get_mut("executor") {
+        let keep = match executor {
+            Value::Object(x) => {
+                drop_unknown::<ExecutorSpec>(x, "executor", &mut unknown);
+                part::<SimulateSpec>(x, "simulate", "executor", &mut unknown);
+                part::<CommandSpec>(x, "command", "executor", &mut unknown);
+                parse_or_blame::<ExecutorSpec>(x, "executor", &mut unknown).is_some()
+            }
+            Value::Null => true,
+            _ => false,
+        };
+        if !keep {
+            unknown.push("executor".into());
+            top.remove("executor");
+        }
+    }
+    let policy = match parse_or_blame::<Policy>(&mut top, "", &mut unknown) {
+        Some(p) => p,
+        None => {
+            // Nothing could be salvaged field by field: every field is suspect.
+            unknown.extend(top.keys().cloned());
+            Policy::default()
+        }
+    };
+    unknown.sort();
+    unknown.dedup();
+    Ok(StoredPolicy { policy, unknown })
+}
+
+/// One item of `gates` (`{"name": ..., "gate": {...}}`): false when it cannot
+/// be read at all (then its name is reported as unknown and the item dropped).
+fn keep_gate(item: &mut Value, unknown: &mut Vec<String>) -> bool {
+    let Value::Object(named) = item else {
+        unknown.push("gates[?]".into());
+        return false;
+    };
+    let name = named
+        .get("name")
+        .and_then(Value::as_str)
+        .map_or_else(|| "?".to_string(), str::to_string);
+    let path = format!("gates.{name}");
+    drop_unknown::<super::NamedGate>(named, &path, unknown);
+    match named.get_mut("gate") {
+        Some(Value::Object(gate)) => {
+            drop_unknown::<Gate>(gate, &path, unknown);
+            if parse_or_blame::<Gate>(gate, &path, unknown).is_none() {
+                unknown.push(path);
+                return false;
+            }
+        }
+        _ => {
+            unknown.push(path);
+            return false;
+        }
+    }
+    if serde_json::from_value::<super::NamedGate>(Value::Object(named.clone())).is_err() {
+        unknown.push(path);
+        return false;
+    }
+    true
+}
+
+/// A nested object `key` of `parent` read as `T`, its unknown fields dropped and
+/// named; removed entirely when it still cannot be read.
+fn part<T: DeserializeOwned>(
+    parent: &mut Map<String, Value>,
+    key: &str,
+    parent_path: &str,
+    unknown: &mut Vec<String>,
+) {
+    let path = join(parent_path, key);
+    let keep = match parent.get_mut(key) {
+        None | Some(Value::Null) => return,
+        Some(Value::Object(obj)) => {
+            drop_unknown::<T>(obj, &path, unknown);
+            parse_or_blame::<T>(obj, &path, unknown).is_some()
+        }
+        Some(_) => false,
+    };
+    if !keep {
+        unknown.push(path);
+        parent.remove(key);
+    }
+}
+
+/// Removes (and names) the keys of `obj` that `T` has no field for.
+fn drop_unknown<T: DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    path: &str,
+    unknown: &mut Vec<String>,
+) {
+    let known = fields_of::<T>();
+    let extra: Vec<String> = obj
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in extra {
+        obj.remove(&k);
+        unknown.push(join(path, &k));
+    }
+}
+
+/// `obj` read as `T`; when that fails, the one field whose removal makes it
+/// readable is named and removed (a value this version cannot parse, such as a
+/// new `on_failure` mode). `None`: no single field explains it.
+fn parse_or_blame<T: DeserializeOwned>(
+    obj: &mut Map<String, Value>,
+    path: &str,
+    unknown: &mut Vec<String>,
+) -> Option<T> {
+    if let Ok(t) = serde_json::from_value::<T>(Value::Object(obj.clone())) {
+        return Some(t);
+    }
+    let keys: Vec<String> = obj.keys().cloned().collect();
+    for k in keys {
+        let mut without = obj.clone();
+        without.remove(&k);
+        if let Ok(t) = serde_json::from_value::<T>(Value::Object(without.clone())) {
+            unknown.push(join(path, &k));
+            *obj = without;
+            return Some(t);
+        }
+    }
+    None
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// The field names serde itself expects for the struct `T`, so that the list of
+/// known fields cannot drift from the types as fields are added.
+fn fields_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    match T::deserialize(FieldProbe) {
+        Err(Probe(Some(fields))) => fields,
+        _ => &[],
+    }
+}
+
+/// A deserializer that answers nothing and records the fields a struct asks for.
+struct FieldProbe;
+
+#[derive(Debug)]
+struct Probe(Option<&'static [&'static str]>);
+
+impl std::fmt::Display for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("field probe")
+    }
+}
+
+impl std::error::Error for Probe {}
+
+impl de::Error for Probe {
+    fn custom<M: std::fmt::Display>(_msg: M) -> Self {
+        Probe(None)
+    }
+}
+
+impl<'de> de::Deserializer<'de> for FieldProbe {
+    type Error = Probe;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _v: V) -> Result<V::Value, Probe> {
+        Err(Probe(None))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _v: V,
+    ) -> Result<V::Value, Probe> {
+        Err(Probe(Some(fields)))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unknown(json: &str) -> Vec<String> {
+        read(json).map(|s| s.unknown).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_policy_of_this_version_has_nothing_unknown() {
+        let p = Policy {
+            gates: vec![super::super::NamedGate {
+                name: "qa".into(),
+                gate: Gate {
+                    approvals: Some(1),
+                    approvers: Some(vec!["alice".into()]),
+                    command: None,
+                    timeout: None,
+                    kill_grace: None,
+                },
+            }],
+            ..Policy::default()
+        };
+        let json = serde_json::to_string(&p).unwrap_or_default();
+        assert_eq!(
+            read(&json),
+            Ok(StoredPolicy {
+                policy: p,
+                unknown: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_named_and_known_ones_kept() {
+        let json = r#"{"requires":"staging","verify":{"command":["x"]},
+            "gates":[{"name":"qa","gate":{"approvals":2,"sign":true}},
+                     {"name":"scan","gate":{"command":["scan"]}}],
+            "executor":{"command":{"run":["d"],"canary":1}},
+            "on_failure":"replan","max_attempts":3}"#;
+        let s = read(json).unwrap_or_default();
+        assert_eq!(
+            s.unknown,
+            ["executor.command.canary", "gates.qa.sign", "verify"]
+        );
+        assert_eq!(s.policy.gates.len(), 2);
+        assert_eq!(s.policy.gates[0].gate.approvals, Some(2));
+        assert_eq!(s.policy.requires, Some(crate::model::Env::Staging));
+    }
+
+    #[test]
+    fn an_unparsable_value_counts_as_unknown() {
+        assert_eq!(
+            unknown(r#"{"on_failure":"rollforward","max_attempts":3}"#),
+            ["on_failure"]
+        );
+        assert_eq!(
+            unknown(r#"{"requires":"qa","on_failure":"replan","max_attempts":3}"#),
+            ["requires"]
+        );
+        assert_eq!(
+            unknown(
+                r#"{"gates":[{"name":"qa","gate":{"approvals":"two"}}],"on_failure":"replan","max_attempts":3}"#
+            ),
+            ["gates.qa.approvals"]
+        );
+        assert_eq!(
+            unknown(r#"{"executor":{"http":{}},"on_failure":"replan","max_attempts":3}"#),
+            ["executor.http"]
+        );
+    }
+
+    #[test]
+    fn not_an_object_is_an_error() {
+        assert!(read("[]").is_err());
+        assert!(read("{").is_err());
+    }
+}
