@@ -7,6 +7,9 @@
 //! server is unreachable: the test fails.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod servers;
+
 use sqlx::{AnyConnection, Connection, Row};
 use std::process::{Command, Output};
 use std::sync::Arc;
