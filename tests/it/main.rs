@@ -6,6 +6,7 @@ mod common;
 mod bad_input;
 mod command_executor;
 mod concurrency;
+mod faults;
 mod gates;
 mod manifest_errors;
 mod progress;
