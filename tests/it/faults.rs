@@ -419,9 +419,8 @@ impl Drop for LockHolder {
 }
 
 /// Blocks until some session of the test's database waits for a row lock
-/// (PostgreSQL, MariaDB). SQLite shows no waiters: there it waits until `proc`
-/// has the ledger open, then half a second (the one wait that is not a poll:
-/// SQLite's busy handler cannot be observed from outside).
+/// (PostgreSQL, MariaDB), or on SQLite until a thread of `proc` sleeps in
+/// SQLite's busy handler.
 fn wait_lock_waiter(db: &TestDb, proc: &mut Proc) {
     let sql = match db.backend {
         Backend::Postgres => {
@@ -439,19 +438,12 @@ fn wait_lock_waiter(db: &TestDb, proc: &mut Proc) {
                       AND p.TIME_MS > 200))"
         }
         Backend::Sqlite => {
-            let file = db.dir.path().join("shipctl.db");
-            let fds = format!("/proc/{}/fd", proc.pid());
-            db.wait_for(
-                "shipctl to open the ledger",
-                Duration::from_secs(10),
-                || {
-                    std::fs::read_dir(&fds).is_ok_and(|d| {
-                        d.filter_map(Result::ok)
-                            .any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == file))
-                    })
-                },
+            let tasks = format!("/proc/{}/task", proc.pid());
+            proc.wait_until(
+                "shipctl to wait for SQLite's lock (a thread sleeping in its busy handler)",
+                Duration::from_secs(15),
+                || sqlite_busy_waiting(&tasks),
             );
-            std::thread::sleep(Duration::from_millis(500));
             return;
         }
     };
@@ -461,6 +453,17 @@ fn wait_lock_waiter(db: &TestDb, proc: &mut Proc) {
         || peek(db, sql).is_some_and(|n| n != "0"),
         || sessions(db),
     );
+}
+
+/// SQLite's busy handler retries a locked database after `usleep`: a thread in
+/// nanosleep (tokio's timers and sqlx's worker wait in epoll or futexes, not
+/// there) is shipctl waiting for the write lock.
+fn sqlite_busy_waiting(tasks: &str) -> bool {
+    std::fs::read_dir(tasks).is_ok_and(|d| {
+        d.filter_map(Result::ok).any(|t| {
+            std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("nanosleep"))
+        })
+    })
 }
 
 /// What every session of the test's database is doing (for failure messages).
