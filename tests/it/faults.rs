@@ -4,8 +4,13 @@
 //! frozen holders, and signals while shipctl waits for a lock or a finish.
 //!
 //! Numbers: leases of 3s where a case allows (the restart case uses 30s, as
-//! the issue fixes), `--lock-timeout 2s`, `--connect-timeout 2s`; a signal is
-//! honoured within `SIGNAL_BOUND`.
+//! the issue fixes), `--lock-timeout 2s`, `--connect-timeout 2s`. Bounds: a
+//! signal is honoured within 1.5s (one second and scheduling slack); a
+//! black-holed claim ends within lock + connect timeouts + 3s (7s), a
+//! black-holed run or finish within a TTL more (10s); after either, another
+//! process takes the environment within 2 × lock timeout + TTL + 3s (10s)
+//! while the network stays silent (only server-side session limits can free
+//! the abandoned lock).
 
 use crate::common::proxy::Proxy;
 use crate::common::servers::{Server, start_all};
@@ -339,6 +344,7 @@ fn another_process_deploys(db: &TestDb, version: &str, bound: Duration) -> i64 {
             run.stdout,
             run.stderr
         );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
