@@ -7,6 +7,7 @@ mod bad_input;
 mod child_processes;
 mod command_executor;
 mod concurrency;
+mod faults;
 mod gates;
 mod limits;
 mod manifest_errors;

@@ -8,6 +8,9 @@
 //! (as `.ci/run` sets it). Set but the server is unreachable: the test fails.
 #![allow(dead_code)]
 
+pub mod proxy;
+pub mod servers;
+
 use sqlx::{AnyConnection, Connection, Row};
 use std::io::Write;
 use std::process::{Command, Output};
