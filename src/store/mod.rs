@@ -94,6 +94,7 @@ impl Store {
     }
 
     async fn connect(url: &DbUrl, driver: &str, limits: Limits) -> Result<Store> {
+        crate::supervisor::phase();
         let conn = open_conn(url, driver, &limits).await?;
         Ok(Store {
             conn,
@@ -109,6 +110,7 @@ impl Store {
     /// Drops the connection and opens a new one: after a lost connection, or
     /// when the old one may still be inside a statement or a transaction.
     pub async fn reconnect(&mut self) -> Result<()> {
+        crate::supervisor::phase();
         let conn = open_conn(&self.url, &self.driver, &self.limits).await?;
         // The old one is dropped, not closed: closing would wait for a server
         // that may not answer. The server ends its session (and rolls back
@@ -324,7 +326,8 @@ async fn lock_holder(
         let _ = conn.close().await;
         Some((name, holder))
     };
-    tokio::time::timeout(Duration::from_secs(5), ask)
+    // A courtesy: it must not delay the answer (the watchdog is not re-armed).
+    tokio::time::timeout(limits.connect.min(Duration::from_secs(2)), ask)
         .await
         .ok()
         .flatten()
@@ -333,7 +336,6 @@ async fn lock_holder(
 
 /// Connects within `limits.connect` and prepares the session.
 async fn open_conn(url: &DbUrl, driver: &str, limits: &Limits) -> Result<AnyConnection> {
-    crate::supervisor::phase();
     sqlx::any::install_default_drivers();
     let connecting = async {
         let mut conn = AnyConnection::connect(driver).await?;
