@@ -8,7 +8,7 @@ use crate::executor::Overrides;
 use crate::manifest::{self, Desired};
 use crate::model::Env;
 use crate::plan::{self, Actual};
-use crate::render::{DryRun, ReconcileView};
+use crate::render::{DryRun, Ledger, ReconcileView};
 use crate::render::{Printer, Style, Text};
 use crate::store::ledger::AuditFilter;
 use crate::store::{DbUrl, Store, url::DEFAULT_URL};
@@ -50,12 +50,27 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<i32> {
     if cli.output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         crate::progress::enable();
     }
-    let store = Store::open(&url).await?;
+    // Commands that only read never create, migrate or alter the ledger (DESIGN §8).
+    let store = if reads_only(&cli.command) {
+        Store::open_read(&url).await?
+    } else {
+        Store::open(&url).await?
+    };
     let mut engine = Engine::new(store, Who::from_process(lease_ttl));
     let result = execute(cli.command, desired, &mut engine, printer).await;
     // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean goodbye.
     engine.store.close().await;
     result
+}
+
+/// Commands that only read the ledger (`reconcile --dry-run` has its own path).
+fn reads_only(command: &Command) -> bool {
+    match command {
+        Command::Status { .. } | Command::History { .. } | Command::Audit { .. } => true,
+        // The same test as `execute`: without both, `release` lists.
+        Command::Release(a) => a.create.is_none() || a.tag.is_none(),
+        _ => false,
+    }
 }
 
 async fn execute(
@@ -173,9 +188,19 @@ async fn dry_run(
     output: Output,
     printer: &Printer,
 ) -> Result<i32> {
-    let actual = match Store::open_existing(url).await? {
-        Some(mut store) => engine::actual(&mut store, desired).await?,
-        None => Actual::default(),
+    let (actual, ledger) = match Store::open_for_plan(url).await? {
+        Some(mut store) => {
+            let actual = engine::actual(&mut store, desired).await;
+            store.close().await;
+            (actual?, Ledger::Present)
+        }
+        None => {
+            printer.note(&format!(
+                "note: no ledger at {} yet: planning from an empty ledger (nothing is created)",
+                url.redacted()
+            ));
+            (Actual::default(), Ledger::Missing)
+        }
     };
     let plan = plan::plan(desired, &actual);
     engine::check_conflicts(desired, &plan)?;
@@ -184,6 +209,7 @@ async fn dry_run(
         desired,
         &actual,
         plan,
+        ledger,
     );
     if output == Output::Markdown {
         printer.raw(&view.markdown());

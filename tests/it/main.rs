@@ -7,6 +7,7 @@ mod bad_input;
 mod command_executor;
 mod concurrency;
 mod gates;
+mod ledger_access;
 mod manifest_errors;
 mod progress;
 mod reconcile;
