@@ -243,9 +243,13 @@ async fn tables(conn: &mut AnyConnection, d: Dialect) -> sqlx::Result<Vec<String
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
              AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name"
         }
+        // pg_class, not information_schema: a role without privileges on the
+        // ledger must see its tables (and be refused reading them), not "no ledger".
         Backend::Postgres => {
-            "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
-             WHERE table_schema = current_schema() ORDER BY 1"
+            "SELECT CAST(c.relname AS TEXT) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+             ORDER BY 1"
         }
         Backend::MySql => {
             "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \

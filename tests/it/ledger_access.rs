@@ -458,3 +458,111 @@ fn a_first_migration_that_fails_midway_on_mariadb_completes_when_run_again() {
     let r = as_user(&["status", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
+
+// ---------------------------------------------------------------- faults
+
+#[test]
+fn a_corrupt_sqlite_ledger_is_named_with_what_to_do() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    declare(&db);
+    ledger_with_a_release(&db);
+    let path = ledger_path(&db);
+    let mut bytes = std::fs::read(&path).expect("ledger");
+    // The schema's page, after the file header: the length stays whole pages.
+    for b in &mut bytes[100..4096] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).expect("corrupt");
+    let before = files(db.dir.path());
+    every_reader_fails(&db, "malformed");
+    let r = db.expect(&["status"], 1);
+    assert!(
+        r.stderr.contains("restore the ledger from a backup"),
+        "{}",
+        r.stderr
+    );
+    wal_ledger_unchanged(&before, &files(db.dir.path()));
+}
+
+/// A PostgreSQL role of its own, dropped at the end.
+struct PgRole {
+    admin: String,
+    name: String,
+}
+
+impl PgRole {
+    fn sql(&self, sql: &str) {
+        block_on(async {
+            use sqlx::Connection;
+            let mut c = sqlx::AnyConnection::connect(&self.admin)
+                .await
+                .expect("admin connect");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+                .execute(&mut c)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            c.close().await.expect("close");
+        });
+    }
+}
+
+impl Drop for PgRole {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.sql(&format!(
+                "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
+                self.name
+            ))
+        }));
+    }
+}
+
+#[test]
+fn postgres_permission_denied_and_too_many_clients_get_their_hints() {
+    let Some(db) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    declare(&db);
+    ledger_with_a_release(&db);
+    let before = db.snapshot();
+    let database = db.scalar("SELECT CAST(current_database() AS TEXT)");
+    let role = PgRole {
+        admin: db.url.clone(),
+        name: format!("r{}", &database[database.len().saturating_sub(30)..]),
+    };
+    role.sql(&format!(
+        "CREATE ROLE {0} LOGIN PASSWORD 'pw'; GRANT CONNECT ON DATABASE {database} TO {0}",
+        role.name
+    ));
+    let mut url = url::Url::parse(&db.url).expect("url");
+    url.set_username(&role.name).expect("user");
+    url.set_password(Some("pw")).expect("password");
+    let as_role = |args: &[&str]| {
+        let out = db
+            .cmd()
+            .env("SHIPCTL_DATABASE_URL", url.as_str())
+            .args(args)
+            .output()
+            .expect("run shipctl");
+        Run::from(out)
+    };
+    // The role sees the ledger's tables but may not read them: not "no ledger".
+    for args in READERS {
+        let r = as_role(args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("permission denied"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("grant the URL's user"), "{}", r.stderr);
+        assert!(!r.stderr.contains("pw@"), "password shown: {}", r.stderr);
+    }
+    // No connection allowed for the role: the server's "too many connections".
+    role.sql(&format!("ALTER ROLE {} CONNECTION LIMIT 0", role.name));
+    let r = as_role(&["status"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("too many connections"), "{}", r.stderr);
+    assert!(r.stderr.contains("max_connections"), "{}", r.stderr);
+    assert_eq!(db.snapshot(), before);
+}
