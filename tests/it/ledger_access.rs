@@ -41,12 +41,18 @@ fn files(dir: &Path) -> BTreeMap<String, (usize, u64)> {
         .expect("read dir")
         .map(|e| e.expect("dir entry"))
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
-        .map(|e| {
-            let bytes = std::fs::read(e.path()).expect("read file");
+        .filter_map(|e| {
+            // The harness's dropped SQLite connections close on sqlx's worker
+            // thread, and may remove their `-wal`/`-shm` while this lists them.
+            let bytes = match std::fs::read(e.path()) {
+                Ok(bytes) => bytes,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+                Err(err) => panic!("read {}: {err}", e.path().display()),
+            };
             let mut h = std::collections::hash_map::DefaultHasher::new();
             bytes.hash(&mut h);
             let name = e.file_name().to_string_lossy().into_owned();
-            (name, (bytes.len(), h.finish()))
+            Some((name, (bytes.len(), h.finish())))
         })
         .collect()
 }
