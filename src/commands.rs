@@ -9,7 +9,7 @@ use crate::exit::Exit;
 use crate::manifest::{self, Desired};
 use crate::model::Env;
 use crate::plan::{self, Actual};
-use crate::render::{DryRun, ReconcileView};
+use crate::render::{DryRun, Ledger, ReconcileView};
 use crate::render::{Printer, Style, Text};
 use crate::store::ledger::AuditFilter;
 use crate::store::{DbUrl, Limits, Store, url::DEFAULT_URL};
@@ -66,7 +66,12 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         if cli.output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             crate::progress::enable();
         }
-        let store = Store::open_with(&url, limits).await?;
+        // Commands that only read never create, migrate or alter the ledger (DESIGN §8).
+        let store = if reads_only(&cli.command) {
+            Store::open_read(&url, limits).await?
+        } else {
+            Store::open_with(&url, limits).await?
+        };
         let mut engine = Engine::new(store, who);
         let result = execute(cli.command, desired, &mut engine, printer).await;
         // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean
@@ -103,6 +108,16 @@ fn writes(command: &Command) -> bool {
         Command::Release(a) => a.create.is_some(),
         Command::Reconcile(a) => !a.dry_run,
         _ => true,
+    }
+}
+
+/// Commands that only read the ledger (`reconcile --dry-run` has its own path).
+fn reads_only(command: &Command) -> bool {
+    match command {
+        Command::Status { .. } | Command::History { .. } | Command::Audit { .. } => true,
+        // The same test as `execute`: without both, `release` lists.
+        Command::Release(a) => a.create.is_none() || a.tag.is_none(),
+        _ => false,
     }
 }
 
@@ -226,9 +241,19 @@ async fn dry_run(
     output: Output,
     printer: &Printer,
 ) -> Result<Exit> {
-    let actual = match Store::open_existing(url, limits).await? {
-        Some(mut store) => engine::actual(&mut store, desired).await?,
-        None => Actual::default(),
+    let (actual, ledger) = match Store::open_for_plan(url, limits).await? {
+        Some(mut store) => {
+            let actual = engine::actual(&mut store, desired).await;
+            store.close().await;
+            (actual?, Ledger::Present)
+        }
+        None => {
+            printer.note(&format!(
+                "note: no ledger at {} yet: planning from an empty ledger (nothing is created)",
+                url.redacted()
+            ));
+            (Actual::default(), Ledger::Missing)
+        }
     };
     let plan = plan::plan(desired, &actual);
     engine::check_conflicts(desired, &plan)?;
@@ -237,6 +262,7 @@ async fn dry_run(
         desired,
         &actual,
         plan,
+        ledger,
     );
     if output == Output::Markdown {
         printer.raw(&view.markdown());

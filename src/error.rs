@@ -75,7 +75,7 @@ impl Error {
                 Kind::Database
             },
             message: format!("{context}: {}", describe_sqlx(&err)),
-            hint: None,
+            hint: fault_of(&err).map(|f| f.hint().to_string()),
         }
     }
 
@@ -204,6 +204,136 @@ pub fn mysql_number(db: &dyn sqlx::error::DatabaseError) -> Option<u16> {
         .map(|e| e.number())
 }
 
+/// Database faults that have one specific remedy, whatever the backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SQLite busy: another process holds the write lock.
+    Locked,
+    /// SQLITE_FULL, PostgreSQL 53100, MariaDB 1114/1021, ENOSPC.
+    DiskFull,
+    /// A corrupt SQLite file (SQLITE_CORRUPT, SQLITE_NOTADB).
+    Corrupt,
+    /// PostgreSQL 53300, MariaDB 1040.
+    TooManyClients,
+    /// File permissions, PostgreSQL 42501/28P01, MariaDB 1044/1045/1142.
+    PermissionDenied,
+}
+
+impl Fault {
+    pub fn hint(self) -> &'static str {
+        match self {
+            Fault::Locked => {
+                "another process holds the SQLite ledger's write lock (a shipctl still running, \
+                 or a tool with the file open): wait for it to finish and run the command again; \
+                 `fuser FILE` shows who has the file open"
+            }
+            Fault::DiskFull => {
+                "the disk holding the database is full: free space there (or grow the volume), \
+                 then run the command again; nothing was recorded by the statement that failed"
+            }
+            Fault::Corrupt => {
+                "the SQLite ledger file is damaged: keep it as it is for inspection, restore the \
+                 ledger from a backup (or point --database-url at the restored copy), and do not \
+                 run writing commands on the damaged file"
+            }
+            Fault::TooManyClients => {
+                "the database server refuses new connections (too many clients): wait for other \
+                 clients to disconnect, or raise the server's limit (PostgreSQL max_connections, \
+                 MariaDB max_connections)"
+            }
+            Fault::PermissionDenied => {
+                "permission denied: for SQLite, check that you can read the ledger file and write \
+                 its directory (SQLite creates FILE-wal and FILE-shm beside it, even to read); \
+                 for a server, grant the URL's user the privileges shipctl needs on its database \
+                 (SELECT to read; INSERT, UPDATE, CREATE, ALTER to write) or check its password"
+            }
+        }
+    }
+
+    /// The fault a message describes, for errors that carry no code (a
+    /// failed connect is reported as text).
+    pub fn from_text(message: &str) -> Option<Fault> {
+        let m = message.to_ascii_lowercase();
+        let has = |words: &[&str]| words.iter().any(|w| m.contains(w));
+        if has(&["database is locked", "database table is locked"]) {
+            Some(Fault::Locked)
+        } else if has(&["disk is full", "no space left", "disk full", "' is full"]) {
+            Some(Fault::DiskFull)
+        } else if has(&["malformed", "not a database"]) {
+            Some(Fault::Corrupt)
+        } else if has(&["too many clients", "too many connections"]) {
+            Some(Fault::TooManyClients)
+        } else if has(&[
+            "permission denied",
+            "access denied",
+            "readonly database",
+            "password authentication failed",
+        ]) {
+            Some(Fault::PermissionDenied)
+        } else {
+            None
+        }
+    }
+}
+
+/// The fault behind a sqlx error: codes first (SQLite result codes, SQLSTATE,
+/// MariaDB error numbers), then the message.
+pub fn fault_of(err: &sqlx::Error) -> Option<Fault> {
+    match err {
+        sqlx::Error::Database(db) => {
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                match my.number() {
+                    1114 | 1021 => return Some(Fault::DiskFull),
+                    1040 => return Some(Fault::TooManyClients),
+                    1044 | 1045 | 1142 => return Some(Fault::PermissionDenied),
+                    _ => {}
+                }
+            } else if let Some(code) = db.code() {
+                // SQLite: the extended result code, whose low byte is the primary one.
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    match code.parse::<u32>().map(|c| c & 0xff) {
+                        Ok(5 | 6) => return Some(Fault::Locked),
+                        Ok(13) => return Some(Fault::DiskFull),
+                        Ok(11 | 26) => return Some(Fault::Corrupt),
+                        Ok(3 | 8 | 23) => return Some(Fault::PermissionDenied),
+                        _ => {}
+                    }
+                } else {
+                    match code.as_ref() {
+                        "53100" => return Some(Fault::DiskFull),
+                        "53300" => return Some(Fault::TooManyClients),
+                        "42501" | "28P01" | "28000" => return Some(Fault::PermissionDenied),
+                        _ => {}
+                    }
+                }
+            }
+            Fault::from_text(db.message())
+        }
+        sqlx::Error::Io(io) => io_fault(io),
+        other => Fault::from_text(&other.to_string()),
+    }
+}
+
+fn io_fault(e: &std::io::Error) -> Option<Fault> {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => Some(Fault::PermissionDenied),
+        std::io::ErrorKind::StorageFull => Some(Fault::DiskFull),
+        _ => Fault::from_text(&e.to_string()),
+    }
+}
+
+/// A hint for a file that could not be read: `path` names it.
+pub fn io_hint(e: &std::io::Error, path: &str) -> String {
+    match io_fault(e) {
+        Some(Fault::PermissionDenied) => format!(
+            "check the permissions of {path} and of its directory: you need to read the file \
+             (and, for a ledger in WAL mode, to create files beside it)"
+        ),
+        Some(fault) => fault.hint().replace("FILE", path),
+        None => format!("check that {path} is the ledger and that it can be read"),
+    }
+}
+
 /// Shorthand for query results: `.db("loading deployment 3")?`.
 pub trait DbContext<T> {
     fn db(self, context: &str) -> Result<T>;
@@ -212,5 +342,42 @@ pub trait DbContext<T> {
 impl<T> DbContext<T> for std::result::Result<T, sqlx::Error> {
     fn db(self, context: &str) -> Result<T> {
         self.map_err(|e| Error::database(context, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fault;
+
+    #[test]
+    fn faults_from_messages() {
+        let cases = [
+            ("database is locked", Some(Fault::Locked)),
+            ("database or disk is full", Some(Fault::DiskFull)),
+            ("The table 'releases' is full", Some(Fault::DiskFull)),
+            ("database disk image is malformed", Some(Fault::Corrupt)),
+            ("file is not a database", Some(Fault::Corrupt)),
+            (
+                "sorry, too many clients already",
+                Some(Fault::TooManyClients),
+            ),
+            ("Too many connections", Some(Fault::TooManyClients)),
+            (
+                "permission denied for table releases",
+                Some(Fault::PermissionDenied),
+            ),
+            (
+                "Access denied for user 'x'@'%'",
+                Some(Fault::PermissionDenied),
+            ),
+            (
+                "attempt to write a readonly database",
+                Some(Fault::PermissionDenied),
+            ),
+            ("duplicate key value violates unique constraint", None),
+        ];
+        for (message, fault) in cases {
+            assert_eq!(Fault::from_text(message), fault, "{message}");
+        }
     }
 }

@@ -1,8 +1,10 @@
 -- The seed's schema (TP3), for MariaDB 10.5+ and MySQL 8, plus what execution
 -- needs. Binary collation: versions are case-sensitive and 'réussi' must never
 -- compare equal to 'reussi'. DATETIME values are UTC (the session time zone).
+-- MySQL commits each statement of a migration on its own: this script can run
+-- again after failing midway (IF NOT EXISTS; the environments inserted once).
 
-CREATE TABLE releases (
+CREATE TABLE IF NOT EXISTS releases (
     id            INT PRIMARY KEY AUTO_INCREMENT,
     version       VARCHAR(50) NOT NULL,
     tag_git       VARCHAR(50) NOT NULL,
@@ -12,7 +14,7 @@ CREATE TABLE releases (
     CONSTRAINT releases_tag_not_empty CHECK (CHAR_LENGTH(tag_git) >= 1)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
-CREATE TABLE environnements (
+CREATE TABLE IF NOT EXISTS environnements (
     id                    INT PRIMARY KEY AUTO_INCREMENT,
     nom                   VARCHAR(50) NOT NULL,
     rang                  INT NOT NULL,
@@ -31,7 +33,7 @@ CREATE TABLE environnements (
     FOREIGN KEY (pin_blocks_release_id) REFERENCES releases (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
-CREATE TABLE deploiements (
+CREATE TABLE IF NOT EXISTS deploiements (
     id               INT PRIMARY KEY AUTO_INCREMENT,
     id_release       INT NOT NULL,
     id_env           INT NOT NULL,
@@ -54,7 +56,7 @@ CREATE TABLE deploiements (
     FOREIGN KEY (restores_id) REFERENCES deploiements (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
-CREATE TABLE audit_logs (
+CREATE TABLE IF NOT EXISTS audit_logs (
     id             INT PRIMARY KEY AUTO_INCREMENT,
     id_deploiement INT NULL,
     action         VARCHAR(50) NOT NULL,
@@ -68,4 +70,7 @@ CREATE TABLE audit_logs (
     FOREIGN KEY (id_deploiement) REFERENCES deploiements (id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
 
-INSERT INTO environnements (nom, rang) VALUES ('dev', 1), ('staging', 2), ('prod', 3);
+INSERT INTO environnements (nom, rang)
+SELECT v.nom, v.rang
+FROM (SELECT 'dev' AS nom, 1 AS rang UNION ALL SELECT 'staging', 2 UNION ALL SELECT 'prod', 3) v
+WHERE NOT EXISTS (SELECT 1 FROM environnements);

@@ -2,7 +2,7 @@
 -- command gate's outcome with the end of its output. Rows are only inserted;
 -- a person's newest decision on a gate is the one that counts.
 
-CREATE TABLE gate_results (
+CREATE TABLE IF NOT EXISTS gate_results (
     id             INT PRIMARY KEY AUTO_INCREMENT,
     id_deploiement INT NOT NULL,
     gate           VARCHAR(50) NOT NULL,

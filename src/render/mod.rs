@@ -10,7 +10,7 @@ use crate::store::url::scrub;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
-pub use plan::{DryRun, ReconcileView, describe};
+pub use plan::{DryRun, Ledger, ReconcileView, describe};
 pub use text::Text;
 
 pub struct Printer {

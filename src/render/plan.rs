@@ -12,6 +12,8 @@ use similar::TextDiff;
 #[derive(Debug, Serialize)]
 pub struct DryRun {
     pub manifests: String,
+    /// Whether a ledger was there to plan from ("missing": planned from an empty one).
+    pub ledger: Ledger,
     /// Nothing to write or run (exit 0); environments may still be held back.
     pub in_sync: bool,
     /// Environments that differ from the manifests but that reconcile would not
@@ -23,8 +25,23 @@ pub struct DryRun {
     pub diff: String,
 }
 
+/// What a dry run planned from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ledger {
+    Present,
+    /// No ledger yet (no file, or a database without tables): an empty one.
+    Missing,
+}
+
 impl DryRun {
-    pub fn new(manifests: String, desired: &Desired, actual: &Actual, plan: Plan) -> DryRun {
+    pub fn new(
+        manifests: String,
+        desired: &Desired,
+        actual: &Actual,
+        plan: Plan,
+        ledger: Ledger,
+    ) -> DryRun {
         let before = actual_text(desired, actual);
         let after = desired_text(desired, actual, &plan);
         let diff = TextDiff::from_lines(&before, &after)
@@ -65,6 +82,7 @@ impl DryRun {
             .collect();
         DryRun {
             manifests,
+            ledger,
             in_sync: !plan.has_changes(),
             held_back,
             would_run,
@@ -83,6 +101,9 @@ impl DryRun {
 
     pub fn markdown(&self) -> String {
         let mut out = String::from("### shipctl reconcile --dry-run\n\n");
+        if self.ledger == Ledger::Missing {
+            out.push_str("No ledger yet: planned from an empty ledger.\n\n");
+        }
         let changing = self
             .plan
             .environments

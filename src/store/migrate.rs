@@ -1,6 +1,8 @@
 //! Embedded migrations, applied on first use. Two processes that start together
 //! against a fresh database serialise on a lock (SQLite's write lock, a
 //! PostgreSQL advisory lock, a MySQL named lock); the second finds the work done.
+//! Also what a database holds before anything is written: no tables, a ledger,
+//! or another application's tables, which shipctl neither reads nor migrates.
 
 use super::{Backend, Dialect};
 use crate::error::{DbContext, Error, Result};
@@ -46,11 +48,33 @@ const MIGRATIONS: &[Migration] = &[
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+/// The tables the migrations create: a database that holds one of them without
+/// `shipctl_migrations` belongs to another application.
+const LEDGER_TABLES: [&str; 5] = [
+    "releases",
+    "environnements",
+    "deploiements",
+    "audit_logs",
+    "gate_results",
+];
+const HOW_TO_CREATE: &str = "a writing command creates it, for example `shipctl reconcile` or \
+     `shipctl release --create VERSION --tag TAG`";
+const OWN_DATABASE: &str = "check --database-url / SHIPCTL_DATABASE_URL: shipctl needs a \
+     database of its own (an empty one is fine: it creates its tables on the first writing command)";
+
+/// What a database holds, as seen by a reader that must not change it.
+pub enum Found {
+    /// No table at all (a new database, or an empty SQLite file).
+    Missing,
+    /// A ledger at the schema version this shipctl knows.
+    Ledger,
+}
 /// Key of the PostgreSQL advisory lock and name of the MySQL lock.
 const LOCK_KEY: i64 = 0x5348_4950_4354_4c00; // "SHIPCTL\0"
 const LOCK_NAME: &str = "shipctl_migrate";
 
-pub async fn ensure(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
+/// `place` is where the database is (its redacted URL), for messages.
+pub async fn ensure(conn: &mut AnyConnection, d: Dialect, place: &str) -> Result<()> {
     if let Some(v) = applied_version(conn).await {
         if v == LATEST {
             return Ok(());
@@ -64,6 +88,8 @@ pub async fn ensure(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
     }
     match d.0 {
         Backend::Sqlite => {
+            // Checked before WAL mode is set: another application's file is left as it is.
+            refuse_foreign(conn, d, place).await?;
             // Persistent, and needs no transaction; WAL lets readers (status)
             // proceed while a writer holds the lock.
             sqlx::raw_sql("PRAGMA journal_mode = WAL")
@@ -74,7 +100,7 @@ pub async fn ensure(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
                 .begin_with("BEGIN IMMEDIATE")
                 .await
                 .db("locking the database for migration")?;
-            apply_missing(&mut tx, d).await?;
+            apply_missing(&mut tx, d, place).await?;
             tx.commit().await.db("committing the migration")
         }
         Backend::Postgres => {
@@ -85,7 +111,7 @@ pub async fn ensure(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
                 .db("taking the migration lock")?;
             let applied = async {
                 let mut tx = conn.begin().await.db("starting the migration")?;
-                apply_missing(&mut tx, d).await?;
+                apply_missing(&mut tx, d, place).await?;
                 tx.commit().await.db("committing the migration")
             }
             .await;
@@ -108,8 +134,10 @@ pub async fn ensure(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
                 )
                 .hint("try again once it has finished"));
             }
-            // MySQL commits DDL implicitly: each migration is applied whole, under the lock.
-            let applied = apply_missing(conn, d).await;
+            // MySQL commits DDL implicitly: a migration that fails midway keeps
+            // what it created, so the MySQL scripts are written to be run again
+            // (IF NOT EXISTS, no duplicate rows) and the next run completes them.
+            let applied = apply_missing(conn, d, place).await;
             let unlocked = sqlx::query("SELECT RELEASE_LOCK(?)")
                 .bind(LOCK_NAME)
                 .execute(&mut *conn)
@@ -120,21 +148,130 @@ pub async fn ensure(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
     }
 }
 
-/// Whether the schema is there and current, without changing anything: for
-/// `reconcile --dry-run`, which must write nothing. `Ok(false)`: no schema yet.
+/// Whether the schema is there and current, without changing anything. Errors
+/// are "no" here: the caller then migrates, which reports them.
 pub async fn is_current(conn: &mut AnyConnection) -> Result<bool> {
-    match applied_version(conn).await {
-        None => Ok(false),
-        Some(v) if v == LATEST => Ok(true),
-        Some(v) => Err(Error::input(format!(
-            "the database schema is at version {v}; this shipctl expects {LATEST}"
-        ))
-        .hint(if v < LATEST {
-            "run any writing command once (for example `shipctl reconcile`) to migrate it"
-        } else {
-            "upgrade shipctl to the version that migrated this database"
-        })),
+    Ok(applied_version(conn).await == Some(LATEST))
+}
+
+/// What the database holds, reading only. A database that cannot be read, holds
+/// another application's tables, an unfinished ledger or a schema version this
+/// shipctl does not know is an error naming `place`, never an empty ledger.
+pub async fn inspect(conn: &mut AnyConnection, d: Dialect, place: &str) -> Result<Found> {
+    let tables = tables(conn, d)
+        .await
+        .map_err(|e| Error::database(&format!("cannot read the ledger at {place}"), e))?;
+    if tables.is_empty() {
+        return Ok(Found::Missing);
     }
+    if !tables.iter().any(|t| t == "shipctl_migrations") {
+        return Err(Error::input(format!(
+            "{place} holds {} table(s) ({}) but no shipctl ledger (no shipctl_migrations table): \
+             it looks like another application's database",
+            tables.len(),
+            shorten(&tables)
+        ))
+        .hint(OWN_DATABASE));
+    }
+    let version =
+        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM shipctl_migrations")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| {
+                Error::database(&format!("cannot read the ledger's version at {place}"), e)
+            })?;
+    match version {
+        None => Err(Error::input(format!(
+            "the ledger at {place} was never completed: its first migration did not finish"
+        ))
+        .hint(format!(
+            "fix what stopped it, then run a writing command to complete it: {HOW_TO_CREATE}"
+        ))),
+        Some(v) if v == LATEST => Ok(Found::Ledger),
+        Some(v) if v < LATEST => Err(Error::input(format!(
+            "the ledger at {place} is at schema version {v}; this shipctl reads version {LATEST}"
+        ))
+        .hint(
+            "run any writing command once (for example `shipctl reconcile`) to migrate it; \
+             read-only commands never migrate",
+        )),
+        Some(v) => Err(Error::input(format!(
+            "the ledger at {place} is at schema version {v}, newer than this shipctl knows ({LATEST})"
+        ))
+        .hint("upgrade shipctl to the version that migrated this database")),
+    }
+}
+
+/// "No ledger at URL", with how to create one: for commands that only read.
+pub fn no_ledger(place: &str) -> Error {
+    Error::input(format!(
+        "no ledger at {place}: nothing has been recorded there yet"
+    ))
+    .hint(format!(
+        "{HOW_TO_CREATE}; check --database-url / SHIPCTL_DATABASE_URL if you expected one"
+    ))
+}
+
+/// Refuses to install shipctl's tables into a database that already holds
+/// tables of those names that no shipctl migration created.
+async fn refuse_foreign(conn: &mut AnyConnection, d: Dialect, place: &str) -> Result<()> {
+    let tables = tables(conn, d)
+        .await
+        .map_err(|e| Error::database(&format!("cannot list the tables of {place}"), e))?;
+    if tables.iter().any(|t| t == "shipctl_migrations") {
+        return Ok(());
+    }
+    let clash: Vec<String> = tables
+        .into_iter()
+        .filter(|t| LEDGER_TABLES.contains(&t.as_str()))
+        .collect();
+    if clash.is_empty() {
+        return Ok(());
+    }
+    Err(Error::input(format!(
+        "{place} already holds table(s) named {} that shipctl did not create \
+         (no shipctl_migrations table): nothing was created",
+        clash.join(", ")
+    ))
+    .hint(OWN_DATABASE))
+}
+
+/// The tables of the current database (PostgreSQL: of the current schema).
+async fn tables(conn: &mut AnyConnection, d: Dialect) -> sqlx::Result<Vec<String>> {
+    let sql = match d.0 {
+        Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') \
+             AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name"
+        }
+        // pg_class, not information_schema: a role without privileges on the
+        // ledger must see its tables (and be refused reading them), not "no ledger".
+        Backend::Postgres => {
+            "SELECT CAST(c.relname AS TEXT) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f') \
+             ORDER BY 1"
+        }
+        Backend::MySql => {
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() ORDER BY 1"
+        }
+    };
+    sqlx::query_scalar::<_, String>(sql).fetch_all(conn).await
+}
+
+/// A list for a message: the first few names, and how many more.
+fn shorten(names: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
 }
 
 async fn applied_version(conn: &mut AnyConnection) -> Option<i64> {
@@ -145,7 +282,8 @@ async fn applied_version(conn: &mut AnyConnection) -> Option<i64> {
         .flatten()
 }
 
-async fn apply_missing(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
+async fn apply_missing(conn: &mut AnyConnection, d: Dialect, place: &str) -> Result<()> {
+    refuse_foreign(conn, d, place).await?;
     let create = match d.0 {
         Backend::Postgres => {
             "CREATE TABLE IF NOT EXISTS shipctl_migrations (version BIGINT PRIMARY KEY, \
@@ -180,7 +318,15 @@ async fn apply_missing(conn: &mut AnyConnection, d: Dialect) -> Result<()> {
         sqlx::raw_sql(AssertSqlSafe(script))
             .execute(&mut *conn)
             .await
-            .db(&format!("applying migration {} ({})", m.version, m.name))?;
+            .map_err(|e| {
+                let what = format!("applying migration {} ({}) to {place}", m.version, m.name);
+                let e = Error::database(&what, e);
+                if e.hint.is_some() {
+                    e
+                } else {
+                    e.hint("fix the cause and run the command again: the migration resumes")
+                }
+            })?;
         sqlx::query(d.sql("INSERT INTO shipctl_migrations (version, name) VALUES (?, ?)"))
             .bind(m.version)
             .bind(m.name)

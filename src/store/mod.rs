@@ -72,24 +72,59 @@ impl Store {
         if !matches!(migrate::is_current(&mut store.conn).await, Ok(true)) {
             // Migrating is writing: wait for other writers like any writer does.
             store.be_patient().await?;
-            migrate::ensure(&mut store.conn, store.d).await?;
+            migrate::ensure(&mut store.conn, store.d, url.redacted()).await?;
         }
         Ok(store)
     }
 
-    /// Opens an existing ledger without creating a file, a table or a row: for
-    /// `reconcile --dry-run`. `None` when there is no ledger yet.
-    pub async fn open_existing(url: &DbUrl, limits: Limits) -> Result<Option<Store>> {
+    /// Opens the ledger for a command that only reads (`status`, `history`,
+    /// `audit`, `release --list`): nothing is created, migrated or altered, and
+    /// a missing ledger is "no ledger at URL" rather than an empty one.
+    pub async fn open_read(url: &DbUrl, limits: Limits) -> Result<Store> {
+        match Store::open_for_plan(url, limits).await? {
+            Some(store) => Ok(store),
+            None => Err(migrate::no_ledger(url.redacted())),
+        }
+    }
+
+    /// Opens the ledger read-only for `reconcile --dry-run`. `None` only when
+    /// there is no ledger at all (no file; a database without tables): a ledger
+    /// that exists but cannot be read is an error, never an empty plan base.
+    pub async fn open_for_plan(url: &DbUrl, limits: Limits) -> Result<Option<Store>> {
         let driver = match url.sqlite_path() {
-            Some(path) if !path.exists() => return Ok(None),
-            Some(path) => format!("sqlite://{}?mode=ro", path.display()),
+            Some(path) => {
+                if !sqlite_file_present(&path, url)? {
+                    return Ok(None);
+                }
+                // `mode=ro`: SQLite neither creates the file nor writes to it;
+                // sqlx's own connect pragma (foreign_keys) changes nothing stored.
+                format!("sqlite://{}?mode=ro", path.display())
+            }
             None => url.driver_url().to_string(),
         };
         let mut store = Store::connect(url, &driver, limits).await?;
-        if migrate::is_current(&mut store.conn).await? {
-            Ok(Some(store))
-        } else {
-            Ok(None)
+        let found = async {
+            read_only_session(&mut store.conn, url.backend)
+                .await
+                .map_err(|e| {
+                    Error::database(
+                        &format!("preparing a read-only session on {}", url.redacted()),
+                        e,
+                    )
+                })?;
+            migrate::inspect(&mut store.conn, store.d, url.redacted()).await
+        }
+        .await;
+        match found {
+            Ok(migrate::Found::Ledger) => Ok(Some(store)),
+            Ok(migrate::Found::Missing) => {
+                store.close().await;
+                Ok(None)
+            }
+            Err(e) => {
+                store.close().await;
+                Err(e)
+            }
         }
     }
 
@@ -251,6 +286,96 @@ impl Store {
     }
 }
 
+/// Whether a SQLite ledger file is there, judged from its header without
+/// opening it through SQLite (which could create `-wal`/`-shm` files beside a
+/// file that is not a ledger). `false`: no file, or an empty one (no tables).
+fn sqlite_file_present(path: &std::path::Path, url: &DbUrl) -> Result<bool> {
+    use std::io::Read;
+    let shown = url.redacted();
+    let unreadable = |e: std::io::Error| {
+        Error::input(format!(
+            "cannot read the SQLite ledger {} ({shown}): {e}",
+            path.display()
+        ))
+        .hint(crate::error::io_hint(&e, &path.display().to_string()))
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(unreadable(e)),
+    };
+    if meta.is_dir() {
+        return Err(Error::input(format!(
+            "{} ({shown}) is a directory, not a SQLite ledger",
+            path.display()
+        ))
+        .hint("pass the ledger's file with --database-url sqlite://PATH/FILE.db"));
+    }
+    if meta.len() == 0 {
+        return Ok(false);
+    }
+    let mut header = [0u8; 100];
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let read = file.read(&mut header).map_err(unreadable)?;
+    match sqlite_header_problem(&header[..read], meta.len()) {
+        None => Ok(true),
+        Some(problem) => Err(Error::input(format!(
+            "{} ({shown}) is not a readable SQLite ledger: {problem}",
+            path.display()
+        ))
+        .hint(
+            "check --database-url / SHIPCTL_DATABASE_URL; if this file was the ledger, keep it \
+             for inspection and restore the ledger from a backup",
+        )),
+    }
+}
+
+/// What is wrong with a SQLite file, from its first 100 bytes and its length
+/// (<https://www.sqlite.org/fileformat.html#the_database_header>).
+fn sqlite_header_problem(header: &[u8], len: u64) -> Option<String> {
+    const MAGIC: &[u8] = b"SQLite format 3\0";
+    if header.len() < 100 || !header.starts_with(MAGIC) {
+        return Some("it does not start with SQLite's header (not a SQLite database)".into());
+    }
+    let page_size = match u16::from_be_bytes([header[16], header[17]]) {
+        1 => 65_536,
+        n if n >= 512 && n.is_power_of_two() => u64::from(n),
+        n => {
+            return Some(format!(
+                "its header gives an invalid page size ({n}): the file is corrupt"
+            ));
+        }
+    };
+    if !len.is_multiple_of(page_size) {
+        return Some(format!(
+            "its size ({len} bytes) is not a whole number of {page_size}-byte pages: the file is truncated or corrupt"
+        ));
+    }
+    let word = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    // The page count is only meaningful when the change counter matches "version-valid-for".
+    let pages = u64::from(word(28));
+    if pages > 0 && word(24) == word(92) && len < pages * page_size {
+        return Some(format!(
+            "it holds {len} bytes where its header announces {} ({pages} pages): the file is truncated",
+            pages * page_size
+        ));
+    }
+    None
+}
+
+/// Makes every later transaction of a server session read-only, so that a
+/// reader cannot write even by mistake. SQLite readers open the file `mode=ro`.
+async fn read_only_session(conn: &mut AnyConnection, backend: Backend) -> sqlx::Result<()> {
+    let sql = match backend {
+        Backend::Sqlite => return Ok(()),
+        Backend::Postgres => "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+        Backend::MySql => "SET SESSION TRANSACTION READ ONLY",
+    };
+    sqlx::raw_sql(sql).execute(conn).await.map(|_| ())
+}
+
 fn connect_error(url: &DbUrl, cause: String) -> Error {
     let what = match url.backend {
         Backend::Sqlite => "cannot open the SQLite database",
@@ -272,8 +397,14 @@ fn connect_error(url: &DbUrl, cause: String) -> Error {
     let hint = if missing_db && url.backend != Backend::Sqlite {
         "create the database first (PostgreSQL: `createdb NAME`; MariaDB/MySQL: \
          `CREATE DATABASE NAME`); shipctl creates its tables itself on first use"
+    } else if let Some(fault) = crate::error::Fault::from_text(&cause) {
+        fault.hint()
     } else {
         hint
+    };
+    let hint = match url.sqlite_path() {
+        Some(path) => hint.replace("FILE", &path.display().to_string()),
+        None => hint.to_string(),
     };
     Error::input(format!("{what} {}: {cause}", url.redacted())).hint(hint)
 }
@@ -423,4 +554,46 @@ async fn session_setup(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_header_problem;
+
+    fn header(page_size: u16, pages: u32, valid: bool) -> Vec<u8> {
+        let mut h = b"SQLite format 3\0".to_vec();
+        h.resize(100, 0);
+        h[16..18].copy_from_slice(&page_size.to_be_bytes());
+        h[28..32].copy_from_slice(&pages.to_be_bytes());
+        h[24..28].copy_from_slice(&7u32.to_be_bytes());
+        let valid_for: u32 = if valid { 7 } else { 6 };
+        h[92..96].copy_from_slice(&valid_for.to_be_bytes());
+        h
+    }
+
+    #[test]
+    fn sqlite_headers() {
+        assert_eq!(
+            sqlite_header_problem(&header(4096, 3, true), 3 * 4096),
+            None
+        );
+        // Longer than announced is fine (pages not yet counted); shorter is not.
+        assert_eq!(
+            sqlite_header_problem(&header(4096, 3, true), 4 * 4096),
+            None
+        );
+        let short = sqlite_header_problem(&header(4096, 3, true), 2 * 4096);
+        assert!(short.is_some_and(|p| p.contains("truncated")));
+        // A stale page count (change counter mismatch) is not trusted.
+        assert_eq!(
+            sqlite_header_problem(&header(4096, 3, false), 2 * 4096),
+            None
+        );
+        let partial = sqlite_header_problem(&header(4096, 3, true), 3 * 4096 + 10);
+        assert!(partial.is_some_and(|p| p.contains("whole number")));
+        assert!(sqlite_header_problem(&header(1000, 1, true), 1000).is_some());
+        assert_eq!(sqlite_header_problem(&header(1, 1, true), 65_536), None);
+        let text = sqlite_header_problem(b"name,version\nweb,1.0\n", 21);
+        assert!(text.is_some_and(|p| p.contains("not a SQLite database")));
+    }
 }

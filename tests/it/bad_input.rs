@@ -305,8 +305,21 @@ fn unusable_database_urls() {
     );
     assert_eq!(out.code, 0);
     assert!(!out.stdout.contains("s3cretpw"));
-    // A SQLite file in a directory that does not exist.
+    // A SQLite file in a directory that does not exist: no ledger for a
+    // reader; a writer cannot create one.
     let out = run("sqlite:///nonexistent-dir/x/shipctl.db");
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("no ledger at"), "{}", out.stderr);
+    let out = Run::from(
+        db.cmd()
+            .env(
+                "SHIPCTL_DATABASE_URL",
+                "sqlite:///nonexistent-dir/x/shipctl.db",
+            )
+            .args(["release", "--create", "1.0", "--tag", "v1"])
+            .output()
+            .unwrap(),
+    );
     assert_eq!(out.code, 1);
     assert!(
         out.stderr.contains("cannot open the SQLite database"),
@@ -382,7 +395,8 @@ fn settings_from_the_environment() {
     );
     assert!(!db.dir.path().join("shipctl.db").exists(), "nothing opened");
 
-    // The flag wins over the variable.
+    // The flag wins over the variable (on a ledger: `status` never creates one).
+    release(&db, "1.0");
     let out = db
         .cmd()
         .env("SHIPCTL_LEASE_TTL", "10ms")
