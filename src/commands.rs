@@ -77,7 +77,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean
         // goodbye. Bounded: a server that stopped answering gets no goodbye.
         let _guard = supervisor::guard();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), engine.store.close()).await;
+        engine.store.close().await;
         result
     };
     // Watch mode handles signals itself, between rounds and inside them.

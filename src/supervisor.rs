@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 /// How long writes may still take once a signal has arrived (recording a run
 /// as failed, releasing a hold): past it, the lease's expiry does the rest.
-pub const AFTER_SIGNAL: Duration = Duration::from_secs(2);
+/// Short enough that a signal is always honoured within a second.
+pub const AFTER_SIGNAL: Duration = Duration::from_millis(750);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {

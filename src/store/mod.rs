@@ -196,8 +196,14 @@ impl Store {
         result
     }
 
+    /// Ends the session politely (SQLite checkpoints its WAL, servers see a
+    /// goodbye), within a moment; a connection that failed, or a process
+    /// stopping on a signal, just drops it.
     pub async fn close(self) {
-        let _ = self.conn.close().await;
+        if self.broken || crate::supervisor::received().is_some() {
+            return;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close()).await;
     }
 
     pub fn url(&self) -> &DbUrl {

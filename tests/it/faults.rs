@@ -1092,7 +1092,9 @@ fn a_rollback_command_longer_than_the_lease_keeps_the_environment() {
             .id();
         let id3 = d3.to_string();
         let mut checked_past_ttl = false;
-        while !db.dir.path().join("rollback.done").exists() {
+        // The rollback command sleeps 6s: checks stop at 4.5s, past the first
+        // TTL (3s) and well before it ends, so none races with its finish.
+        while started.elapsed() < Duration::from_millis(4500) {
             let past_ttl = started.elapsed() > TTL + Duration::from_millis(500);
             let v = db.run(&[
                 "--lease-ttl",
@@ -1116,9 +1118,11 @@ fn a_rollback_command_longer_than_the_lease_keeps_the_environment() {
                 "--failure-rate",
                 "0",
             ]);
-            if db.dir.path().join("rollback.done").exists() && !past_ttl {
-                break;
-            }
+            assert!(
+                !db.dir.path().join("rollback.done").exists(),
+                "{:?}: the rollback command ended early",
+                db.backend
+            );
             assert_code(
                 &v,
                 4,
