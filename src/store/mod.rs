@@ -38,9 +38,11 @@ impl Default for Limits {
 
 impl Limits {
     /// How long a whole short transaction may take before the server is
-    /// presumed gone: the lock wait it may legitimately do, plus a margin.
+    /// presumed gone: the lock wait it may legitimately do, plus a margin for
+    /// the rest (half the lock timeout, between 1s and 5s).
     pub fn answer(&self) -> Duration {
-        self.lock + Duration::from_secs(5)
+        let margin = (self.lock / 2).clamp(Duration::from_secs(1), Duration::from_secs(5));
+        self.lock + margin
     }
 }
 
