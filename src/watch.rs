@@ -86,6 +86,8 @@ pub async fn run(
             ended = this => ended,
             _ = supervisor::unguarded() => RoundEnd::Stop,
             limit = supervisor::silent() => {
+                // Dropped mid-statement: the connection is not reused.
+                engine.store.mark_broken();
                 printer.error(&Error::unreachable(format!(
                     "watch: the database at {} did not answer within {}; retrying at the next round",
                     engine.store.url().redacted(),
@@ -100,8 +102,7 @@ pub async fn run(
             // A service asked to stop ends cleanly, also when that stopped a
             // deployment (recorded as failed, rolled back).
             RoundEnd::Interrupted => break,
-            RoundEnd::Failed => engine.store.mark_broken(),
-            RoundEnd::Done => {}
+            RoundEnd::Failed | RoundEnd::Done => {}
         }
         let gated = last_good.as_ref().is_some_and(has_approval_gates);
         reason = loop {
@@ -215,15 +216,14 @@ async fn round(
         Err(e) => {
             printer.error(&e);
             if supervisor::received().is_some() {
-                RoundEnd::Stop
-            } else if e.is_connection() || e.kind == crate::error::Kind::Database {
-                // Whatever the statement left open (a transaction, a lock) goes
-                // with the connection.
-                engine.store.mark_broken();
-                RoundEnd::Failed
-            } else {
-                RoundEnd::Done
+                return RoundEnd::Stop;
             }
+            // Whatever an error left open (a transaction and its locks) goes
+            // with the connection now, not at the next round minutes later.
+            if engine.store.reconnect().await.is_err() {
+                engine.store.mark_broken();
+            }
+            RoundEnd::Failed
         }
     }
 }
