@@ -308,15 +308,20 @@ impl Engine {
     /// without writing (a stale lease is shown as stale, not recovered).
     pub async fn status(&mut self, envs: &[Env]) -> Result<Vec<EnvStatus>> {
         let d = self.store.d;
-        // One environment is one statement, a snapshot by itself; several share
-        // a read transaction so that they are seen at the same moment.
-        if let [env] = envs {
-            return Ok(vec![env_status(self.store.conn(), d, *env).await?]);
+        // One environment is one statement, a snapshot by itself, unless its
+        // gates must be read too; several statements share a read transaction so
+        // that they are seen at the same moment.
+        if let [env] = envs
+            && let Some(one) = env_status(self.store.conn(), d, *env, false).await?
+        {
+            return Ok(vec![one]);
         }
         let mut tx = self.store.read().await?;
         let mut out = Vec::with_capacity(envs.len());
         for &env in envs {
-            out.push(env_status(&mut tx, d, env).await?);
+            if let Some(status) = env_status(&mut tx, d, env, true).await? {
+                out.push(status);
+            }
         }
         tx.commit().await.db("closing the read transaction")?;
         Ok(out)
@@ -412,11 +417,14 @@ impl Engine {
     }
 }
 
+/// `None` when the gates must be read as well and `second` does not allow a
+/// second statement (the caller then reads both in one snapshot).
 async fn env_status(
     c: &mut sqlx::AnyConnection,
     d: crate::store::Dialect,
     env: Env,
-) -> Result<EnvStatus> {
+    second: bool,
+) -> Result<Option<EnvStatus>> {
     let o = ledger::overview(c, d, env, RECENT)
         .await
         .db("reading the environment")?;
@@ -424,6 +432,9 @@ async fn env_status(
     // A second statement only where there is something to say: gates declared
     // and deployments waiting on them.
     let gates = if policy.is_some_and(|p| !p.gates.is_empty()) && !o.pending.is_empty() {
+        if !second {
+            return Ok(None);
+        }
         let ids: Vec<i64> = o.pending.iter().map(|p| p.id).collect();
         let results = ledger::gate_results(c, d, &ids)
             .await
@@ -437,7 +448,7 @@ async fn env_status(
     } else {
         Vec::new()
     };
-    Ok(EnvStatus {
+    Ok(Some(EnvStatus {
         env,
         live: o.live,
         in_progress: o.in_progress,
@@ -449,7 +460,7 @@ async fn env_status(
         pin: o.env.pin,
         gates,
         recent: o.recent,
-    })
+    }))
 }
 
 /// Inserts a release and its audit row in the caller's transaction. `origin`
