@@ -95,8 +95,9 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
             url.redacted(),
             crate::duration::format(limit)
         ))
-        .hint("check the server and the network; nothing was claimed by this command. \
-               --lock-timeout sets how long shipctl waits for locks and statements")),
+        .hint("check the server and the network. No deployment was claimed or run by the \
+               step that waited; --lock-timeout sets how long shipctl waits for locks and \
+               statements")),
     }
 }
 

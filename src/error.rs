@@ -68,6 +68,16 @@ impl Error {
                  shipctl waits (default 30s)",
             );
         }
+        if is_statement_timeout(&err) {
+            return Error::blocked(format!(
+                "{context}: the statement ran out of time ({})",
+                describe_sqlx(&err)
+            ))
+            .hint(
+                "the database is slow or busy: try again; --lock-timeout sets how long a \
+                 statement may take (default 30s)",
+            );
+        }
         Error {
             kind: if is_connection_error(&err) {
                 Kind::Connection
@@ -180,22 +190,30 @@ fn is_connection_error(err: &sqlx::Error) -> bool {
     }
 }
 
-/// A lock wait or a statement that ran out of time (`--lock-timeout`):
-/// SQLite busy, PostgreSQL lock_not_available (55P03) or query_canceled by
-/// statement_timeout (57014), MariaDB lock wait timeout (1205) or
-/// max_statement_time (1969).
+/// A lock wait that ran out of time (`--lock-timeout`): SQLite busy,
+/// PostgreSQL lock_not_available (55P03), MariaDB lock wait timeout (1205).
 pub fn is_lock_timeout(err: &sqlx::Error) -> bool {
     let sqlx::Error::Database(db) = err else {
         return false;
     };
     if let Some(n) = mysql_number(db.as_ref()) {
-        return matches!(n, 1205 | 1969);
+        return n == 1205;
     }
     let code = db.code().unwrap_or_default();
-    matches!(
-        code.as_ref(),
-        "55P03" | "57014" | "5" | "517" | "261" | "262"
-    ) || db.message().contains("database is locked")
+    matches!(code.as_ref(), "55P03" | "5" | "517" | "261" | "262")
+        || db.message().contains("database is locked")
+}
+
+/// A statement stopped by the server's bound (`--lock-timeout`): PostgreSQL
+/// statement_timeout (57014), MariaDB max_statement_time (1969).
+pub fn is_statement_timeout(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    match mysql_number(db.as_ref()) {
+        Some(n) => n == 1969,
+        None => db.code().is_some_and(|c| c == "57014"),
+    }
 }
 
 /// MariaDB/MySQL's error number (its SQLSTATE is mostly the generic HY000).

@@ -143,10 +143,12 @@ pub fn interrupted(s: Signal) -> Error {
     Error::interrupted(
         s,
         format!(
-            "interrupted by {}: stopped before claiming anything; nothing more was written",
+            "interrupted by {}: stopped while waiting for the database, before claiming a \
+             deployment; nothing was run",
             s.name()
         ),
     )
+    .hint("what the command had completed before the signal is recorded; `shipctl status` shows where things stand")
 }
 
 /// While alive, a signal is handled by the supervised step, not by dropping
@@ -175,6 +177,15 @@ pub fn set_answer_limit(limit: Duration) {
     }
 }
 
+/// How long one phase of database work may take.
+pub fn answer_limit() -> Duration {
+    SHARED
+        .answer
+        .lock()
+        .map(|a| *a)
+        .unwrap_or(Duration::from_secs(35))
+}
+
 /// A phase of database work starts (a transaction, a connection): it must be
 /// done within the answer limit, or the command is dropped where it waits.
 /// Supervised steps bound their own database work and suspend the watchdog.
@@ -184,6 +195,14 @@ pub fn phase() {
         .lock()
         .map(|a| *a)
         .unwrap_or(Duration::from_secs(35));
+    if let Ok(mut d) = SHARED.deadline.lock() {
+        *d = Some(Instant::now() + limit);
+    }
+}
+
+/// A phase that may legitimately take `limit` (a connect, a migration that
+/// waits for another process's).
+pub fn phase_for(limit: Duration) {
     if let Ok(mut d) = SHARED.deadline.lock() {
         *d = Some(Instant::now() + limit);
     }
@@ -317,6 +336,11 @@ impl Lease {
     /// Runs `step` under the lease: renewed every TTL/3 meanwhile; on a signal
     /// or a lost lease the step's token is cancelled and the step is awaited
     /// while it stops its child (the lease still renewed after a signal).
+    ///
+    /// A lease that cannot be confirmed for three quarters of its TTL is given
+    /// up: the child gets SIGTERM then, and SIGKILL just before the database
+    /// could hand the lease to someone else, so that two runs never overlap
+    /// whatever the child's `kill_grace`. A lease found taken kills at once.
     pub async fn supervise<T>(
         &mut self,
         store: &mut Store,
@@ -325,35 +349,75 @@ impl Lease {
         let _guard = guard();
         let stop = CancellationToken::new();
         let signals = token();
+        if received().is_some() {
+            // Asked to stop before the step began: the step sees a cancelled
+            // token and starts nothing.
+            SHARED.handled.store(true, Ordering::SeqCst);
+            stop.cancel();
+        }
         let work = step(stop.clone());
         tokio::pin!(work);
-        let mut signal = None;
-        let mut lost = None;
-        let keep = self.keep(store);
-        tokio::pin!(keep);
-        loop {
-            tokio::select! {
-                out = &mut work => return Supervised { out, signal, lost },
-                why = &mut keep, if lost.is_none() => {
-                    lost = Some(why);
-                    stop.cancel();
-                }
-                _ = signals.cancelled(), if signal.is_none() => {
-                    SHARED.handled.store(true, Ordering::SeqCst);
-                    signal = received();
-                    stop.cancel();
+        let mut signal = received();
+        let mut lost: Option<String> = None;
+        let mut kill_at: Option<Instant> = None;
+        let ttl = self.ttl;
+        let confirmed = std::cell::Cell::new(self.confirmed);
+        let renewing = std::cell::Cell::new(false);
+        let out = {
+            let keep = keep(&self.holding, ttl, &mut *store, &confirmed, &renewing);
+            tokio::pin!(keep);
+            loop {
+                let kill = async {
+                    match kill_at {
+                        Some(at) => tokio::time::sleep_until(at.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    out = &mut work => break out,
+                    end = &mut keep, if lost.is_none() => {
+                        stop.cancel();
+                        kill_at = Some(match end {
+                            LeaseEnd::Taken => Instant::now(),
+                            LeaseEnd::Unconfirmed => confirmed.get() + ttl.saturating_sub(FENCE_MARGIN),
+                        });
+                        lost = Some(match end {
+                            LeaseEnd::Taken => self.taken_message(),
+                            LeaseEnd::Unconfirmed => self.unconfirmed_message(),
+                        });
+                    }
+                    _ = kill => {
+                        // The database may hand the lease on any moment now.
+                        kill_groups();
+                        kill_at = None;
+                    }
+                    _ = signals.cancelled(), if signal.is_none() => {
+                        SHARED.handled.store(true, Ordering::SeqCst);
+                        signal = received();
+                        stop.cancel();
+                    }
                 }
             }
+        };
+        self.confirmed = confirmed.get();
+        if renewing.get() {
+            // Dropped mid-renewal: that statement's connection is not reused.
+            store.mark_broken();
         }
+        Supervised { out, signal, lost }
     }
 
     /// Confirms the lease with one fenced write (retried on a new connection
-    /// while it may still be ours). `Err`: lost or unconfirmed, with why.
+    /// while it may still be ours, not after a signal). `Err`: lost,
+    /// unconfirmed or interrupted, with why.
     pub async fn confirm(&mut self, store: &mut Store) -> std::result::Result<(), String> {
         let mut tries = 0;
         loop {
+            if let Some(s) = received() {
+                return Err(format!("interrupted by {}", s.name()));
+            }
             let sent = Instant::now();
-            match self.renew_bounded(store).await {
+            match renew_bounded(&self.holding, self.ttl, self.confirmed, store).await {
                 Ok(true) => {
                     self.confirmed = sent;
                     return Ok(());
@@ -361,74 +425,14 @@ impl Lease {
                 Ok(false) => return Err(self.taken_message()),
                 Err(_) if self.may_be_ours() => {
                     tries += 1;
-                    tokio::time::sleep(backoff(tries, self.ttl / 3)).await;
-                }
-                Err(e) => return Err(self.unconfirmed_message(&e)),
-            }
-        }
-    }
-
-    /// Renews every TTL/3 (sooner after a failure) and returns only when the
-    /// lease is lost or could not be confirmed for a whole TTL.
-    async fn keep(&mut self, store: &mut Store) -> String {
-        let period = self.ttl / 3;
-        let mut next = self.confirmed + period;
-        let mut failures = 0;
-        loop {
-            tokio::time::sleep_until(next.into()).await;
-            let sent = Instant::now();
-            match self.renew_bounded(store).await {
-                Ok(true) => {
-                    self.confirmed = sent;
-                    failures = 0;
-                    next = sent + period;
-                }
-                Ok(false) => return self.taken_message(),
-                Err(e) => {
-                    if !self.may_be_ours() {
-                        return self.unconfirmed_message(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff(tries, self.ttl / 3)) => {}
+                        _ = SHARED.token.cancelled() => {}
                     }
-                    failures += 1;
-                    next = Instant::now() + backoff(failures, period);
                 }
-            }
-            if !self.may_be_ours() {
-                return self.unconfirmed_message(&Error::unreachable("no renewal succeeded"));
+                Err(_) => return Err(self.unconfirmed_message()),
             }
         }
-    }
-
-    /// One renewal, re-opening the connection first if the last one failed,
-    /// within TTL/3 and within what is left of the lease.
-    async fn renew_bounded(&self, store: &mut Store) -> Result<bool> {
-        let left = self.ttl.saturating_sub(self.confirmed.elapsed());
-        let limit = (self.ttl / 3).min(left).max(Duration::from_millis(50));
-        let ttl_ms = self.ttl.as_millis() as i64;
-        let attempt = async {
-            store.settle().await?;
-            let d = store.d;
-            let renewed = match &self.holding {
-                Holding::Deployment { id, token } => {
-                    ledger::heartbeat(store.conn(), d, *id, *token, ttl_ms).await
-                }
-                Holding::Gates { id, holder } => {
-                    ledger::renew_gate_hold(store.conn(), d, *id, holder, Some(ttl_ms)).await
-                }
-            };
-            renewed.map_err(|e| Error::database("renewing the lease", e))
-        };
-        let result = match tokio::time::timeout(limit, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::unreachable(format!(
-                "renewing the lease: no answer within {}",
-                crate::duration::format(limit)
-            ))),
-        };
-        if result.is_err() {
-            // Whatever the failure, the next try starts on a new connection.
-            store.mark_broken();
-        }
-        result
     }
 
     fn what(&self) -> String {
@@ -440,19 +444,105 @@ impl Lease {
 
     fn taken_message(&self) -> String {
         format!(
-            "the lease on {} was taken over (it expired and another process recovered it)",
+            "the lease on {} was taken over: it expired and another process recovered it",
             self.what()
         )
     }
 
-    fn unconfirmed_message(&self, last: &Error) -> String {
+    fn unconfirmed_message(&self) -> String {
         format!(
-            "the lease on {} could not be renewed for {} (last error: {})",
+            "the database did not confirm the lease on {} for three quarters of its {} term, \
+             so it was given up before it could expire",
             self.what(),
-            crate::duration::format(self.ttl),
-            last.message
+            crate::duration::format(self.ttl)
         )
     }
+}
+
+/// How long before the database could hand a lease on that a holder which
+/// could not renew it kills its child.
+const FENCE_MARGIN: Duration = Duration::from_millis(250);
+
+enum LeaseEnd {
+    /// Another process holds it now.
+    Taken,
+    /// Not confirmed for three quarters of the TTL: given up before it expires.
+    Unconfirmed,
+}
+
+/// Renews every TTL/3 (sooner after a failure, never past the point of giving
+/// up) and returns only when the lease is taken or must be given up.
+async fn keep(
+    holding: &Holding,
+    ttl: Duration,
+    store: &mut Store,
+    confirmed: &std::cell::Cell<Instant>,
+    renewing: &std::cell::Cell<bool>,
+) -> LeaseEnd {
+    let period = ttl / 3;
+    let give_up = |c: Instant| c + ttl * 3 / 4;
+    let mut next = confirmed.get() + period;
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep_until(next.min(give_up(confirmed.get())).into()).await;
+        if Instant::now() >= give_up(confirmed.get()) {
+            return LeaseEnd::Unconfirmed;
+        }
+        let sent = Instant::now();
+        renewing.set(true);
+        let renewed = renew_bounded(holding, ttl, confirmed.get(), store).await;
+        renewing.set(false);
+        match renewed {
+            Ok(true) => {
+                confirmed.set(sent);
+                failures = 0;
+                next = sent + period;
+            }
+            Ok(false) => return LeaseEnd::Taken,
+            Err(_) => {
+                failures += 1;
+                next = Instant::now() + backoff(failures, period);
+            }
+        }
+    }
+}
+
+/// One renewal, re-opening the connection first if the last one failed,
+/// within TTL/3 and within what is left of the lease.
+async fn renew_bounded(
+    holding: &Holding,
+    ttl: Duration,
+    confirmed: Instant,
+    store: &mut Store,
+) -> Result<bool> {
+    let left = ttl.saturating_sub(confirmed.elapsed());
+    let limit = (ttl / 3).min(left).max(Duration::from_millis(50));
+    let ttl_ms = ttl.as_millis() as i64;
+    let attempt = async {
+        store.settle().await?;
+        let d = store.d;
+        let renewed = match holding {
+            Holding::Deployment { id, token } => {
+                ledger::heartbeat(store.conn(), d, *id, *token, ttl_ms).await
+            }
+            Holding::Gates { id, holder } => {
+                ledger::renew_gate_hold(store.conn(), d, *id, holder, Some(ttl_ms)).await
+            }
+        };
+        renewed.map_err(|e| Error::database("renewing the lease", e))
+    };
+    let result = match tokio::time::timeout(limit, attempt).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::unreachable(format!(
+            "renewing the lease: no answer within {}",
+            crate::duration::format(limit)
+        ))),
+    };
+    if result.is_err() {
+        // Whatever the failure, the next try starts on a new connection.
+        store.mark_broken();
+    }
+    result
 }
 
 /// 250ms, 500ms, 1s, ... capped.

@@ -114,9 +114,8 @@ pub async fn run(
                 }
                 _ = resync.tick() => break "periodic resync",
                 _ = approvals.tick(), if gated && seen.is_some() => {
-                    let now = tokio::time::timeout(APPROVALS_EVERY, mark(engine)).await;
-                    supervisor::idle();
-                    if now.is_ok_and(|now| now.is_some() && now != seen) {
+                    let now = mark(engine).await;
+                    if now.is_some() && now != seen {
                         break "an approval or a rejection was recorded";
                     }
                 }
@@ -131,21 +130,24 @@ pub async fn run(
     Ok(Exit::Done)
 }
 
-/// The newest approval's mark, read on a connection re-opened if needed;
-/// `None` when the ledger cannot be read right now.
+/// The newest approval's mark, read on a connection re-opened if needed,
+/// within the answer limit and cut short by a signal; `None` when the ledger
+/// cannot be read right now (the connection is then re-opened next time).
 async fn mark(engine: &mut Engine) -> Option<i64> {
-    if engine.store.settle().await.is_err() {
-        return None;
+    let stop = supervisor::token();
+    let read = async {
+        engine.store.settle().await.ok()?;
+        engine.decision_mark().await.ok()
+    };
+    let got = tokio::select! {
+        got = tokio::time::timeout(supervisor::answer_limit(), read) => got.ok().flatten(),
+        _ = stop.cancelled() => None,
+    };
+    supervisor::idle();
+    if got.is_none() {
+        engine.store.mark_broken();
     }
-    match engine.decision_mark().await {
-        Ok(mark) => Some(mark),
-        Err(e) => {
-            if e.is_connection() {
-                engine.store.mark_broken();
-            }
-            None
-        }
-    }
+    got
 }
 
 enum RoundEnd {

@@ -191,6 +191,7 @@ impl Engine {
         if !commands.is_empty() {
             // One process at a time runs a deployment's command gates.
             let ttl_ms = self.who.lease_ttl.as_millis() as i64;
+            let held_at = Instant::now();
             if !ledger::hold_for_gates(&mut tx, d, id, &self.who.holder, ttl_ms)
                 .await
                 .db("holding the deployment for its gates")?
@@ -200,6 +201,10 @@ impl Engine {
             let live = ledger::live(&mut tx, d, env_id)
                 .await
                 .db("reading the live release")?;
+            // From this commit on, a signal is the gates' supervisor's to handle
+            // (it releases the hold); before it, nothing is held.
+            supervisor::check()?;
+            let guard = supervisor::guard();
             tx.commit().await.db("committing")?;
             let job = Job {
                 version: dep.version.clone(),
@@ -210,7 +215,9 @@ impl Engine {
                 // Command gates run before the claim: there is no token yet.
                 fencing_token: None,
             };
-            let outcomes = gates::run_commands(&mut self.store, &self.who, &commands, &job).await?;
+            let outcomes =
+                gates::run_commands(&mut self.store, &self.who, &commands, &job, held_at, guard)
+                    .await?;
             crate::progress::step("gates: recording");
             // What ran is recorded, and the hold ended, in a transaction of its
             // own: nothing that fails after it can lose the one or keep the other.
@@ -311,9 +318,10 @@ impl Engine {
             .await
             .db("reading the live release")?;
         let dep = load(&mut tx, d, id).await?;
+        let claimed_at = Instant::now();
         let token = claim_in(&mut tx, d, &self.who, &dep).await?;
         let dep = load(&mut tx, d, id).await?;
-        let lease = commit_claim(tx, &self.who, &dep, token).await?;
+        let lease = commit_claim(tx, &self.who, &dep, token, claimed_at).await?;
 
         let claimed = Claimed {
             dep,
@@ -465,9 +473,10 @@ impl Engine {
                     .await
                     .db("validating the restore")?;
                 let restore = load(&mut tx, d, restore.id).await?;
+                let claimed_at = Instant::now();
                 let token = claim_in(&mut tx, d, &self.who, &restore).await?;
                 let restore = load(&mut tx, d, rid).await?;
-                let lease = commit_claim(tx, &self.who, &restore, token).await?;
+                let lease = commit_claim(tx, &self.who, &restore, token, claimed_at).await?;
                 let claimed = Claimed {
                     dep: restore,
                     token,
@@ -521,12 +530,21 @@ impl Engine {
         // A failed run of a real command: its rollback command restores what was
         // live, under the same lease, once the lease is confirmed by a fenced
         // write. Not after a signal: the process was asked to stop, promptly.
-        let restored = match (&outcome, exec.rollback(), &claimed.previous) {
-            (Outcome::Failed, Some(spec), Some(prev)) => {
+        match (&outcome, exec.rollback(), &claimed.previous) {
+            (Outcome::Failed, Some(_), Some(_)) if supervisor::received().is_none() => {
                 crate::progress::step("rollback command");
-                if let Err(why) = lease.confirm(&mut self.store).await {
+                // Asked to stop meanwhile: no rollback command starts (below),
+                // and the failure is recorded.
+                if let Err(why) = lease.confirm(&mut self.store).await
+                    && supervisor::received().is_none()
+                {
                     return Err(lease_lost(claimed.dep.id, &why));
                 }
+            }
+            _ => {}
+        }
+        let restored = match (&outcome, exec.rollback(), &claimed.previous) {
+            (Outcome::Failed, Some(spec), Some(prev)) if supervisor::received().is_none() => {
                 let job = Job {
                     version: prev.version.clone(),
                     tag: prev.tag.clone(),
@@ -621,22 +639,30 @@ impl Engine {
                 ))),
             };
             match result {
+                Ok(written) => return Ok(written),
+                // A lost connection or a lock that did not come: try again on a
+                // new connection while the lease may still be ours, unless asked
+                // to stop.
                 Err(e)
-                    if e.is_connection()
+                    if (e.is_connection() || e.kind == crate::error::Kind::Blocked)
                         && lease.may_be_ours()
                         && supervisor::received().is_none() =>
                 {
-                    self.store.mark_broken();
                     failures += 1;
-                    tokio::time::sleep(supervisor::backoff(failures, Duration::from_secs(2))).await;
+                    let signals = supervisor::token();
+                    let pause = supervisor::backoff(failures, Duration::from_secs(2));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = signals.cancelled() => {}
+                    }
                 }
-                Err(e) if e.is_connection() => {
-                    self.store.mark_broken();
+                Err(e) => {
                     return Err(Error::failed(format!(
                         "deployment {} ran ({}), but its result could not be recorded: {}",
                         claimed.dep.id,
                         match outcome {
                             Outcome::Succeeded => "succeeded",
+                            Outcome::Interrupted => "interrupted",
                             _ => "failed",
                         },
                         e.message
@@ -648,7 +674,6 @@ impl Engine {
                         self.store.url().redacted()
                     )));
                 }
-                other => return other,
             }
         }
     }
@@ -736,30 +761,53 @@ async fn finish_tx(
 
 /// Commits a claim and takes its lease, unless a signal came first: then the
 /// claim is rolled back and nothing is written (never a claim after a signal).
+/// The guard is taken before the commit is sent: a signal that arrives while
+/// it is in flight is handled as one after the claim (the run does not start
+/// and the deployment is recorded as interrupted), never by dropping a commit
+/// that may have gone through. The commit is bounded like any phase.
 async fn commit_claim(
     tx: Tx<'_>,
     who: &Who,
     dep: &Deployment,
     token: i64,
+    claimed_at: Instant,
 ) -> Result<(Lease, supervisor::Guard)> {
     if let Some(s) = supervisor::received() {
         tx.rollback().await.db("rolling back the claim")?;
         return Err(supervisor::interrupted(s));
     }
-    let sent = Instant::now();
-    tx.commit().await.db("committing the claim")?;
     let guard = supervisor::guard();
+    let limit = supervisor::answer_limit();
+    match tokio::time::timeout(limit, tx.commit()).await {
+        Ok(committed) => committed.db("committing the claim")?,
+        Err(_) => {
+            return Err(Error::unreachable(format!(
+                "the claim of deployment {} got no answer from the database within {}",
+                dep.id,
+                crate::duration::format(limit)
+            ))
+            .hint(format!(
+                "if it went through, the deployment stays en_cours until its lease expires \
+                 ({}), and the next command in {} then recovers it as échec; nothing was run",
+                crate::duration::format(who.lease_ttl),
+                dep.env
+            )));
+        }
+    }
+    // The lease counts from before the claim's statement: the database set its
+    // expiry after that moment.
     let lease = Lease::taken(
         Holding::Deployment { id: dep.id, token },
         who.lease_ttl,
-        sent,
+        claimed_at,
     );
     Ok((lease, guard))
 }
 
 fn lease_lost(id: i64, why: &str) -> Error {
     Error::failed(format!(
-        "deployment {id}: {why}; this process stopped its command and wrote nothing more"
+        "deployment {id} lost its lease: {why}; this process stopped its command and wrote \
+         nothing more"
     ))
     .hint(
         "the next command in the environment recovers it as échec once the lease has expired; \

@@ -310,20 +310,27 @@ pub(super) async fn run_commands(
     who: &Who,
     gates: &[NamedGate],
     job: &Job,
+    held_at: Instant,
+    _guard: supervisor::Guard,
 ) -> Result<Vec<CommandOutcome>> {
     let held = Holding::Gates {
         id: job.deploy_id,
         holder: who.holder.clone(),
     };
-    let mut lease = Lease::taken(held, who.lease_ttl, Instant::now());
-    let _guard = supervisor::guard();
+    let mut lease = Lease::taken(held, who.lease_ttl, held_at);
     let ran = run_held(store, &mut lease, gates, job).await;
     if ran.is_err() {
         // Let another process run them at once rather than after the lease
         // expires; bounded, and cut short after a signal.
+        store.settle().await.ok();
         let d = store.d;
         let release = ledger::renew_gate_hold(store.conn(), d, job.deploy_id, &who.holder, None);
-        let _ = tokio::time::timeout(supervisor::AFTER_SIGNAL, release).await;
+        if tokio::time::timeout(supervisor::AFTER_SIGNAL, release)
+            .await
+            .is_err()
+        {
+            store.mark_broken();
+        }
     }
     ran
 }

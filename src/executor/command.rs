@@ -140,6 +140,11 @@ pub async fn run(spec: &Spec<'_>, job: &Job, stop: &CancellationToken) -> Ran {
     let Some((program, args)) = spec.argv.split_first() else {
         return Err("the command is empty".into());
     };
+    if stop.is_cancelled() {
+        // Asked to stop before it began (a signal during the claim's commit):
+        // nothing is started.
+        return Err(format!("{program:?} was not started: shipctl was stopping"));
+    }
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         // The ledger's URL may hold a password: a deploy script or a third-party

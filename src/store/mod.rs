@@ -72,7 +72,9 @@ impl Store {
     pub async fn open_with(url: &DbUrl, limits: Limits) -> Result<Store> {
         let mut store = Store::connect(url, url.driver_url(), limits).await?;
         if !matches!(migrate::is_current(&mut store.conn).await, Ok(true)) {
-            // Migrating is writing: wait for other writers like any writer does.
+            // Migrating is writing: wait for other writers like any writer does,
+            // and for another process's migration (60s at most on MariaDB).
+            crate::supervisor::phase_for(limits.answer() + Duration::from_secs(60));
             store.be_patient().await?;
             migrate::ensure(&mut store.conn, store.d, url.redacted()).await?;
         }
@@ -131,7 +133,8 @@ impl Store {
     }
 
     async fn connect(url: &DbUrl, driver: &str, limits: Limits) -> Result<Store> {
-        crate::supervisor::phase();
+        // The connect has its own bound (--connect-timeout), then one statement.
+        crate::supervisor::phase_for(limits.connect + limits.answer());
         let conn = open_conn(url, driver, &limits).await?;
         Ok(Store {
             conn,
@@ -147,7 +150,7 @@ impl Store {
     /// Drops the connection and opens a new one: after a lost connection, or
     /// when the old one may still be inside a statement or a transaction.
     pub async fn reconnect(&mut self) -> Result<()> {
-        crate::supervisor::phase();
+        crate::supervisor::phase_for(self.limits.connect + self.limits.answer());
         let conn = open_conn(&self.url, &self.driver, &self.limits).await?;
         // The old one is dropped, not closed: closing would wait for a server
         // that may not answer. The server ends its session (and rolls back
@@ -174,8 +177,8 @@ impl Store {
     }
 
     /// Runs one short phase (a transaction, a few statements) within
-    /// `limits.answer()`. A phase that runs out, or fails on the connection,
-    /// leaves it marked broken: nothing it started is reused.
+    /// `limits.answer()`. A phase that runs out or fails leaves the connection
+    /// marked broken: nothing it started is reused.
     pub async fn bounded<T>(
         &mut self,
         what: &str,
@@ -192,7 +195,9 @@ impl Store {
             ))
             .hint("check the server and the network; --lock-timeout sets how long shipctl waits")),
         };
-        if result.as_ref().is_err_and(|e| e.is_connection()) {
+        if result.is_err() {
+            // Whatever the phase left open (a transaction, its locks, a
+            // statement) goes with the connection.
             self.broken = true;
         }
         result
@@ -243,14 +248,14 @@ impl Store {
                 // its rollback goes before the next statement. Who holds the lock
                 // is asked on a connection of its own.
                 drop(tx);
+                // A bounded courtesy lookup (2s): a phase of its own.
+                crate::supervisor::phase();
                 let (env, holder) = lock_holder(&url, &driver, &limits, env_id).await;
                 Err(Error::blocked(format!(
                     "busy: the lock on environment {} was not granted within {} (--lock-timeout){}",
                     env.unwrap_or_else(|| format!("id {env_id}")),
                     crate::duration::format(limits.lock),
-                    holder
-                        .map(|h| format!("; it is held by {h}"))
-                        .unwrap_or_default()
+                    holder.map(|h| format!("; {h}")).unwrap_or_default()
                 ))
                 .hint(
                     "another shipctl (or a transaction of someone's) is writing to this \
@@ -429,22 +434,25 @@ async fn lock_holder(
 ) -> (Option<String>, Option<String>) {
     let sql = match url.backend {
         Backend::Sqlite => return (None, None),
+        // The row's locker is the transaction in its xmax (FOR UPDATE writes it).
         Backend::Postgres => {
-            "SELECT CONCAT('session ', a.pid, ' (', COALESCE(NULLIF(a.application_name, ''), 'no name'), \
+            "SELECT CONCAT('it is held by session ', a.pid, ' (', COALESCE(NULLIF(a.application_name, ''), 'no name'), \
              ', ', COALESCE(host(a.client_addr), 'local socket'), ', user ', a.usename, \
              ', in a transaction since ', to_char(a.xact_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), ' UTC)') \
-             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-             WHERE l.locktype = 'relation' AND l.relation = 'environnements'::regclass \
-             AND l.mode = 'RowShareLock' AND l.granted AND l.pid <> pg_backend_pid() \
-             ORDER BY a.xact_start LIMIT 1"
+             FROM pg_stat_activity a \
+             WHERE a.backend_xid::text = (SELECT xmax::text FROM environnements WHERE id = $1) \
+             AND a.pid <> pg_backend_pid() LIMIT 1"
         }
+        // InnoDB tells who holds row locks, not which rows: the oldest
+        // transaction holding any is the likely one, and said so.
         Backend::MySql => {
-            "SELECT CONCAT('connection ', t.trx_mysql_thread_id, ' (user ', COALESCE(p.USER, '?'), \
+            "SELECT CONCAT('the oldest transaction holding row locks is connection ', t.trx_mysql_thread_id, ' (user ', COALESCE(p.USER, '?'), \
              ' from ', COALESCE(p.HOST, '?'), ', in a transaction since ', \
              DATE_FORMAT(t.trx_started, '%Y-%m-%d %H:%i:%s'), ' UTC)') \
              FROM information_schema.INNODB_TRX t \
              LEFT JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id \
-             WHERE t.trx_mysql_thread_id <> CONNECTION_ID() ORDER BY t.trx_started LIMIT 1"
+             WHERE t.trx_mysql_thread_id <> CONNECTION_ID() AND t.trx_rows_locked > 0 \
+             AND ? > 0 ORDER BY t.trx_started LIMIT 1"
         }
     };
     let d = Dialect(url.backend);
@@ -458,6 +466,7 @@ async fn lock_holder(
                 .ok()
                 .flatten();
         let holder: Option<String> = sqlx::query_scalar(sql)
+            .bind(env_id)
             .fetch_optional(&mut conn)
             .await
             .ok()
@@ -515,6 +524,10 @@ async fn session_setup(
     let lock_ms = limits.lock.as_millis().max(1);
     // MariaDB counts lock waits in whole seconds.
     let lock_s = limits.lock.as_secs().max(1);
+    // A statement may wait for a lock the whole lock timeout, and then run: its
+    // own bound comes a little later, so that a lock wait ends as "busy".
+    let statement_ms = lock_ms + 1000;
+    let statement_s = lock_s + 1;
     let name: String = limits
         .holder
         .chars()
@@ -529,7 +542,7 @@ async fn session_setup(
         Backend::Postgres => format!(
             "SET application_name = '{name}'; \
              SET lock_timeout = {lock_ms}; \
-             SET statement_timeout = {lock_ms}; \
+             SET statement_timeout = {statement_ms}; \
              SET idle_in_transaction_session_timeout = {lock_ms};"
         ),
         // UTC for DATETIME columns, strict inserts, and READ COMMITTED so that a
@@ -548,7 +561,7 @@ async fn session_setup(
         // MariaDB's own bounds: statements, and sessions idle inside a
         // transaction (MySQL has neither; its wait_timeout is the fallback).
         let mariadb = format!(
-            "SET SESSION max_statement_time = {lock_s}, idle_transaction_timeout = {lock_s}"
+            "SET SESSION max_statement_time = {statement_s}, idle_transaction_timeout = {lock_s}"
         );
         if sqlx::raw_sql(sqlx::AssertSqlSafe(mariadb))
             .execute(&mut *conn)

@@ -757,6 +757,12 @@ fn a_server_down_longer_than_the_lease_fences_the_holder() {
             run.stderr
         );
         assert_eq!(db.state(d1), "en_cours", "nothing recovered it yet");
+        // The holder gave up before its lease expired (so that its command was
+        // dead by then); the next writer can recover it once it has.
+        db.wait_for("the holder's lease to expire", TTL + MARGIN, || {
+            let status = db.run(&["status", "--env", "prod", "--output", "json"]);
+            status.code == 0 && status.json()["in_progress"]["lease_stale"] == true
+        });
 
         let out = db.expect(
             &[
