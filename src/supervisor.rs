@@ -13,8 +13,8 @@
 //! - A second signal kills the children's process groups and exits at once.
 //! - A lease is renewed every TTL/3, each renewal bounded in time and retried
 //!   on a new connection when the old one failed. A holder that cannot confirm
-//!   its lease for a whole TTL, or finds it taken, stops its child and writes
-//!   nothing more.
+//!   its lease for three quarters of a TTL, or finds it taken, stops its child
+//!   (killed before the lease could pass to anyone else) and writes nothing more.
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -313,7 +313,7 @@ pub struct Supervised<T> {
     pub out: T,
     /// A signal stopped it.
     pub signal: Option<Signal>,
-    /// The lease was lost or could not be confirmed for a TTL: write nothing more.
+    /// The lease was taken, or given up unconfirmed: write nothing more.
     pub lost: Option<String>,
 }
 
