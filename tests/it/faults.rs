@@ -799,6 +799,98 @@ fn a_server_down_longer_than_the_lease_fences_the_holder() {
     });
 }
 
+/// A command that ignores SIGTERM, with a `kill_grace` longer than the lease,
+/// run by a holder whose database dies: the holder gives the lease up, and its
+/// command is dead before the lease could pass to another process (it got
+/// SIGTERM first). Two runs never overlap, whatever the grace.
+#[test]
+fn a_holder_without_its_database_kills_its_command_before_the_lease_can_pass() {
+    on_private_servers(|server, db| {
+        write_script(
+            db.dir.path(),
+            "stubborn.sh",
+            "#!/bin/sh\necho $$ > cmd.pid\ntrap 'echo term >> cmd.signals' TERM\nwhile true; do sleep 0.1; done\n",
+        );
+        let dir = db.dir.path().join("manifests");
+        std::fs::create_dir_all(&dir).expect("manifests dir");
+        std::fs::write(
+            dir.join("m.yaml"),
+            "releases:\n  - { version: '1.0', tag: v1.0 }\nenvironments:\n  prod:\n    release: '1.0'\n    \
+             executor:\n      command: { run: ['./stubborn.sh'], timeout: 5m, kill_grace: 30s }\n",
+        )
+        .expect("manifest");
+        let mut child = Proc::spawn(
+            db,
+            None,
+            &["--lease-ttl", "3s", "reconcile", "--manifests", "manifests"],
+        );
+        let pid_file = db.dir.path().join("cmd.pid");
+        child.wait_until("the command to start", Duration::from_secs(20), || {
+            std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim().parse::<i32>().is_ok())
+        });
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("pid");
+        // Its newest renewal came before this moment: the lease, as the
+        // database sees it, lasts at least until killed + TTL.
+        server.kill();
+        let killed = Instant::now();
+        let deadline = killed + TTL + Duration::from_secs(5);
+        while alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{:?}: the command still runs {:?} after the database died",
+                db.backend,
+                killed.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let died = killed.elapsed();
+        assert!(
+            died < TTL,
+            "{:?}: the command died {died:?} after the database, not within the {TTL:?} lease",
+            db.backend
+        );
+        let signals =
+            std::fs::read_to_string(db.dir.path().join("cmd.signals")).unwrap_or_default();
+        assert!(
+            signals.contains("term"),
+            "{:?}: the command got no SIGTERM before it was killed",
+            db.backend
+        );
+        let (run, _) = child.finish(Duration::from_secs(15), "the command was killed");
+        assert_failed(
+            &run,
+            &format!("the holder without its database ({:?})", db.backend),
+        );
+        assert!(
+            run.stderr.contains("lost its lease"),
+            "{:?}: {}",
+            db.backend,
+            run.stderr
+        );
+        server.start_again();
+        assert_eq!(
+            db.state(1),
+            "en_cours",
+            "{:?}: the holder wrote",
+            db.backend
+        );
+    });
+}
+
+/// Whether a process runs (a zombie waiting to be reaped does not).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
 /// shipctl's connection terminated by the server mid-run: it reconnects and
 /// records the run as it ended.
 #[test]
