@@ -116,6 +116,18 @@ pub enum RollbackReport {
     Restored(Box<Execution>),
 }
 
+/// How a run ended, as the finish records it.
+#[derive(Clone, Copy)]
+struct Ended<'a> {
+    outcome: &'a Outcome,
+    error: &'a Option<String>,
+    /// The output worth keeping.
+    output: &'a str,
+    /// The rollback command's outcome, when one ran.
+    restored: &'a Option<(bool, String)>,
+    elapsed: &'a str,
+}
+
 /// What the claim hands to the run and the finish.
 struct Claimed {
     dep: Deployment,
@@ -581,11 +593,14 @@ impl Engine {
         crate::progress::step("finish");
         let elapsed =
             crate::duration::format(Duration::from_millis(started.elapsed().as_millis() as u64));
-        let written = self
-            .finish(
-                env, &claimed, &lease, &outcome, &error, &output, &restored, &elapsed,
-            )
-            .await?;
+        let ended = Ended {
+            outcome: &outcome,
+            error: &error,
+            output: &output,
+            restored: &restored,
+            elapsed: &elapsed,
+        };
+        let written = self.finish(env, &claimed, &lease, &ended).await?;
         let Some((final_dep, rolled_back)) = written else {
             return Err(Error::failed(format!(
                 "deployment {} was taken over while it ran (its lease expired and another \
@@ -611,25 +626,18 @@ impl Engine {
     /// signal it gets `AFTER_SIGNAL` more; past that, or past the lease, it
     /// writes nothing and the lease's expiry hands the deployment to recovery.
     /// `None`: the lease was taken over, nothing written.
-    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &mut self,
         env: &EnvRow,
         claimed: &Claimed,
         lease: &Lease,
-        outcome: &Outcome,
-        error: &Option<String>,
-        output: &str,
-        restored: &Option<(bool, String)>,
-        elapsed: &str,
+        ended: &Ended<'_>,
     ) -> Result<Option<(Deployment, Option<Deployment>)>> {
+        let outcome = ended.outcome;
         let mut failures = 0;
         loop {
             let attempt = self.store.bounded("recording the result", async |store| {
-                finish_tx(
-                    store, &self.who, env, claimed, outcome, error, output, restored, elapsed,
-                )
-                .await
+                finish_tx(store, &self.who, env, claimed, ended).await
             });
             let result = tokio::select! {
                 r = attempt => r,
@@ -682,18 +690,20 @@ impl Engine {
 /// The finish transaction. On a retry the first attempt may have committed
 /// without its answer arriving: a row that already holds this run's token and
 /// the state it was going to, is taken as written.
-#[allow(clippy::too_many_arguments)]
 async fn finish_tx(
     store: &mut Store,
     who: &Who,
     env: &EnvRow,
     claimed: &Claimed,
-    outcome: &Outcome,
-    error: &Option<String>,
-    output: &str,
-    restored: &Option<(bool, String)>,
-    elapsed: &str,
+    ended: &Ended<'_>,
 ) -> Result<Option<(Deployment, Option<Deployment>)>> {
+    let Ended {
+        outcome,
+        error,
+        output,
+        restored,
+        elapsed,
+    } = *ended;
     let d = store.d;
     let mut tx = store.write_env(env.id).await?;
     let dep = &claimed.dep;
