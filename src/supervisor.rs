@@ -37,6 +37,12 @@ pub enum Signal {
     Term,
 }
 
+impl serde::Serialize for Signal {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 impl Signal {
     pub fn number(self) -> i32 {
         match self {

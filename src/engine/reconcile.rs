@@ -54,6 +54,12 @@ pub enum EnvOutcome {
     Skipped {
         reason: String,
     },
+    /// A signal came while this environment waited for the database (before
+    /// any claim): what earlier environments did stands, the rest is skipped.
+    Interrupted {
+        signal: crate::supervisor::Signal,
+        message: String,
+    },
 }
 
 impl Reconciled {
@@ -71,6 +77,7 @@ impl Reconciled {
                 | EnvOutcome::Busy { .. }
                 | EnvOutcome::Blocked { .. }
                 | EnvOutcome::Skipped { .. } => Exit::Blocked,
+                EnvOutcome::Interrupted { signal, .. } => Exit::Interrupted(*signal),
             })
             .fold(Exit::Done, Exit::worst)
     }
@@ -87,6 +94,7 @@ impl Reconciled {
     pub fn interrupted(&self) -> bool {
         self.environments.iter().any(|e| match &e.outcome {
             EnvOutcome::Failed { execution } => execution.outcome == Outcome::Interrupted,
+            EnvOutcome::Interrupted { .. } => true,
             _ => false,
         })
     }
@@ -267,7 +275,35 @@ impl Engine {
                 });
                 continue;
             }
-            let result = self.reconcile_env(env, spec, overrides).await?;
+            // A signal while this environment waits for the database ends the
+            // reconcile here, with the report of what was done so far.
+            let result = tokio::select! {
+                biased;
+                result = self.reconcile_env(env, spec, overrides) => match result {
+                    Ok(result) => Some(result),
+                    Err(e) if matches!(e.kind, Kind::Interrupted(_)) => None,
+                    Err(e) => return Err(e),
+                },
+                _ = crate::supervisor::unguarded() => None,
+            };
+            let Some(result) = result else {
+                // Whatever the dropped step had open goes with its connection.
+                self.store.mark_broken();
+                let signal =
+                    crate::supervisor::received().unwrap_or(crate::supervisor::Signal::Int);
+                stop = Some(format!("stopped by {} in {env}", signal.name()));
+                out.environments.push(EnvResult {
+                    env,
+                    desired: spec.release.clone(),
+                    live_before: None,
+                    steps: Vec::new(),
+                    outcome: EnvOutcome::Interrupted {
+                        signal,
+                        message: crate::supervisor::interrupted(signal).message,
+                    },
+                });
+                continue;
+            };
             if let EnvOutcome::Failed { execution } = &result.outcome {
                 if execution.outcome == Outcome::Interrupted {
                     stop = Some("interrupted by a signal".into());
