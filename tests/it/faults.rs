@@ -18,8 +18,6 @@ use crate::common::*;
 
 use sqlx::{AnyConnection, Connection, Row};
 use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -44,130 +42,11 @@ const BOUNDED: [&str; 6] = [
 
 // ---------------------------------------------------------------- helpers
 
-/// A shipctl in the background; killed and reaped if the test fails first.
-struct Proc {
-    child: Child,
-    what: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Proc {
-    /// `shipctl ARGS` on `db`, or through `url` (a proxy) when given.
-    fn spawn(db: &TestDb, url: Option<&str>, args: &[&str]) -> Proc {
-        let mut c: Command = db.cmd();
-        if let Some(url) = url {
-            c.env("SHIPCTL_DATABASE_URL", url);
-        }
-        c.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        Proc {
-            child: c.spawn().expect("spawn shipctl"),
-            what: format!("shipctl {} on {:?}", args.join(" "), db.backend),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid")
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on a child we spawned and have not reaped yet.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
-    }
-
-    /// Polls `check` until it holds; fails with the command's output if it
-    /// exits first, or after `timeout`.
-    fn wait_until(&mut self, what: &str, timeout: Duration, check: impl FnMut() -> bool) {
-        self.wait_until_or(what, timeout, check, String::new);
-    }
-
-    /// `wait_until`, with what `diagnose` says in the failure message.
-    fn wait_until_or(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut() -> bool,
-        diagnose: impl Fn() -> String,
-    ) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let run = self.collect(status);
-                panic!(
-                    "{} exited {} while the test waited for {what}\nstdout:\n{}\nstderr:\n{}",
-                    self.what, run.code, run.stdout, run.stderr
-                );
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let status = self.child.wait().expect("reap");
-                let run = self.collect(status);
-                panic!(
-                    "timed out after {timeout:?} waiting for {what} ({} still running)\nstdout:\n{}\nstderr:\n{}{}",
-                    self.what,
-                    run.stdout,
-                    run.stderr,
-                    diagnose()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits at most `bound` for the exit; then its output. Fails (with what
-    /// it printed so far) if it is still running.
-    fn finish(mut self, bound: Duration, why: &str) -> (Run, Duration) {
-        let start = Instant::now();
-        let deadline = start + bound;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return (self.collect(status), start.elapsed());
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let status = self.child.wait().expect("reap");
-                let run = self.collect(status);
-                panic!(
-                    "{}: still running {bound:?} after {why}\nstdout:\n{}\nstderr:\n{}",
-                    self.what, run.stdout, run.stderr
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn collect(&mut self, status: ExitStatus) -> Run {
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            let _ = o.read_to_string(&mut stdout);
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-        }
+/// `shipctl ARGS` on `db`, or through `url` (a proxy) when given.
+fn spawn(db: &TestDb, url: Option<&str>, args: &[&str]) -> Proc {
+    match url {
+        Some(url) => Proc::start_with(db, args, &[("SHIPCTL_DATABASE_URL", url)]),
+        None => Proc::start(db, args),
     }
 }
 
@@ -590,14 +469,6 @@ fn kill_sessions(db: &TestDb, ids: &[String]) {
     }
 }
 
-fn write_script(dir: &Path, name: &str, body: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, body).expect("write script");
-    let mut perm = std::fs::metadata(&path).expect("script").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&path, perm).expect("chmod");
-}
-
 // ---------------------------------------------------------------- the proxy itself
 
 /// A tiny echo server for the proxy's own test.
@@ -693,7 +564,7 @@ fn a_server_restart_mid_run_is_recorded_as_it_ended() {
     on_private_servers(|server, db| {
         let d = plan(db, release(db, "1.0.0"), "prod");
         let id = d.to_string();
-        let mut child = Proc::spawn(db, None, &validate_args("30s", &id, "10s"));
+        let mut child = spawn(db, None, &validate_args("30s", &id, "10s"));
         wait_state(db, &mut child, d, "en_cours");
         let mut child = child;
         server.restart();
@@ -734,7 +605,7 @@ fn a_server_down_longer_than_the_lease_fences_the_holder() {
         let d2 = plan(db, release(db, "2.0.1"), "prod");
         let id = d1.to_string();
         let sampler = EnCoursSampler::start(db);
-        let mut child = Proc::spawn(db, None, &validate_args("3s", &id, "60s"));
+        let mut child = spawn(db, None, &validate_args("3s", &id, "60s"));
         wait_state(db, &mut child, d1, "en_cours");
         let claimed = db.audit(d1);
         server.kill();
@@ -806,8 +677,8 @@ fn a_server_down_longer_than_the_lease_fences_the_holder() {
 #[test]
 fn a_holder_without_its_database_kills_its_command_before_the_lease_can_pass() {
     on_private_servers(|server, db| {
-        write_script(
-            db.dir.path(),
+        script(
+            db,
             "stubborn.sh",
             "#!/bin/sh\necho $$ > cmd.pid\ntrap 'echo term >> cmd.signals' TERM\nwhile true; do sleep 0.1; done\n",
         );
@@ -819,7 +690,7 @@ fn a_holder_without_its_database_kills_its_command_before_the_lease_can_pass() {
              executor:\n      command: { run: ['./stubborn.sh'], timeout: 5m, kill_grace: 30s }\n",
         )
         .expect("manifest");
-        let mut child = Proc::spawn(
+        let mut child = spawn(
             db,
             None,
             &["--lease-ttl", "3s", "reconcile", "--manifests", "manifests"],
@@ -898,7 +769,7 @@ fn a_connection_killed_server_side_mid_run_is_survived() {
     on_private_servers(|_server, db| {
         let d = plan(db, release(db, "3.0.0"), "prod");
         let id = d.to_string();
-        let mut child = Proc::spawn(db, None, &validate_args("3s", &id, "5s"));
+        let mut child = spawn(db, None, &validate_args("3s", &id, "5s"));
         wait_state(db, &mut child, d, "en_cours");
         let mut sessions = Vec::new();
         db.wait_for(
@@ -967,7 +838,7 @@ fn blackhole_case(db: &TestDb, server: &Server, phase: Phase, sigterm: bool, n: 
     if phase == Phase::Claim {
         holder = Some(LockHolder::take(db, "prod"));
     }
-    let mut child = Proc::spawn(db, Some(&via), &args);
+    let mut child = spawn(db, Some(&via), &args);
     match phase {
         Phase::Claim => wait_lock_waiter(db, &mut child),
         Phase::Run => {
@@ -1078,7 +949,7 @@ fn watch_keeps_working_across_a_server_restart() {
             ))
             .is_some_and(|n| n != "0")
             };
-        let mut child = Proc::spawn(
+        let mut child = spawn(
             db,
             None,
             &[
@@ -1133,7 +1004,7 @@ esac
 "#;
 
 fn rollback_setup(db: &TestDb, prod: &str) {
-    write_script(db.dir.path(), "deploy.sh", ROLLBACK_SCRIPT);
+    script(db, "deploy.sh", ROLLBACK_SCRIPT);
     let dir = db.dir.path().join("manifests");
     std::fs::create_dir_all(&dir).expect("manifests dir");
     std::fs::write(
@@ -1164,7 +1035,7 @@ fn a_rollback_command_longer_than_the_lease_keeps_the_environment() {
         rollback_setup(db, "1.0");
         db.expect(&["reconcile", "--manifests", "manifests"], 0);
         rollback_setup(db, "2.0");
-        let mut child = Proc::spawn(
+        let mut child = spawn(
             db,
             None,
             &["--lease-ttl", "3s", "reconcile", "--manifests", "manifests"],
@@ -1289,7 +1160,7 @@ fn a_stale_holder_never_starts_its_rollback_command() {
                 0,
             )
             .id();
-        let mut child = Proc::spawn(
+        let mut child = spawn(
             db,
             None,
             &[
@@ -1380,7 +1251,7 @@ fn sigint_while_waiting_for_the_lock_claims_nothing() {
         let d = plan(db, release(db, "5.0.0"), "prod");
         let before = db.snapshot();
         let holder = LockHolder::take(db, "prod");
-        let mut child = Proc::spawn(db, None, &validate_args("3s", &d.to_string(), "0s"));
+        let mut child = spawn(db, None, &validate_args("3s", &d.to_string(), "0s"));
         wait_lock_waiter(db, &mut child);
         child.signal(libc::SIGINT);
         let (run, took) = child.finish(SIGNAL_BOUND, "SIGINT while waiting for the lock");
@@ -1414,7 +1285,7 @@ fn sigint_during_a_finish_stops_reconcile_at_that_environment() {
             "releases:\n  - { version: '1.0', tag: v1.0 }\nenvironments:\n  dev: { release: '1.0' }\n  staging: { release: '1.0' }\n",
         )
         .expect("manifest");
-        let mut child = Proc::spawn(
+        let mut child = spawn(
             db,
             None,
             &[
