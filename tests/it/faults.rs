@@ -84,6 +84,29 @@ fn validate_args<'a>(ttl: &'a str, deploy: &'a str, duration: &'a str) -> Vec<&'
     ]
 }
 
+/// Replaces the desired state: `manifests/m.yaml`.
+fn write_manifest(db: &TestDb, text: &str) {
+    let dir = db.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("manifests dir");
+    std::fs::write(dir.join("m.yaml"), text).expect("manifest");
+}
+
+/// BOUNDED `validate` of deployment `id` with a simulation of `duration`
+/// that never fails.
+fn bounded_validate_args<'a>(id: &'a str, duration: &'a str) -> Vec<&'a str> {
+    let mut args = BOUNDED.to_vec();
+    args.extend([
+        "validate",
+        "--deploy-id",
+        id,
+        "--duration",
+        duration,
+        "--failure-rate",
+        "0",
+    ]);
+    args
+}
+
 /// One value, or `None` while the database or the table is not there yet
 /// (a command still creating the ledger, a server restarting).
 fn peek(db: &TestDb, sql: &str) -> Option<String> {
@@ -199,16 +222,7 @@ fn another_process_deploys(db: &TestDb, version: &str, bound: Duration) -> i64 {
     let r = release(db, version);
     let d = plan(db, r, "prod");
     let id = d.to_string();
-    let mut args = BOUNDED.to_vec();
-    args.extend([
-        "validate",
-        "--deploy-id",
-        &id,
-        "--duration",
-        "0s",
-        "--failure-rate",
-        "0",
-    ]);
+    let args = bounded_validate_args(&id, "0s");
     let deadline = Instant::now() + bound;
     loop {
         let run = db.run(&args);
@@ -682,14 +696,11 @@ fn a_holder_without_its_database_kills_its_command_before_the_lease_can_pass() {
             "stubborn.sh",
             "#!/bin/sh\necho $$ > cmd.pid\ntrap 'echo term >> cmd.signals' TERM\nwhile true; do sleep 0.1; done\n",
         );
-        let dir = db.dir.path().join("manifests");
-        std::fs::create_dir_all(&dir).expect("manifests dir");
-        std::fs::write(
-            dir.join("m.yaml"),
+        write_manifest(
+            db,
             "releases:\n  - { version: '1.0', tag: v1.0 }\nenvironments:\n  prod:\n    release: '1.0'\n    \
              executor:\n      command: { run: ['./stubborn.sh'], timeout: 5m, kill_grace: 30s }\n",
-        )
-        .expect("manifest");
+        );
         let mut child = spawn(
             db,
             None,
@@ -823,16 +834,7 @@ fn blackhole_case(db: &TestDb, server: &Server, phase: Phase, sigterm: bool, n: 
         Phase::Claim | Phase::Finish => "1s",
         Phase::Run => "60s",
     };
-    let mut args = BOUNDED.to_vec();
-    args.extend([
-        "validate",
-        "--deploy-id",
-        &id,
-        "--duration",
-        duration,
-        "--failure-rate",
-        "0",
-    ]);
+    let args = bounded_validate_args(&id, duration);
 
     let mut holder = None;
     if phase == Phase::Claim {
@@ -932,15 +934,13 @@ fn a_black_hole_during_the_finish_is_bounded() {
 #[test]
 fn watch_keeps_working_across_a_server_restart() {
     on_private_servers(|server, db| {
-        let dir = db.dir.path().join("manifests");
-        std::fs::create_dir_all(&dir).expect("manifests dir");
         let manifest = |v: &str| {
             format!(
                 "releases:\n  - {{ version: '1.0', tag: v1.0 }}\n  - {{ version: '1.1', tag: v1.1 }}\n\
                  environments:\n  dev: {{ release: '{v}' }}\n"
             )
         };
-        std::fs::write(dir.join("m.yaml"), manifest("1.0")).expect("manifest");
+        write_manifest(db, &manifest("1.0"));
         let live =
             |v: &str| {
                 peek(db, &format!(
@@ -969,7 +969,7 @@ fn watch_keeps_working_across_a_server_restart() {
             live("1.0")
         });
         server.restart();
-        std::fs::write(dir.join("m.yaml"), manifest("1.1")).expect("manifest");
+        write_manifest(db, &manifest("1.1"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !live("1.1") {
             if !child.running() || Instant::now() >= deadline {
@@ -1005,22 +1005,21 @@ esac
 
 fn rollback_setup(db: &TestDb, prod: &str) {
     script(db, "deploy.sh", ROLLBACK_SCRIPT);
-    let dir = db.dir.path().join("manifests");
-    std::fs::create_dir_all(&dir).expect("manifests dir");
-    std::fs::write(
-        dir.join("m.yaml"),
-        format!(
+    write_manifest(
+        db,
+        &format!(
             "releases:\n  - {{ version: '1.0', tag: v1.0 }}\n  - {{ version: '2.0', tag: v2.0 }}\n  - {{ version: '3.0', tag: v3.0 }}\n\
              environments:\n  prod:\n    release: '{prod}'\n    executor:\n      command:\n        run: ['./deploy.sh', 'run']\n        rollback: ['./deploy.sh', 'undo']\n        timeout: 30s\n"
         ),
-    )
-    .expect("manifest");
+    );
 }
 
-fn release_id(db: &TestDb, version: &str) -> String {
-    db.scalar(&format!(
+/// Plans release `version` (created by the manifests) in prod: its id.
+fn plan_version(db: &TestDb, version: &str) -> i64 {
+    let release = db.scalar(&format!(
         "SELECT id FROM releases WHERE version = '{version}'"
-    ))
+    ));
+    plan(db, release.parse().expect("a release id"), "prod")
 }
 
 fn calls(db: &TestDb) -> String {
@@ -1047,35 +1046,14 @@ fn a_rollback_command_longer_than_the_lease_keeps_the_environment() {
             || started_file.exists(),
         );
         let started = Instant::now();
-        let d3 = db
-            .expect(
-                &[
-                    "deploy",
-                    "--release",
-                    &release_id(db, "3.0"),
-                    "--env",
-                    "prod",
-                ],
-                0,
-            )
-            .id();
+        let d3 = plan_version(db, "3.0");
         let id3 = d3.to_string();
         let mut checked_past_ttl = false;
         // The rollback command sleeps 6s: checks stop at 4.5s, past the first
         // TTL (3s) and well before it ends, so none races with its finish.
         while started.elapsed() < Duration::from_millis(4500) {
             let past_ttl = started.elapsed() > TTL + Duration::from_millis(500);
-            let v = db.run(&[
-                "--lease-ttl",
-                "3s",
-                "validate",
-                "--deploy-id",
-                &id3,
-                "--duration",
-                "0s",
-                "--failure-rate",
-                "0",
-            ]);
+            let v = db.run(&validate_args("3s", &id3, "0s"));
             let r = db.run(&[
                 "--lease-ttl",
                 "3s",
@@ -1148,18 +1126,7 @@ fn a_stale_holder_never_starts_its_rollback_command() {
         rollback_setup(db, "1.0");
         db.expect(&["reconcile", "--manifests", "manifests"], 0);
         std::fs::write(db.dir.path().join("run.sleep"), "3").expect("run.sleep");
-        let d2 = db
-            .expect(
-                &[
-                    "deploy",
-                    "--release",
-                    &release_id(db, "2.0"),
-                    "--env",
-                    "prod",
-                ],
-                0,
-            )
-            .id();
+        let d2 = plan_version(db, "2.0");
         let mut child = spawn(
             db,
             None,
@@ -1174,33 +1141,12 @@ fn a_stale_holder_never_starts_its_rollback_command() {
         wait_state(db, &mut child, d2, "en_cours");
         wait_heartbeat(db, d2);
         child.signal(libc::SIGSTOP);
-        let d3 = db
-            .expect(
-                &[
-                    "deploy",
-                    "--release",
-                    &release_id(db, "3.0"),
-                    "--env",
-                    "prod",
-                ],
-                0,
-            )
-            .id();
+        let d3 = plan_version(db, "3.0");
         // The frozen holder's lease runs out; the next writer recovers it.
         let id3 = d3.to_string();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let v = db.run(&[
-                "--lease-ttl",
-                "1s",
-                "validate",
-                "--deploy-id",
-                &id3,
-                "--duration",
-                "0s",
-                "--failure-rate",
-                "0",
-            ]);
+            let v = db.run(&validate_args("1s", &id3, "0s"));
             if v.code == 0 {
                 break;
             }
@@ -1278,13 +1224,10 @@ fn sigint_while_waiting_for_the_lock_claims_nothing() {
 #[test]
 fn sigint_during_a_finish_stops_reconcile_at_that_environment() {
     on_every_backend(|db| {
-        let dir = db.dir.path().join("manifests");
-        std::fs::create_dir_all(&dir).expect("manifests dir");
-        std::fs::write(
-            dir.join("m.yaml"),
+        write_manifest(
+            db,
             "releases:\n  - { version: '1.0', tag: v1.0 }\nenvironments:\n  dev: { release: '1.0' }\n  staging: { release: '1.0' }\n",
-        )
-        .expect("manifest");
+        );
         let mut child = spawn(
             db,
             None,
