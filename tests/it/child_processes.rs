@@ -3,74 +3,7 @@
 //! process group, `kill_grace`, then SIGKILL; told their fencing token.
 
 use crate::common::*;
-use std::io::Read;
-use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
-
-/// A shipctl running in the background, killed and reaped if the test fails first.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Proc {
-    fn start(db: &TestDb, args: &[&str]) -> Proc {
-        let mut c = db.cmd();
-        c.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        Proc(c.spawn().expect("spawn shipctl"))
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill has no memory effects.
-        let r = unsafe { libc::kill(self.0.id() as i32, sig) };
-        assert_eq!(r, 0, "signal {sig} to shipctl");
-    }
-
-    /// Waits for the exit (failing after `limit`) and collects the output.
-    fn finish(mut self, limit: Duration) -> Run {
-        let deadline = Instant::now() + limit;
-        let status: ExitStatus = loop {
-            if let Some(s) = self.0.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "shipctl still runs after {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let (mut stdout, mut stderr) = (String::new(), String::new());
-        if let Some(mut o) = self.0.stdout.take() {
-            o.read_to_string(&mut stdout).expect("stdout");
-        }
-        if let Some(mut e) = self.0.stderr.take() {
-            e.read_to_string(&mut stderr).expect("stderr");
-        }
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-        }
-    }
-}
-
-/// An executable shell script in the test's working directory.
-fn script(db: &TestDb, name: &str, body: &str) {
-    let path = db.dir.path().join(name);
-    std::fs::write(&path, body).expect("write script");
-    let mut perm = std::fs::metadata(&path).expect("script").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&path, perm).expect("chmod");
-}
 
 /// prod on release 1.0, with `gates` (one `name: { ... }` line each) and the
 /// `executor:` block `executor` (indented lines under `executor:`).
@@ -165,7 +98,7 @@ fn sigterm_to_shipctl_lets_the_deploy_script_run_its_trap() {
         wait_for_file(db, "running");
         let asked = Instant::now();
         p.signal(libc::SIGTERM);
-        let out = p.finish(Duration::from_secs(20));
+        let (out, _) = p.finish(Duration::from_secs(20), "SIGTERM");
         assert!(
             asked.elapsed() < Duration::from_secs(4),
             "the trap exits at once: {:?}",
@@ -197,7 +130,7 @@ fn a_command_that_ignores_sigterm_is_killed_after_its_grace_period() {
     let pid = read_pid(&db, "deploy.pid");
     let asked = Instant::now();
     p.signal(libc::SIGTERM);
-    let out = p.finish(Duration::from_secs(20));
+    let (out, _) = p.finish(Duration::from_secs(20), "SIGTERM");
     let took = asked.elapsed();
     assert!(
         took >= Duration::from_millis(500),

@@ -19,12 +19,7 @@ exit 0
 
 fn setup(db: &TestDb, releases: &[(&str, &str)], prod: &str) {
     let dir = db.dir.path();
-    std::fs::write(dir.join("deploy.sh"), SCRIPT).unwrap();
-    let mut perm = std::fs::metadata(dir.join("deploy.sh"))
-        .unwrap()
-        .permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(dir.join("deploy.sh"), perm).unwrap();
+    script(db, "deploy.sh", SCRIPT);
     std::fs::create_dir_all(dir.join("manifests")).unwrap();
     // YAML single quotes: a quote inside is written twice.
     let q = |s: &str| s.replace('\'', "''");

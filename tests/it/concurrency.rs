@@ -5,9 +5,7 @@
 
 use crate::common::*;
 
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
@@ -33,81 +31,10 @@ fn validate_args(deploy: i64, duration: &str, ttl: Option<&str>) -> Vec<String> 
     args
 }
 
-/// A child process that is killed (SIGKILL works on a stopped one too) and
-/// reaped if the test fails before it exited.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command) -> Proc {
-        Proc(cmd.spawn().expect("spawn shipctl"))
-    }
-
-    fn id(&self) -> u32 {
-        self.0.id()
-    }
-}
-
 /// The binary in the background, with its output captured.
 fn spawn(db: &TestDb, args: &[String]) -> Proc {
-    let mut c = db.cmd();
-    c.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    Proc::spawn(c)
-}
-
-/// Polls a child until it exits; fails after `timeout` (the child is then
-/// killed when dropped).
-fn wait_exit(child: &mut Proc, timeout: Duration, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.0.try_wait().expect("try_wait") {
-            return status;
-        }
-        if Instant::now() >= deadline {
-            panic!("{what}: still running after {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Waits for the exit and collects the output.
-fn finish(mut child: Proc, timeout: Duration, what: &str) -> Run {
-    let status = wait_exit(&mut child, timeout, what);
-    collect(&mut child, status)
-}
-
-fn collect(child: &mut Proc, status: ExitStatus) -> Run {
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut o) = child.0.stdout.take() {
-        o.read_to_string(&mut stdout).expect("read stdout");
-    }
-    if let Some(mut e) = child.0.stderr.take() {
-        e.read_to_string(&mut stderr).expect("read stderr");
-    }
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
-}
-
-fn signal(child: &Proc, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).expect("pid");
-    // SAFETY: kill(2) on a child we spawned and have not reaped yet.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Proc::start(db, &args)
 }
 
 /// A column as text on every backend (timestamps included).
@@ -211,7 +138,8 @@ fn racing_validates_in_one_environment_run_one_at_a_time() {
         let mut children: Vec<(i64, Proc)> = deps
             .iter()
             .map(|&d| {
-                let child = Proc::spawn(gate.command(db, validate_args(d, "1500ms", None)));
+                let args = validate_args(d, "1500ms", None);
+                let child = Proc::spawn(gate.command(db, &args), describe(db, &args));
                 (d, child)
             })
             .collect();
@@ -219,7 +147,8 @@ fn racing_validates_in_one_environment_run_one_at_a_time() {
 
         let mut results = Vec::new();
         for (d, child) in children.drain(..) {
-            results.push((d, finish(child, Duration::from_secs(40), "a racer")));
+            let (run, _) = child.finish(Duration::from_secs(40), "the gate opened");
+            results.push((d, run));
         }
         let (samples, max) = sampler.stop();
         assert!(samples > 10, "the sampler took only {samples} samples");
@@ -311,11 +240,14 @@ fn racing_first_runs_migrate_a_fresh_database_once() {
         let children: Vec<Proc> = (0..4)
             // A writer (`status` never creates a ledger) that, once the ledger
             // is there, finds nothing to do: each must get past the migration.
-            .map(|_| Proc::spawn(gate.command(db, ["unpin", "--env", "prod"])))
+            .map(|_| {
+                let args = ["unpin", "--env", "prod"];
+                Proc::spawn(gate.command(db, args), describe(db, args))
+            })
             .collect();
         gate.open();
         for child in children {
-            let run = finish(child, Duration::from_secs(40), "unpin on a fresh database");
+            let (run, _) = child.finish(Duration::from_secs(40), "the gate opened");
             assert_eq!(
                 run.code, 1,
                 "unpin racing on a fresh {:?} database:\nstdout:\n{}\nstderr:\n{}",
@@ -365,12 +297,11 @@ fn killed_holder_is_shown_stale_then_recovered_by_the_next_writer() {
         wait_state(db, d1, "en_cours");
         let holder = lease_holder(db, d1);
         assert!(
-            holder.contains(&format!(":{}:", child.id())),
+            holder.contains(&format!(":{}:", child.pid())),
             "lease holder {holder:?} does not name pid {}",
-            child.id()
+            child.pid()
         );
-        child.0.kill().expect("SIGKILL");
-        let status = child.0.wait().expect("reap");
+        let status = child.kill();
         assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
 
         // status is read-only: it reports the dead holder once the lease has
@@ -454,10 +385,10 @@ fn sigterm_and_sigint_roll_a_running_deployment_back() {
             let mut child = spawn(db, &validate_args(d, "60s", None));
             wait_state(db, d, "en_cours");
             let sent = Instant::now();
-            signal(&child, sig);
-            let status = wait_exit(&mut child, Duration::from_secs(5), name);
+            child.signal(sig);
+            let status = child.wait_exit(Duration::from_secs(5), name);
             let took = sent.elapsed();
-            let run = collect(&mut child, status);
+            let run = child.collect(status);
             assert_eq!(
                 run.code, 3,
                 "{name} on {:?}: {status:?}\nstdout:\n{}\nstderr:\n{}",
@@ -523,7 +454,7 @@ fn stale_holder_is_fenced(db: &TestDb, duration: Duration, wait_for_run_end: boo
         assert!(Instant::now() < deadline, "no heartbeat seen");
         std::thread::sleep(Duration::from_millis(5));
     }
-    signal(&child, libc::SIGSTOP);
+    child.signal(libc::SIGSTOP);
 
     // The frozen holder stops heartbeating: its lease expires.
     wait_stale_in_status(db, "prod", d1);
@@ -560,9 +491,9 @@ fn stale_holder_is_fenced(db: &TestDb, duration: Duration, wait_for_run_end: boo
     }
 
     let before = db.snapshot();
-    signal(&child, libc::SIGCONT);
-    let status = wait_exit(&mut child, Duration::from_secs(10), "the thawed holder");
-    let out = collect(&mut child, status);
+    child.signal(libc::SIGCONT);
+    let status = child.wait_exit(Duration::from_secs(10), "SIGCONT (the thawed holder)");
+    let out = child.collect(status);
     assert_eq!(
         out.code, 3,
         "the fenced holder on {:?}: {status:?}\nstdout:\n{}\nstderr:\n{}",

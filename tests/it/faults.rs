@@ -18,8 +18,6 @@ use crate::common::*;
 
 use sqlx::{AnyConnection, Connection, Row};
 use std::io::Read;
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
@@ -44,130 +42,11 @@ const BOUNDED: [&str; 6] = [
 
 // ---------------------------------------------------------------- helpers
 
-/// A shipctl in the background; killed and reaped if the test fails first.
-struct Proc {
-    child: Child,
-    what: String,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Proc {
-    /// `shipctl ARGS` on `db`, or through `url` (a proxy) when given.
-    fn spawn(db: &TestDb, url: Option<&str>, args: &[&str]) -> Proc {
-        let mut c: Command = db.cmd();
-        if let Some(url) = url {
-            c.env("SHIPCTL_DATABASE_URL", url);
-        }
-        c.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        Proc {
-            child: c.spawn().expect("spawn shipctl"),
-            what: format!("shipctl {} on {:?}", args.join(" "), db.backend),
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid")
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        // SAFETY: kill(2) on a child we spawned and have not reaped yet.
-        let rc = unsafe { libc::kill(self.pid(), sig) };
-        assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
-    }
-
-    /// Polls `check` until it holds; fails with the command's output if it
-    /// exits first, or after `timeout`.
-    fn wait_until(&mut self, what: &str, timeout: Duration, check: impl FnMut() -> bool) {
-        self.wait_until_or(what, timeout, check, String::new);
-    }
-
-    /// `wait_until`, with what `diagnose` says in the failure message.
-    fn wait_until_or(
-        &mut self,
-        what: &str,
-        timeout: Duration,
-        mut check: impl FnMut() -> bool,
-        diagnose: impl Fn() -> String,
-    ) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if check() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let run = self.collect(status);
-                panic!(
-                    "{} exited {} while the test waited for {what}\nstdout:\n{}\nstderr:\n{}",
-                    self.what, run.code, run.stdout, run.stderr
-                );
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let status = self.child.wait().expect("reap");
-                let run = self.collect(status);
-                panic!(
-                    "timed out after {timeout:?} waiting for {what} ({} still running)\nstdout:\n{}\nstderr:\n{}{}",
-                    self.what,
-                    run.stdout,
-                    run.stderr,
-                    diagnose()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// Waits at most `bound` for the exit; then its output. Fails (with what
-    /// it printed so far) if it is still running.
-    fn finish(mut self, bound: Duration, why: &str) -> (Run, Duration) {
-        let start = Instant::now();
-        let deadline = start + bound;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return (self.collect(status), start.elapsed());
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                let status = self.child.wait().expect("reap");
-                let run = self.collect(status);
-                panic!(
-                    "{}: still running {bound:?} after {why}\nstdout:\n{}\nstderr:\n{}",
-                    self.what, run.stdout, run.stderr
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn collect(&mut self, status: ExitStatus) -> Run {
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        if let Some(mut o) = self.child.stdout.take() {
-            let _ = o.read_to_string(&mut stdout);
-        }
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        Run {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-        }
+/// `shipctl ARGS` on `db`, or through `url` (a proxy) when given.
+fn spawn(db: &TestDb, url: Option<&str>, args: &[&str]) -> Proc {
+    match url {
+        Some(url) => Proc::start_with(db, args, &[("SHIPCTL_DATABASE_URL", url)]),
+        None => Proc::start(db, args),
     }
 }
 
@@ -203,6 +82,29 @@ fn validate_args<'a>(ttl: &'a str, deploy: &'a str, duration: &'a str) -> Vec<&'
         "--failure-rate",
         "0",
     ]
+}
+
+/// Replaces the desired state: `manifests/m.yaml`.
+fn write_manifest(db: &TestDb, text: &str) {
+    let dir = db.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("manifests dir");
+    std::fs::write(dir.join("m.yaml"), text).expect("manifest");
+}
+
+/// BOUNDED `validate` of deployment `id` with a simulation of `duration`
+/// that never fails.
+fn bounded_validate_args<'a>(id: &'a str, duration: &'a str) -> Vec<&'a str> {
+    let mut args = BOUNDED.to_vec();
+    args.extend([
+        "validate",
+        "--deploy-id",
+        id,
+        "--duration",
+        duration,
+        "--failure-rate",
+        "0",
+    ]);
+    args
 }
 
 /// One value, or `None` while the database or the table is not there yet
@@ -320,16 +222,7 @@ fn another_process_deploys(db: &TestDb, version: &str, bound: Duration) -> i64 {
     let r = release(db, version);
     let d = plan(db, r, "prod");
     let id = d.to_string();
-    let mut args = BOUNDED.to_vec();
-    args.extend([
-        "validate",
-        "--deploy-id",
-        &id,
-        "--duration",
-        "0s",
-        "--failure-rate",
-        "0",
-    ]);
+    let args = bounded_validate_args(&id, "0s");
     let deadline = Instant::now() + bound;
     loop {
         let run = db.run(&args);
@@ -590,14 +483,6 @@ fn kill_sessions(db: &TestDb, ids: &[String]) {
     }
 }
 
-fn write_script(dir: &Path, name: &str, body: &str) {
-    let path = dir.join(name);
-    std::fs::write(&path, body).expect("write script");
-    let mut perm = std::fs::metadata(&path).expect("script").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&path, perm).expect("chmod");
-}
-
 // ---------------------------------------------------------------- the proxy itself
 
 /// A tiny echo server for the proxy's own test.
@@ -693,7 +578,7 @@ fn a_server_restart_mid_run_is_recorded_as_it_ended() {
     on_private_servers(|server, db| {
         let d = plan(db, release(db, "1.0.0"), "prod");
         let id = d.to_string();
-        let mut child = Proc::spawn(db, None, &validate_args("30s", &id, "10s"));
+        let mut child = spawn(db, None, &validate_args("30s", &id, "10s"));
         wait_state(db, &mut child, d, "en_cours");
         let mut child = child;
         server.restart();
@@ -734,7 +619,7 @@ fn a_server_down_longer_than_the_lease_fences_the_holder() {
         let d2 = plan(db, release(db, "2.0.1"), "prod");
         let id = d1.to_string();
         let sampler = EnCoursSampler::start(db);
-        let mut child = Proc::spawn(db, None, &validate_args("3s", &id, "60s"));
+        let mut child = spawn(db, None, &validate_args("3s", &id, "60s"));
         wait_state(db, &mut child, d1, "en_cours");
         let claimed = db.audit(d1);
         server.kill();
@@ -806,20 +691,17 @@ fn a_server_down_longer_than_the_lease_fences_the_holder() {
 #[test]
 fn a_holder_without_its_database_kills_its_command_before_the_lease_can_pass() {
     on_private_servers(|server, db| {
-        write_script(
-            db.dir.path(),
+        script(
+            db,
             "stubborn.sh",
             "#!/bin/sh\necho $$ > cmd.pid\ntrap 'echo term >> cmd.signals' TERM\nwhile true; do sleep 0.1; done\n",
         );
-        let dir = db.dir.path().join("manifests");
-        std::fs::create_dir_all(&dir).expect("manifests dir");
-        std::fs::write(
-            dir.join("m.yaml"),
+        write_manifest(
+            db,
             "releases:\n  - { version: '1.0', tag: v1.0 }\nenvironments:\n  prod:\n    release: '1.0'\n    \
              executor:\n      command: { run: ['./stubborn.sh'], timeout: 5m, kill_grace: 30s }\n",
-        )
-        .expect("manifest");
-        let mut child = Proc::spawn(
+        );
+        let mut child = spawn(
             db,
             None,
             &["--lease-ttl", "3s", "reconcile", "--manifests", "manifests"],
@@ -898,7 +780,7 @@ fn a_connection_killed_server_side_mid_run_is_survived() {
     on_private_servers(|_server, db| {
         let d = plan(db, release(db, "3.0.0"), "prod");
         let id = d.to_string();
-        let mut child = Proc::spawn(db, None, &validate_args("3s", &id, "5s"));
+        let mut child = spawn(db, None, &validate_args("3s", &id, "5s"));
         wait_state(db, &mut child, d, "en_cours");
         let mut sessions = Vec::new();
         db.wait_for(
@@ -952,22 +834,13 @@ fn blackhole_case(db: &TestDb, server: &Server, phase: Phase, sigterm: bool, n: 
         Phase::Claim | Phase::Finish => "1s",
         Phase::Run => "60s",
     };
-    let mut args = BOUNDED.to_vec();
-    args.extend([
-        "validate",
-        "--deploy-id",
-        &id,
-        "--duration",
-        duration,
-        "--failure-rate",
-        "0",
-    ]);
+    let args = bounded_validate_args(&id, duration);
 
     let mut holder = None;
     if phase == Phase::Claim {
         holder = Some(LockHolder::take(db, "prod"));
     }
-    let mut child = Proc::spawn(db, Some(&via), &args);
+    let mut child = spawn(db, Some(&via), &args);
     match phase {
         Phase::Claim => wait_lock_waiter(db, &mut child),
         Phase::Run => {
@@ -1061,15 +934,13 @@ fn a_black_hole_during_the_finish_is_bounded() {
 #[test]
 fn watch_keeps_working_across_a_server_restart() {
     on_private_servers(|server, db| {
-        let dir = db.dir.path().join("manifests");
-        std::fs::create_dir_all(&dir).expect("manifests dir");
         let manifest = |v: &str| {
             format!(
                 "releases:\n  - {{ version: '1.0', tag: v1.0 }}\n  - {{ version: '1.1', tag: v1.1 }}\n\
                  environments:\n  dev: {{ release: '{v}' }}\n"
             )
         };
-        std::fs::write(dir.join("m.yaml"), manifest("1.0")).expect("manifest");
+        write_manifest(db, &manifest("1.0"));
         let live =
             |v: &str| {
                 peek(db, &format!(
@@ -1078,7 +949,7 @@ fn watch_keeps_working_across_a_server_restart() {
             ))
             .is_some_and(|n| n != "0")
             };
-        let mut child = Proc::spawn(
+        let mut child = spawn(
             db,
             None,
             &[
@@ -1098,7 +969,7 @@ fn watch_keeps_working_across_a_server_restart() {
             live("1.0")
         });
         server.restart();
-        std::fs::write(dir.join("m.yaml"), manifest("1.1")).expect("manifest");
+        write_manifest(db, &manifest("1.1"));
         let deadline = Instant::now() + Duration::from_secs(30);
         while !live("1.1") {
             if !child.running() || Instant::now() >= deadline {
@@ -1133,23 +1004,22 @@ esac
 "#;
 
 fn rollback_setup(db: &TestDb, prod: &str) {
-    write_script(db.dir.path(), "deploy.sh", ROLLBACK_SCRIPT);
-    let dir = db.dir.path().join("manifests");
-    std::fs::create_dir_all(&dir).expect("manifests dir");
-    std::fs::write(
-        dir.join("m.yaml"),
-        format!(
+    script(db, "deploy.sh", ROLLBACK_SCRIPT);
+    write_manifest(
+        db,
+        &format!(
             "releases:\n  - {{ version: '1.0', tag: v1.0 }}\n  - {{ version: '2.0', tag: v2.0 }}\n  - {{ version: '3.0', tag: v3.0 }}\n\
              environments:\n  prod:\n    release: '{prod}'\n    executor:\n      command:\n        run: ['./deploy.sh', 'run']\n        rollback: ['./deploy.sh', 'undo']\n        timeout: 30s\n"
         ),
-    )
-    .expect("manifest");
+    );
 }
 
-fn release_id(db: &TestDb, version: &str) -> String {
-    db.scalar(&format!(
+/// Plans release `version` (created by the manifests) in prod: its id.
+fn plan_version(db: &TestDb, version: &str) -> i64 {
+    let release = db.scalar(&format!(
         "SELECT id FROM releases WHERE version = '{version}'"
-    ))
+    ));
+    plan(db, release.parse().expect("a release id"), "prod")
 }
 
 fn calls(db: &TestDb) -> String {
@@ -1164,7 +1034,7 @@ fn a_rollback_command_longer_than_the_lease_keeps_the_environment() {
         rollback_setup(db, "1.0");
         db.expect(&["reconcile", "--manifests", "manifests"], 0);
         rollback_setup(db, "2.0");
-        let mut child = Proc::spawn(
+        let mut child = spawn(
             db,
             None,
             &["--lease-ttl", "3s", "reconcile", "--manifests", "manifests"],
@@ -1176,35 +1046,14 @@ fn a_rollback_command_longer_than_the_lease_keeps_the_environment() {
             || started_file.exists(),
         );
         let started = Instant::now();
-        let d3 = db
-            .expect(
-                &[
-                    "deploy",
-                    "--release",
-                    &release_id(db, "3.0"),
-                    "--env",
-                    "prod",
-                ],
-                0,
-            )
-            .id();
+        let d3 = plan_version(db, "3.0");
         let id3 = d3.to_string();
         let mut checked_past_ttl = false;
         // The rollback command sleeps 6s: checks stop at 4.5s, past the first
         // TTL (3s) and well before it ends, so none races with its finish.
         while started.elapsed() < Duration::from_millis(4500) {
             let past_ttl = started.elapsed() > TTL + Duration::from_millis(500);
-            let v = db.run(&[
-                "--lease-ttl",
-                "3s",
-                "validate",
-                "--deploy-id",
-                &id3,
-                "--duration",
-                "0s",
-                "--failure-rate",
-                "0",
-            ]);
+            let v = db.run(&validate_args("3s", &id3, "0s"));
             let r = db.run(&[
                 "--lease-ttl",
                 "3s",
@@ -1277,19 +1126,8 @@ fn a_stale_holder_never_starts_its_rollback_command() {
         rollback_setup(db, "1.0");
         db.expect(&["reconcile", "--manifests", "manifests"], 0);
         std::fs::write(db.dir.path().join("run.sleep"), "3").expect("run.sleep");
-        let d2 = db
-            .expect(
-                &[
-                    "deploy",
-                    "--release",
-                    &release_id(db, "2.0"),
-                    "--env",
-                    "prod",
-                ],
-                0,
-            )
-            .id();
-        let mut child = Proc::spawn(
+        let d2 = plan_version(db, "2.0");
+        let mut child = spawn(
             db,
             None,
             &[
@@ -1303,33 +1141,12 @@ fn a_stale_holder_never_starts_its_rollback_command() {
         wait_state(db, &mut child, d2, "en_cours");
         wait_heartbeat(db, d2);
         child.signal(libc::SIGSTOP);
-        let d3 = db
-            .expect(
-                &[
-                    "deploy",
-                    "--release",
-                    &release_id(db, "3.0"),
-                    "--env",
-                    "prod",
-                ],
-                0,
-            )
-            .id();
+        let d3 = plan_version(db, "3.0");
         // The frozen holder's lease runs out; the next writer recovers it.
         let id3 = d3.to_string();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let v = db.run(&[
-                "--lease-ttl",
-                "1s",
-                "validate",
-                "--deploy-id",
-                &id3,
-                "--duration",
-                "0s",
-                "--failure-rate",
-                "0",
-            ]);
+            let v = db.run(&validate_args("1s", &id3, "0s"));
             if v.code == 0 {
                 break;
             }
@@ -1380,7 +1197,7 @@ fn sigint_while_waiting_for_the_lock_claims_nothing() {
         let d = plan(db, release(db, "5.0.0"), "prod");
         let before = db.snapshot();
         let holder = LockHolder::take(db, "prod");
-        let mut child = Proc::spawn(db, None, &validate_args("3s", &d.to_string(), "0s"));
+        let mut child = spawn(db, None, &validate_args("3s", &d.to_string(), "0s"));
         wait_lock_waiter(db, &mut child);
         child.signal(libc::SIGINT);
         let (run, took) = child.finish(SIGNAL_BOUND, "SIGINT while waiting for the lock");
@@ -1407,14 +1224,11 @@ fn sigint_while_waiting_for_the_lock_claims_nothing() {
 #[test]
 fn sigint_during_a_finish_stops_reconcile_at_that_environment() {
     on_every_backend(|db| {
-        let dir = db.dir.path().join("manifests");
-        std::fs::create_dir_all(&dir).expect("manifests dir");
-        std::fs::write(
-            dir.join("m.yaml"),
+        write_manifest(
+            db,
             "releases:\n  - { version: '1.0', tag: v1.0 }\nenvironments:\n  dev: { release: '1.0' }\n  staging: { release: '1.0' }\n",
-        )
-        .expect("manifest");
-        let mut child = Proc::spawn(
+        );
+        let mut child = spawn(
             db,
             None,
             &[

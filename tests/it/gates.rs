@@ -41,15 +41,6 @@ fn declare(db: &TestDb, text: &str) {
     std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
 }
 
-/// An executable shell script in the working directory.
-fn script(db: &TestDb, name: &str, body: &str) {
-    let path = db.dir.path().join(name);
-    std::fs::write(&path, body).expect("write script");
-    let mut perm = std::fs::metadata(&path).expect("script").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&path, perm).expect("chmod");
-}
-
 fn exists(db: &TestDb, name: &str) -> bool {
     db.dir.path().join(name).exists()
 }
@@ -1571,17 +1562,11 @@ fn slow_scan(db: &TestDb) {
 }
 
 /// A reconcile in the background, returned once its scan has started.
-fn reconcile_in_background(db: &TestDb, scan_sleep: &str, global: &[&str]) -> std::process::Child {
-    let child = db
-        .cmd()
-        .env("SCAN_SLEEP", scan_sleep)
-        .args(global)
-        .args(["reconcile", "--manifests", "manifests"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    db.wait_for("the scan to start", Duration::from_secs(20), || {
+fn reconcile_in_background(db: &TestDb, scan_sleep: &str, global: &[&str]) -> Proc {
+    let mut args = global.to_vec();
+    args.extend(["reconcile", "--manifests", "manifests"]);
+    let mut child = Proc::start_with(db, &args, &[("SCAN_SLEEP", scan_sleep)]);
+    child.wait_until("the scan to start", Duration::from_secs(20), || {
         exists(db, "scans.log")
     });
     child
@@ -1605,14 +1590,9 @@ fn assert_held_elsewhere(run: &Run) {
     );
 }
 
-fn assert_succeeds(child: std::process::Child) {
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+fn assert_succeeds(child: Proc) {
+    let (out, _) = child.finish(Duration::from_secs(60), "its scan started");
+    assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
 /// Two processes validate the same deployment at once (two CI runners, a watch
@@ -1679,8 +1659,7 @@ fn a_hold_dies_with_its_process() {
         "{}",
         status.stdout
     );
-    first.kill().expect("kill -9");
-    first.wait().expect("reap");
+    first.kill();
     // Its gate, in a process group of its own, outlives it: end that too.
     let scan: i32 = scans(&db)[0].parse().expect("a pid");
     // SAFETY: kill(2) on the process group the scan leads.

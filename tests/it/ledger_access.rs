@@ -373,13 +373,30 @@ fn reading_a_rollback_journal_ledger_leaves_its_journal_mode() {
 
 // ---------------------------------------------------------------- MariaDB migration
 
-/// A MariaDB user of its own on the test database, dropped at the end.
-struct MyUser {
+/// A user (MariaDB) or role (PostgreSQL) of its own on the test's server,
+/// with the password `pw`; `drop` (run as admin) removes it at the end.
+struct Account {
     admin: String,
     name: String,
+    drop: String,
+    /// The test database's URL as this account.
+    url: String,
 }
 
-impl MyUser {
+impl Account {
+    fn new(db: &TestDb, name: String, drop: String) -> Account {
+        let mut url = url::Url::parse(&db.url).expect("url");
+        url.set_username(&name).expect("user");
+        url.set_password(Some("pw")).expect("password");
+        Account {
+            admin: db.url.clone(),
+            name,
+            drop,
+            url: url.to_string(),
+        }
+    }
+
+    /// Runs `sql` as admin.
     fn sql(&self, sql: &str) {
         block_on(async {
             use sqlx::Connection;
@@ -393,13 +410,22 @@ impl MyUser {
             c.close().await.expect("close");
         });
     }
+
+    /// shipctl on the test database as this account.
+    fn run(&self, db: &TestDb, args: &[&str]) -> Run {
+        let out = db
+            .cmd()
+            .env("SHIPCTL_DATABASE_URL", &self.url)
+            .args(args)
+            .output()
+            .expect("run shipctl");
+        Run::from(out)
+    }
 }
 
-impl Drop for MyUser {
+impl Drop for Account {
     fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.sql(&format!("DROP USER IF EXISTS '{}'@'%'", self.name))
-        }));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sql(&self.drop)));
     }
 }
 
@@ -409,10 +435,12 @@ fn a_first_migration_that_fails_midway_on_mariadb_completes_when_run_again() {
         return;
     };
     let database = db.scalar("SELECT DATABASE()");
-    let user = MyUser {
-        admin: db.url.clone(),
-        name: format!("u{}", &database[database.len().saturating_sub(20)..]),
-    };
+    let name = format!("u{}", &database[database.len().saturating_sub(20)..]);
+    let user = Account::new(
+        &db,
+        name.clone(),
+        format!("DROP USER IF EXISTS '{name}'@'%'"),
+    );
     // Every table is created; inserting the environments is refused: MariaDB has
     // committed each CREATE by then, so the migration stops half-built.
     user.sql(&format!(
@@ -420,18 +448,7 @@ fn a_first_migration_that_fails_midway_on_mariadb_completes_when_run_again() {
          GRANT SELECT, CREATE, ALTER, INDEX, REFERENCES, DROP ON {database}.* TO '{0}'@'%'",
         user.name
     ));
-    let mut url = url::Url::parse(&db.url).expect("url");
-    url.set_username(&user.name).expect("user");
-    url.set_password(Some("pw")).expect("password");
-    let as_user = |args: &[&str]| {
-        let out = db
-            .cmd()
-            .env("SHIPCTL_DATABASE_URL", url.as_str())
-            .args(args)
-            .output()
-            .expect("run shipctl");
-        Run::from(out)
-    };
+    let as_user = |args: &[&str]| user.run(&db, args);
     let create = ["release", "--create", "1.0", "--tag", "v1"];
     let r = as_user(&create);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
@@ -490,39 +507,6 @@ fn a_corrupt_sqlite_ledger_is_named_with_what_to_do() {
     wal_ledger_unchanged(&before, &files(db.dir.path()));
 }
 
-/// A PostgreSQL role of its own, dropped at the end.
-struct PgRole {
-    admin: String,
-    name: String,
-}
-
-impl PgRole {
-    fn sql(&self, sql: &str) {
-        block_on(async {
-            use sqlx::Connection;
-            let mut c = sqlx::AnyConnection::connect(&self.admin)
-                .await
-                .expect("admin connect");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            c.close().await.expect("close");
-        });
-    }
-}
-
-impl Drop for PgRole {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.sql(&format!(
-                "DROP OWNED BY {0}; DROP ROLE IF EXISTS {0}",
-                self.name
-            ))
-        }));
-    }
-}
-
 #[test]
 fn postgres_permission_denied_and_too_many_clients_get_their_hints() {
     let Some(db) = TestDb::new(Backend::Postgres) else {
@@ -532,26 +516,17 @@ fn postgres_permission_denied_and_too_many_clients_get_their_hints() {
     ledger_with_a_release(&db);
     let before = db.snapshot();
     let database = db.scalar("SELECT CAST(current_database() AS TEXT)");
-    let role = PgRole {
-        admin: db.url.clone(),
-        name: format!("r{}", &database[database.len().saturating_sub(30)..]),
-    };
+    let name = format!("r{}", &database[database.len().saturating_sub(30)..]);
+    let role = Account::new(
+        &db,
+        name.clone(),
+        format!("DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}"),
+    );
     role.sql(&format!(
         "CREATE ROLE {0} LOGIN PASSWORD 'pw'; GRANT CONNECT ON DATABASE {database} TO {0}",
         role.name
     ));
-    let mut url = url::Url::parse(&db.url).expect("url");
-    url.set_username(&role.name).expect("user");
-    url.set_password(Some("pw")).expect("password");
-    let as_role = |args: &[&str]| {
-        let out = db
-            .cmd()
-            .env("SHIPCTL_DATABASE_URL", url.as_str())
-            .args(args)
-            .output()
-            .expect("run shipctl");
-        Run::from(out)
-    };
+    let as_role = |args: &[&str]| role.run(&db, args);
     // The role sees the ledger's tables but may not read them: not "no ledger".
     for args in READERS {
         let r = as_role(args);

@@ -5,9 +5,7 @@
 
 use crate::common::*;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// No refusal may take longer than this (a hang is a failure, not a wait).
@@ -50,67 +48,19 @@ fn seeded(backend: Backend) -> Option<TestDb> {
     Some(db)
 }
 
-/// A child that is killed and reaped if the test gives up on it.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// Runs shipctl with `args` (plus `env` overrides), failing the test if it has
-/// not exited within `bound`. Output is drained by threads so a chatty child
-/// cannot block on a full pipe.
+/// not exited within `bound` (from before the spawn): then how long it took.
 fn run_bounded(
     db: &TestDb,
     args: &[&str],
     env: &[(&str, &str)],
     bound: Duration,
 ) -> (Run, Duration) {
-    let mut c = db.cmd();
-    c.args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        c.env(k, v);
-    }
     let started = Instant::now();
-    let mut child = Proc(c.spawn().expect("spawn shipctl"));
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = r.read_to_end(&mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.0.stdout.take().expect("stdout")));
-    let err = drain(Box::new(child.0.stderr.take().expect("stderr")));
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > bound {
-            let _ = child.0.kill();
-            let _ = child.0.wait();
-            panic!(
-                "shipctl {args:?} on {:?} still running after {bound:?}: it hangs",
-                db.backend
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let took = started.elapsed();
-    let run = Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().expect("stdout thread"),
-        stderr: err.join().expect("stderr thread"),
-    };
-    (run, took)
+    let child = Proc::start_with(db, args, env);
+    let left = bound.saturating_sub(started.elapsed());
+    let (run, _) = child.finish(left, "its start: it hangs");
+    (run, started.elapsed())
 }
 
 /// `check`, `reconcile` and `reconcile --dry-run` on `manifests` (or `dir`)

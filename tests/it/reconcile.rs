@@ -5,9 +5,7 @@
 
 use crate::common::*;
 
-use std::io::Read;
-use std::process::{Child, ExitStatus};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // ---------------------------------------------------------------- helpers
 
@@ -853,61 +851,19 @@ fn dry_run_runs_no_command_at_all() {
 
 // ---------------------------------------------------------------- 7. racing reconcilers
 
-/// A child that is killed and reaped if the test fails before it exited.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn finish(mut child: Proc, timeout: Duration) -> Run {
-    let deadline = Instant::now() + timeout;
-    let status: ExitStatus = loop {
-        if let Some(s) = child.0.try_wait().expect("try_wait") {
-            break s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "a reconciler still runs after {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    if let Some(mut o) = child.0.stdout.take() {
-        o.read_to_string(&mut stdout).expect("stdout");
-    }
-    if let Some(mut e) = child.0.stderr.take() {
-        e.read_to_string(&mut stderr).expect("stderr");
-    }
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
-}
-
 /// Starts `n` `reconcile` processes at the same moment and waits for them.
 fn race(db: &TestDb, n: usize) -> Vec<Run> {
     let gate = Gate::new();
     let children: Vec<Proc> = (0..n)
         .map(|_| {
-            Proc(
-                gate.command(db, &["reconcile", "--manifests", "manifests"])
-                    .spawn()
-                    .expect("spawn"),
-            )
+            let args = ["reconcile", "--manifests", "manifests"];
+            Proc::spawn(gate.command(db, args), describe(db, args))
         })
         .collect();
     gate.open();
     children
         .into_iter()
-        .map(|c| finish(c, Duration::from_secs(60)))
+        .map(|c| c.finish(Duration::from_secs(60), "the gate opened").0)
         .collect()
 }
 

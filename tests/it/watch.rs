@@ -6,9 +6,7 @@
 
 use crate::common::*;
 
-use std::io::Read;
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 const SIM_OK: &str = "executor: { simulate: { duration: 0s, failure_rate: 0 } }";
@@ -81,28 +79,12 @@ fn live(db: &TestDb, env: &str) -> Option<String> {
 }
 
 fn wait_live(db: &TestDb, env: &str, version: &str, w: &mut Watch) {
-    let deadline = Instant::now() + APPLY;
-    loop {
-        if live(db, env).as_deref() == Some(version) {
-            return;
-        }
-        if let Some(status) = w.child.try_wait().expect("try_wait") {
-            panic!(
-                "the watch exited ({status:?}) before {version} was live in {env}\nstdout:\n{}\nstderr:\n{}",
-                w.stdout(),
-                w.stderr()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{version} not live in {env} on {:?} after {APPLY:?} (live: {:?})\nstdout:\n{}\nstderr:\n{}",
-            db.backend,
-            live(db, env),
-            w.stdout(),
-            w.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    w.wait_until_or(
+        &format!("{version} to be live in {env} on {:?}", db.backend),
+        APPLY,
+        || live(db, env).as_deref() == Some(version),
+        || format!("\n(live in {env}: {:?})", live(db, env)),
+    );
 }
 
 fn count(db: &TestDb, sql: &str) -> i64 {
@@ -116,56 +98,31 @@ fn en_cours(db: &TestDb) -> i64 {
     )
 }
 
-/// A `reconcile --watch` process whose output is collected as it comes.
-struct Watch {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-}
+/// A `reconcile --watch` process, its output collected as it comes.
+struct Watch(Proc);
 
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+impl std::ops::Deref for Watch {
+    type Target = Proc;
+    fn deref(&self) -> &Proc {
+        &self.0
     }
 }
 
-fn collect(mut r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let sink = buf.clone();
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 4096];
-        loop {
-            match r.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => sink
-                    .lock()
-                    .expect("output buffer")
-                    .push_str(&String::from_utf8_lossy(&chunk[..n])),
-            }
-        }
-    });
-    buf
+impl std::ops::DerefMut for Watch {
+    fn deref_mut(&mut self) -> &mut Proc {
+        &mut self.0
+    }
 }
 
 impl Watch {
     fn start(db: &TestDb, extra: &[&str]) -> Watch {
-        let mut c = db.cmd();
-        c.args(["reconcile", "--watch", "--manifests", "manifests"]);
+        let mut args = vec!["reconcile", "--watch", "--manifests", "manifests"];
         // No periodic resync during a test, unless the test sets its own.
         if !extra.contains(&"--interval") {
-            c.args(["--interval", "1h"]);
+            args.extend(["--interval", "1h"]);
         }
-        c.args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("spawn the watch");
-        let out = collect(child.stdout.take().expect("stdout"));
-        let err = collect(child.stderr.take().expect("stderr"));
-        let mut w = Watch { child, out, err };
+        args.extend(extra);
+        let mut w = Watch(Proc::start(db, &args));
         w.wait_opened();
         w
     }
@@ -176,59 +133,21 @@ impl Watch {
         self.wait_stderr("watch: reconciling (start)", 1);
     }
 
-    fn stdout(&self) -> String {
-        self.out.lock().expect("stdout").clone()
-    }
-
-    fn stderr(&self) -> String {
-        self.err.lock().expect("stderr").clone()
-    }
-
-    /// Both streams, for failure messages.
-    fn log(&self) -> String {
-        format!("stdout:\n{}\nstderr:\n{}", self.stdout(), self.stderr())
-    }
-
     /// Polls stderr until it says `needle` `times` times.
     fn wait_stderr(&mut self, needle: &str, times: usize) {
-        let deadline = Instant::now() + APPLY;
-        while self.stderr().matches(needle).count() < times {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "the watch exited ({status:?}) before saying {needle:?}\nstderr:\n{}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the watch did not say {needle:?} {times} time(s) within {APPLY:?}\nstderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.0.wait_stderr(needle, times, APPLY);
     }
 
     fn alive(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
+        self.0.running()
     }
 
     /// SIGTERM, then the exit status and how long the exit took.
     fn terminate(&mut self) -> (ExitStatus, Duration) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         let sent = Instant::now();
-        // SAFETY: kill(2) on a child we spawned and have not reaped.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill");
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return (status, sent.elapsed());
-            }
-            assert!(
-                sent.elapsed() < STOP,
-                "the watch still runs {STOP:?} after SIGTERM\nstderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.signal(libc::SIGTERM);
+        let status = self.wait_exit(STOP, "SIGTERM");
+        (status, sent.elapsed())
     }
 }
 
@@ -473,23 +392,7 @@ fn watch_started_on_invalid_manifests_waits_for_a_fix() {
 fn watch_resyncs_on_its_interval_to_correct_drift() {
     let db = TestDb::new(Backend::Sqlite).expect("sqlite");
     save(&db, &manifest(&["1.0"], "1.0", SIM_OK));
-    let mut c = db.cmd();
-    c.args([
-        "reconcile",
-        "--watch",
-        "--interval",
-        "1s",
-        "--manifests",
-        "manifests",
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn");
-    let out = collect(child.stdout.take().expect("stdout"));
-    let err = collect(child.stderr.take().expect("stderr"));
-    let mut w = Watch { child, out, err };
-    w.wait_opened();
+    let mut w = Watch::start(&db, &["--interval", "1s"]);
     wait_live(&db, "dev", "1.0", &mut w);
     wait_live(&db, "prod", "1.0", &mut w);
 

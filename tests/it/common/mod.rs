@@ -8,8 +8,11 @@
 //! (as `.ci/run` sets it). Set but the server is unreachable: the test fails.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod proxy;
 pub mod servers;
+
+pub use process::{Proc, describe};
 
 use sqlx::{AnyConnection, Connection, Row};
 use std::io::Write;
@@ -346,6 +349,15 @@ pub fn each_backend(mut body: impl FnMut(&TestDb)) {
             body(&db);
         }
     }
+}
+
+/// An executable shell script in the test's working directory.
+pub fn script(db: &TestDb, name: &str, body: &str) {
+    let path = db.dir.path().join(name);
+    std::fs::write(&path, body).expect("write script");
+    let mut perm = std::fs::metadata(&path).expect("script").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&path, perm).expect("chmod");
 }
 
 /// Creates a release and returns its id.
