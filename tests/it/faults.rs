@@ -1219,6 +1219,61 @@ fn sigint_while_waiting_for_the_lock_claims_nothing() {
     });
 }
 
+/// SIGINT while reconcile waits for prod's lock, after dev deployed: it stops
+/// there (exit 130), prints what it did in dev, and claims nothing in prod.
+/// PostgreSQL and MariaDB, where a lock is one environment's row (SQLite's is
+/// the whole ledger's: `sigint_while_waiting_for_the_lock_claims_nothing`).
+#[test]
+fn sigint_while_reconcile_waits_for_a_later_environment_reports_what_it_did() {
+    for backend in [Backend::Postgres, Backend::MySql] {
+        let Some(db) = TestDb::new(backend) else {
+            continue;
+        };
+        write_manifest(
+            &db,
+            "releases:\n  - { version: '1.0', tag: v1.0 }\nenvironments:\n  dev: { release: '1.0' }\n  prod: { release: '1.0' }\n",
+        );
+        // The ledger exists before the holder takes prod's row.
+        db.expect(&["release", "--create", "0.9", "--tag", "v0.9"], 0);
+        let holder = LockHolder::take(&db, "prod");
+        let mut child = spawn(
+            &db,
+            None,
+            &[
+                "reconcile",
+                "--manifests",
+                "manifests",
+                "--duration",
+                "0s",
+                "--failure-rate",
+                "0",
+            ],
+        );
+        wait_lock_waiter(&db, &mut child);
+        child.signal(libc::SIGINT);
+        let (run, took) = child.finish(SIGNAL_BOUND, "SIGINT while waiting for prod's lock");
+        holder.release();
+        assert_code(&run, 130, &format!("{backend:?}, after {took:?}"));
+        assert!(
+            run.stdout.contains("deployed") && run.stdout.contains("interrupted by SIGINT"),
+            "{backend:?}: the report of what was done is missing:\n{}",
+            run.stdout
+        );
+        assert_eq!(
+            deployments_in(&db, "prod"),
+            0,
+            "{backend:?}: prod was touched"
+        );
+        assert_eq!(
+            db.scalar(
+                "SELECT etat FROM deploiements d JOIN environnements e ON e.id = d.id_env \
+                 WHERE e.nom = 'dev'"
+            ),
+            "réussi"
+        );
+    }
+}
+
 /// SIGINT while reconcile's finish in dev waits for the lock: it stops there,
 /// staging is not touched.
 #[test]
