@@ -849,12 +849,9 @@ fn blackhole_case(db: &TestDb, server: &Server, phase: Phase, sigterm: bool, n: 
         }
         Phase::Finish => {
             wait_state(db, &mut child, d, "en_cours");
-            let seen = Instant::now();
             holder = Some(LockHolder::take(db, "prod"));
-            // The 1s run is over and its finish waits for the lock.
-            std::thread::sleep(
-                (seen + Duration::from_millis(1200)).saturating_duration_since(Instant::now()),
-            );
+            // Only the finish takes the environment's lock during a run (a
+            // renewal updates the deployment's row): the waiter is the finish.
             wait_lock_waiter(db, &mut child);
         }
     }
@@ -1310,12 +1307,9 @@ fn sigint_during_a_finish_stops_reconcile_at_that_environment() {
             Duration::from_secs(20),
             en_cours_in_dev,
         );
-        let seen = Instant::now();
         let holder = LockHolder::take(db, "dev");
-        // The 1s run is over; the finish waits for the lock.
-        std::thread::sleep(
-            (seen + Duration::from_millis(1200)).saturating_duration_since(Instant::now()),
-        );
+        // Only the finish takes the lock during the 1s run (its first renewal
+        // would come after 10s): the waiter is the finish.
         wait_lock_waiter(db, &mut child);
         child.signal(libc::SIGINT);
         let (run, took) = child.finish(SIGNAL_BOUND, "SIGINT during the finish");
