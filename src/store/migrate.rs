@@ -158,28 +158,35 @@ pub async fn is_current(conn: &mut AnyConnection) -> Result<bool> {
 /// another application's tables, an unfinished ledger or a schema version this
 /// shipctl does not know is an error naming `place`, never an empty ledger.
 pub async fn inspect(conn: &mut AnyConnection, d: Dialect, place: &str) -> Result<Found> {
-    let tables = tables(conn, d)
-        .await
-        .map_err(|e| Error::database(&format!("cannot read the ledger at {place}"), e))?;
-    if tables.is_empty() {
-        return Ok(Found::Missing);
-    }
-    if !tables.iter().any(|t| t == "shipctl_migrations") {
-        return Err(Error::input(format!(
-            "{place} holds {} table(s) ({}) but no shipctl ledger (no shipctl_migrations table): \
-             it looks like another application's database",
-            tables.len(),
-            shorten(&tables)
-        ))
-        .hint(OWN_DATABASE));
-    }
-    let version =
-        sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM shipctl_migrations")
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| {
-                Error::database(&format!("cannot read the ledger's version at {place}"), e)
-            })?;
+    // The usual case costs one statement: the version of a ledger that is there.
+    let read = sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM shipctl_migrations")
+        .fetch_one(&mut *conn)
+        .await;
+    let version = match read {
+        Ok(version) => version,
+        Err(e) => {
+            // No such table, or an unreadable database: the list of tables says which.
+            let tables = tables(conn, d)
+                .await
+                .map_err(|e| Error::database(&format!("cannot read the ledger at {place}"), e))?;
+            if tables.is_empty() {
+                return Ok(Found::Missing);
+            }
+            if !tables.iter().any(|t| t == "shipctl_migrations") {
+                return Err(Error::input(format!(
+                    "{place} holds {} table(s) ({}) but no shipctl ledger (no shipctl_migrations \
+                     table): it looks like another application's database",
+                    tables.len(),
+                    shorten(&tables)
+                ))
+                .hint(OWN_DATABASE));
+            }
+            return Err(Error::database(
+                &format!("cannot read the ledger's version at {place}"),
+                e,
+            ));
+        }
+    };
     match version {
         None => Err(Error::input(format!(
             "the ledger at {place} was never completed: its first migration did not finish"
