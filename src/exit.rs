@@ -35,16 +35,18 @@ impl Exit {
     }
 
     /// The most serious of two outcomes, for commands that do several things
-    /// (reconcile): a failure outranks a blocked environment.
+    /// (reconcile): a failed deployment outranks a stop on a signal (a run the
+    /// signal stopped is a failed deployment, exit 3), which outranks a blocked
+    /// environment.
     pub fn worst(self, other: Exit) -> Exit {
         fn rank(e: Exit) -> u8 {
             match e {
                 Exit::Done => 0,
                 Exit::Changes => 1,
                 Exit::Blocked => 2,
-                Exit::Failed => 3,
-                Exit::Error => 4,
-                Exit::Interrupted(_) => 5,
+                Exit::Interrupted(_) => 3,
+                Exit::Failed => 4,
+                Exit::Error => 5,
             }
         }
         if rank(other) > rank(self) {

@@ -81,7 +81,7 @@ struct Shared {
     groups: Mutex<Vec<i32>>,
     /// The watchdog of unsupervised database work: when it must be done by,
     /// and how long each phase may take (`Limits::answer`).
-    deadline: Mutex<Option<Instant>>,
+    deadline: Mutex<Option<(Instant, Duration)>>,
     answer: Mutex<Duration>,
 }
 
@@ -196,21 +196,14 @@ pub fn answer_limit() -> Duration {
 /// done within the answer limit, or the command is dropped where it waits.
 /// Supervised steps bound their own database work and suspend the watchdog.
 pub fn phase() {
-    let limit = SHARED
-        .answer
-        .lock()
-        .map(|a| *a)
-        .unwrap_or(Duration::from_secs(35));
-    if let Ok(mut d) = SHARED.deadline.lock() {
-        *d = Some(Instant::now() + limit);
-    }
+    phase_for(answer_limit());
 }
 
 /// A phase that may legitimately take `limit` (a connect, a migration that
 /// waits for another process's).
 pub fn phase_for(limit: Duration) {
     if let Ok(mut d) = SHARED.deadline.lock() {
-        *d = Some(Instant::now() + limit);
+        *d = Some((Instant::now() + limit, limit));
     }
 }
 
@@ -229,10 +222,13 @@ pub async fn silent() -> Duration {
         let overdue = SHARED
             .deadline
             .lock()
-            .map(|d| d.is_some_and(|d| Instant::now() > d))
-            .unwrap_or(false);
-        if overdue && SHARED.guards.load(Ordering::SeqCst) == 0 {
-            return SHARED.answer.lock().map(|a| *a).unwrap_or_default();
+            .ok()
+            .and_then(|d| *d)
+            .filter(|(at, _)| Instant::now() > *at);
+        if let Some((_, limit)) = overdue
+            && SHARED.guards.load(Ordering::SeqCst) == 0
+        {
+            return limit;
         }
     }
 }
@@ -361,10 +357,16 @@ impl Lease {
             SHARED.handled.store(true, Ordering::SeqCst);
             stop.cancel();
         }
+        let mut lost: Option<String> = None;
+        if Instant::now() >= give_up_at(self.confirmed, self.ttl) {
+            // The lease was spent before the step began (a slow commit): the
+            // step starts nothing.
+            stop.cancel();
+            lost = Some(self.unconfirmed_message());
+        }
         let work = step(stop.clone());
         tokio::pin!(work);
         let mut signal = received();
-        let mut lost: Option<String> = None;
         let mut kill_at: Option<Instant> = None;
         let ttl = self.ttl;
         let confirmed = std::cell::Cell::new(self.confirmed);
@@ -423,7 +425,15 @@ impl Lease {
                 return Err(format!("interrupted by {}", s.name()));
             }
             let sent = Instant::now();
-            match renew_bounded(&self.holding, self.ttl, self.confirmed, store).await {
+            let renewal = renew_bounded(&self.holding, self.ttl, self.confirmed, store);
+            let renewed = tokio::select! {
+                renewed = renewal => renewed,
+                _ = SHARED.token.cancelled() => {
+                    store.mark_broken();
+                    continue;
+                }
+            };
+            match renewed {
                 Ok(true) => {
                     self.confirmed = sent;
                     return Ok(());
@@ -486,7 +496,7 @@ async fn keep(
     renewing: &std::cell::Cell<bool>,
 ) -> LeaseEnd {
     let period = ttl / 3;
-    let give_up = |c: Instant| c + ttl * 3 / 4;
+    let give_up = |c: Instant| give_up_at(c, ttl);
     let mut next = confirmed.get() + period;
     let mut failures = 0;
     loop {
@@ -513,6 +523,13 @@ async fn keep(
     }
 }
 
+/// When a lease not confirmed since `confirmed` is given up: three quarters
+/// of its TTL, leaving the last quarter to stop the child before the database
+/// could hand the lease on.
+fn give_up_at(confirmed: Instant, ttl: Duration) -> Instant {
+    confirmed + ttl * 3 / 4
+}
+
 /// One renewal, re-opening the connection first if the last one failed,
 /// within TTL/3 and within what is left of the lease.
 async fn renew_bounded(
@@ -521,7 +538,9 @@ async fn renew_bounded(
     confirmed: Instant,
     store: &mut Store,
 ) -> Result<bool> {
-    let left = ttl.saturating_sub(confirmed.elapsed());
+    // Never past the moment the lease is given up: a renewal still in flight
+    // then must not delay the child's stop.
+    let left = give_up_at(confirmed, ttl).saturating_duration_since(Instant::now());
     let limit = (ttl / 3).min(left).max(Duration::from_millis(50));
     let ttl_ms = ttl.as_millis() as i64;
     let attempt = async {

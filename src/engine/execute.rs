@@ -217,7 +217,17 @@ impl Engine {
             // (it releases the hold); before it, nothing is held.
             supervisor::check()?;
             let guard = supervisor::guard();
-            tx.commit().await.db("committing")?;
+            let limit = supervisor::answer_limit().min(self.who.lease_ttl / 2);
+            match tokio::time::timeout(limit, tx.commit()).await {
+                Ok(committed) => committed.db("holding the deployment for its gates")?,
+                Err(_) => {
+                    return Err(Error::unreachable(format!(
+                        "holding deployment {id} for its gates: the database did not answer \
+                         within {}; no gate ran",
+                        crate::duration::format(limit)
+                    )));
+                }
+            }
             let job = Job {
                 version: dep.version.clone(),
                 tag: dep.tag.clone(),
@@ -787,7 +797,9 @@ async fn commit_claim(
         return Err(supervisor::interrupted(s));
     }
     let guard = supervisor::guard();
-    let limit = supervisor::answer_limit();
+    // Within half the lease: a claim that took longer starts nothing (the
+    // supervisor finds its lease spent) rather than a run on borrowed time.
+    let limit = supervisor::answer_limit().min(who.lease_ttl / 2);
     match tokio::time::timeout(limit, tx.commit()).await {
         Ok(committed) => committed.db("committing the claim")?,
         Err(_) => {

@@ -321,14 +321,22 @@ pub(super) async fn run_commands(
     let ran = run_held(store, &mut lease, gates, job).await;
     if ran.is_err() {
         // Let another process run them at once rather than after the lease
-        // expires; bounded, and cut short after a signal.
-        store.settle().await.ok();
-        let d = store.d;
-        let release = ledger::renew_gate_hold(store.conn(), d, job.deploy_id, &who.holder, None);
-        if tokio::time::timeout(supervisor::AFTER_SIGNAL, release)
-            .await
-            .is_err()
-        {
+        // expires: one try, bounded (no reconnect after a signal).
+        let release = async {
+            if supervisor::received().is_none() {
+                store.settle().await?;
+            }
+            let d = store.d;
+            ledger::renew_gate_hold(store.conn(), d, job.deploy_id, &who.holder, None)
+                .await
+                .db("releasing the gates' hold")
+        };
+        let bound = if supervisor::received().is_some() {
+            supervisor::AFTER_SIGNAL
+        } else {
+            supervisor::answer_limit()
+        };
+        if !matches!(tokio::time::timeout(bound, release).await, Ok(Ok(_))) {
             store.mark_broken();
         }
     }

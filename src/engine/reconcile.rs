@@ -60,6 +60,12 @@ pub enum EnvOutcome {
         signal: crate::supervisor::Signal,
         message: String,
     },
+    /// The deployment ran, but its result could not be recorded (the database
+    /// went away, or the lease was lost): the lease's expiry hands it to
+    /// recovery. Later environments are not attempted.
+    Unrecorded {
+        message: String,
+    },
 }
 
 impl Reconciled {
@@ -78,6 +84,7 @@ impl Reconciled {
                 | EnvOutcome::Blocked { .. }
                 | EnvOutcome::Skipped { .. } => Exit::Blocked,
                 EnvOutcome::Interrupted { signal, .. } => Exit::Interrupted(*signal),
+                EnvOutcome::Unrecorded { .. } => Exit::Failed,
             })
             .fold(Exit::Done, Exit::worst)
     }
@@ -261,7 +268,20 @@ impl Engine {
             if stop.is_none()
                 && let Some(s) = crate::supervisor::received()
             {
-                stop = Some(format!("stopped by {} before {env}", s.name()));
+                // Stopped by a signal between two environments: the report says
+                // so, and the exit code is the signal's (unless a run failed).
+                out.environments.push(EnvResult {
+                    env,
+                    desired: spec.release.clone(),
+                    live_before: None,
+                    steps: Vec::new(),
+                    outcome: EnvOutcome::Interrupted {
+                        signal: s,
+                        message: format!("stopped by {} before {env}; not touched", s.name()),
+                    },
+                });
+                stop = Some(format!("stopped by {}", s.name()));
+                continue;
             }
             if let Some(reason) = &stop {
                 out.environments.push(EnvResult {
@@ -282,6 +302,20 @@ impl Engine {
                 result = self.reconcile_env(env, spec, overrides) => match result {
                     Ok(result) => Some(result),
                     Err(e) if matches!(e.kind, Kind::Interrupted(_)) => None,
+                    // It ran, but what happened could not be written: report it
+                    // with the rest, and go no further.
+                    Err(e) if e.kind == Kind::Failed => Some(EnvResult {
+                        env,
+                        desired: spec.release.clone(),
+                        live_before: None,
+                        steps: Vec::new(),
+                        outcome: EnvOutcome::Unrecorded {
+                            message: match &e.hint {
+                                Some(h) => format!("{} ({h})", e.message),
+                                None => e.message.clone(),
+                            },
+                        },
+                    }),
                     Err(e) => return Err(e),
                 },
                 _ = crate::supervisor::unguarded() => None,
@@ -304,6 +338,9 @@ impl Engine {
                 });
                 continue;
             };
+            if let EnvOutcome::Unrecorded { .. } = &result.outcome {
+                stop = Some(format!("{env}'s result could not be recorded"));
+            }
             if let EnvOutcome::Failed { execution } = &result.outcome {
                 if execution.outcome == Outcome::Interrupted {
                     stop = Some("interrupted by a signal".into());

@@ -473,6 +473,7 @@ impl Text for ReconcileView {
                 EnvOutcome::Blocked { message } => format!("{} blocked: {message}", s.yellow("!")),
                 EnvOutcome::Skipped { reason } => format!("{} skipped: {reason}", s.dim("-")),
                 EnvOutcome::Interrupted { message, .. } => format!("{} {message}", s.red("✗")),
+                EnvOutcome::Unrecorded { message } => format!("{} {message}", s.red("✗")),
             };
             out.push_str(&format!("{head} {line}\n"));
             for step in &e.steps {
