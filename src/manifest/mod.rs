@@ -2,8 +2,10 @@
 //! directory (sorted, not recursive), merged; every error names the file and the
 //! line or key path, and says what to do.
 
+mod lex;
 pub mod schema;
 pub mod stored;
+mod words;
 
 use crate::error::{Error, Result};
 use crate::executor::command::check_kill_grace;
@@ -13,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A manifest larger than this is refused rather than parsed.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -191,12 +194,18 @@ fn read(path: &Path) -> Result<String> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_big(path, bytes.len() as u64));
     }
-    String::from_utf8(bytes).map_err(|e| {
+    let text = String::from_utf8(bytes).map_err(|e| {
         Error::input(format!(
             "{shown} is not UTF-8 text (invalid byte at offset {})",
             e.utf8_error().valid_up_to()
         ))
         .hint("save the manifest as UTF-8")
+    })?;
+    // Editors on Windows start UTF-8 files with a byte order mark; it is not
+    // part of the YAML (the parser would take it for a second document).
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     })
 }
 
@@ -213,12 +222,24 @@ fn too_big(path: &Path, len: u64) -> Error {
 const MAX_FLOW_DEPTH: usize = 64;
 
 fn parse(path: &Path, text: &str) -> Result<Option<schema::File>> {
-    if let Some(line) = too_deep(text) {
-        return Err(Error::input(format!(
-            "{}:{line}: the YAML is nested more than {MAX_FLOW_DEPTH} levels deep",
-            path.display()
-        ))
-        .hint("a manifest is a few levels deep; check what generated the file"));
+    match lex::scan(text, MAX_FLOW_DEPTH) {
+        Some(lex::Finding::TooDeep { line }) => {
+            return Err(Error::input(format!(
+                "{}:{line}: the YAML is nested more than {MAX_FLOW_DEPTH} levels deep",
+                path.display()
+            ))
+            .hint("a manifest is a few levels deep; check what generated the file"));
+        }
+        Some(lex::Finding::Tag { line, column, tag }) => {
+            return Err(Error::input(format!(
+                "{}:{line}:{column}: the YAML tag {} is not supported: a manifest holds \
+                 plain strings, numbers, lists and mappings",
+                path.display(),
+                words::cut(&tag)
+            ))
+            .hint("remove the tag and write the value itself, e.g. version: \"1.0.2\""));
+        }
+        None => {}
     }
     let file = match serde_yaml::from_str::<Option<schema::File>>(text) {
         Ok(file) => file,
@@ -229,44 +250,13 @@ fn parse(path: &Path, text: &str) -> Result<Option<schema::File>> {
         && v != API_VERSION
     {
         return Err(Error::input(format!(
-            "{}: apiVersion is {v:?}; this shipctl reads {API_VERSION}",
-            at(path, text, "apiVersion")
+            "{}: apiVersion is {:?}; this shipctl reads {API_VERSION}",
+            at(path, text, "apiVersion"),
+            words::cut(v)
         ))
         .hint(format!("write `apiVersion: {API_VERSION}` or leave it out")));
     }
     Ok(file)
-}
-
-/// The line where flow collections nest deeper than allowed, found lexically:
-/// brackets inside quoted scalars and comments do not count.
-fn too_deep(text: &str) -> Option<usize> {
-    let mut depth = 0usize;
-    for (n, line) in text.lines().enumerate() {
-        let mut quote: Option<char> = None;
-        let mut prev = ' ';
-        for c in line.chars() {
-            match quote {
-                Some(q) if c == q => quote = None,
-                Some(_) => {}
-                None => match c {
-                    '#' if prev.is_whitespace() => break,
-                    '\'' | '"' if matches!(prev, ' ' | '\t' | ':' | '[' | '{' | ',' | '-') => {
-                        quote = Some(c)
-                    }
-                    '[' | '{' => {
-                        depth += 1;
-                        if depth > MAX_FLOW_DEPTH {
-                            return Some(n + 1);
-                        }
-                    }
-                    ']' | '}' => depth = depth.saturating_sub(1),
-                    _ => {}
-                },
-            }
-            prev = c;
-        }
-    }
-    None
 }
 
 /// `file:line:column: key.path: message`, with a hint for the known traps.
@@ -284,7 +274,7 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
         None => (path.display().to_string(), None),
     };
     let hint = if message.contains(UNQUOTED_NUMBER) {
-        let raw = raw.unwrap_or_default();
+        let raw = words::cut(&raw.unwrap_or_default());
         let yaml_reads = message
             .split(": ")
             .last()
@@ -296,12 +286,6 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
             "{key}: {raw} is a number to YAML (it reads as {yaml_reads}), but versions and tags are strings"
         );
         format!("quote it: \"{raw}\"")
-    } else if message.contains("unknown field") {
-        "check the spelling; the manifest format is in the README (GitOps section)".into()
-    } else if message.contains("unknown environment") {
-        "use dev, staging or prod".into()
-    } else if message.contains("defined twice") {
-        "keep one definition".into()
     } else if message.contains("recursion limit") {
         message = "the YAML is nested too deeply".into();
         "a manifest is a few levels deep; check what generated the file".into()
@@ -311,10 +295,19 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> Error {
     } else if message.contains("more than one document") {
         message = "the file holds several YAML documents (---)".into();
         "put each document in a file of its own".into()
+    } else if let Some((m, h)) = words::rewrite(&message) {
+        message = m;
+        h
+    } else if message.contains("unknown environment") {
+        "use dev, staging or prod".into()
+    } else if message.contains("on_failure is") {
+        "write on_failure: replan (plan the deployment again) or on_failure: cancel".into()
+    } else if message.contains("defined twice") {
+        "keep one definition".into()
     } else {
         "fix the YAML at that line".into()
     };
-    Error::input(format!("{place}: {message}")).hint(hint)
+    Error::input(format!("{place}: {}", words::bounded(&message))).hint(hint)
 }
 
 /// The message without its " at line N column M" parts: the place leads the line.
@@ -464,6 +457,25 @@ fn merge(parsed: Vec<(PathBuf, String, schema::File)>) -> Result<Desired> {
             )));
         }
     }
+    // A release is promoted from the environment it requires: if the manifests
+    // do not manage that environment, nothing ever succeeds there and the
+    // promotion waits forever.
+    for (env, spec) in &environments {
+        if let Some(r) = spec.policy.requires
+            && !environments.contains_key(&r)
+        {
+            let text = texts.get(&spec.file).map(String::as_str).unwrap_or("");
+            return Err(Error::input(format!(
+                "{}: environments.{env}.requires: {r} is not managed by the manifests, so no \
+                 release would ever succeed there and {env} would wait forever",
+                at_value(&spec.file, text, "requires", r.as_str()),
+            ))
+            .hint(format!(
+                "add environments.{r} (with the release to run there) to a manifest, or \
+                 remove requires: from {env}"
+            )));
+        }
+    }
     Ok(Desired {
         releases,
         environments,
@@ -537,6 +549,9 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
             (None, Some(argv)) => {
                 let field = format!("{key}.command");
                 check_argv(argv).map_err(|m| bad(&field, m, ARGV_HINT))?;
+                if let Some(t) = gate.timeout {
+                    check_timeout(t.0).map_err(|(m, h)| bad(&format!("{key}.timeout"), m, &h))?;
+                }
                 if let Some(grace) = gate.kill_grace {
                     check_kill_grace(grace.0)
                         .map_err(|(m, h)| bad(&format!("{key}.kill_grace"), m, &h))?;
@@ -595,6 +610,9 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
                     "remove it or write the program and its arguments",
                 ));
             }
+            if let Some(t) = c.timeout {
+                check_timeout(t.0).map_err(|(m, h)| bad("executor.command.timeout", m, &h))?;
+            }
             if let Some(grace) = c.kill_grace {
                 check_kill_grace(grace.0)
                     .map_err(|(m, h)| bad("executor.command.kill_grace", m, &h))?;
@@ -628,6 +646,36 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
         .hint("move long command lines into a script in the repository and call it"));
     }
     Ok(policy)
+}
+
+/// A command's `timeout:` below this would stop it before it could do anything:
+/// every run would fail, so `check` refuses it.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// A command's `timeout:` above this (24h) is a mistake (a typo of unit, most likely).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Checks a command's `timeout:` (an executor's or a gate's). `Err`: the message
+/// and the hint.
+fn check_timeout(timeout: Duration) -> std::result::Result<(), (String, String)> {
+    let hint = "use a duration from 1s to 24h, e.g. 10m; without timeout: a gate's command \
+                is stopped after 10m and a deployment command runs until it ends";
+    if timeout < MIN_TIMEOUT {
+        Err((
+            format!(
+                "a timeout of {} would stop the command before it could do anything: \
+                 every run would fail",
+                crate::duration::format(timeout)
+            ),
+            hint.into(),
+        ))
+    } else if timeout > MAX_TIMEOUT {
+        Err((
+            format!("a timeout of {}s is longer than 24h", timeout.as_secs()),
+            hint.into(),
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 const ARGV_HINT: &str = "move long command lines into a script in the repository and call it";

@@ -127,7 +127,8 @@ impl<'de> Deserialize<'de> for EnvName {
         let s = String::deserialize(d)?;
         Env::parse(&s).map(EnvName).ok_or_else(|| {
             de::Error::custom(format!(
-                "unknown environment {s:?}: shipctl manages dev, staging and prod only"
+                "unknown environment {:?}: shipctl manages dev, staging and prod only",
+                super::words::cut(&s)
             ))
         })
     }
@@ -139,9 +140,12 @@ pub struct OnFailureName(pub OnFailure);
 impl<'de> Deserialize<'de> for OnFailureName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        OnFailure::parse(&s)
-            .map(OnFailureName)
-            .ok_or_else(|| de::Error::custom(format!("on_failure is {s:?}; use replan or cancel")))
+        OnFailure::parse(&s).map(OnFailureName).ok_or_else(|| {
+            de::Error::custom(format!(
+                "on_failure is {:?}; use replan or cancel",
+                super::words::cut(&s)
+            ))
+        })
     }
 }
 

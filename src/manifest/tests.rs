@@ -92,11 +92,11 @@ fn unquoted_float_version_gets_a_hint() {
 fn unknown_keys_are_errors_with_their_path() {
     let e = err(&[("m.yaml", "environments:\n  prod:\n    relase: \"1\"\n")]);
     assert!(
-        e.contains("m.yaml:3:5: environments.prod: unknown field `relase`"),
+        e.contains("m.yaml:3:5: environments.prod: unknown key `relase`"),
         "{e}"
     );
     let e = err(&[("m.yaml", "release: []\n")]);
-    assert!(e.contains("unknown field `release`"), "{e}");
+    assert!(e.contains("unknown key `release`"), "{e}");
 }
 
 #[test]
@@ -178,7 +178,7 @@ fn bad_values() {
             "    executor: { command: { run: [] } }\n",
             "the command is empty",
         ),
-        ("    executor: { ssh: {} }\n", "unknown field `ssh`"),
+        ("    executor: { ssh: {} }\n", "unknown key `ssh`"),
         (
             "    executor: { simulate: {}, command: { run: [x] } }\n",
             "either simulate",

@@ -596,3 +596,439 @@ fn check_never_touches_a_database() {
         "check created {leftovers:?}"
     );
 }
+
+// ---------------------------------------------------------------- issue 9: edge cases
+
+const RELEASE: &str = "releases:\n  - { version: \"1.1\", tag: v1.1 }\n";
+
+/// `check` with a database URL nobody answers: the manifests alone decide.
+fn check_offline(db: &TestDb, code: i32, needles: &[&str]) -> Run {
+    let unreachable = [("SHIPCTL_DATABASE_URL", "postgres://nobody:pw@127.0.0.1:1/x")];
+    let (r, _) = run_bounded(
+        db,
+        &["check", "--manifests", "manifests"],
+        &unreachable,
+        BOUND,
+    );
+    assert_eq!(r.code, code, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    for n in needles {
+        assert!(r.stderr.contains(n), "no {n:?} in:\n{}", r.stderr);
+    }
+    assert!(!r.stderr.contains("127.0.0.1"), "{}", r.stderr);
+    r
+}
+
+/// No Rust or serde words reach the user.
+fn in_user_words(stderr: &str) {
+    for internal in [
+        "struct",
+        "u32",
+        "u64",
+        "f64",
+        "unit value",
+        "a sequence",
+        "invalid type",
+        "identifier",
+        "enum",
+    ] {
+        assert!(
+            !stderr.contains(internal),
+            "{internal:?} leaks in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_byte_order_mark_before_a_valid_manifest_is_accepted() {
+    let db = sqlite();
+    write(
+        &db,
+        "bom.yaml",
+        &format!("\u{feff}{RELEASE}environments:\n  dev: {{ release: \"1.1\", {SIM_OK} }}\n"),
+    );
+    let r = check_offline(&db, 0, &[]);
+    assert!(r.stdout.contains("valid"), "{}", r.stdout);
+    // And it is the desired state reconcile applies (1.1 is already live in dev).
+    let r = db.expect(&["reconcile", "--manifests", "manifests"], 0);
+    assert!(!r.stderr.contains("error"), "{}", r.stderr);
+
+    // A mark anywhere else is still the text it is.
+    reset_manifests(&db);
+    write(
+        &db,
+        "bom.yaml",
+        &format!("{RELEASE}\u{feff}environments: {{}}\n"),
+    );
+    refused(&db, &["bom.yaml:3"]);
+}
+
+#[test]
+fn brackets_inside_text_do_not_count_as_nesting() {
+    let db = sqlite();
+    let deep = "[".repeat(70);
+    let text = format!(
+        "{RELEASE}environments:\n  dev:\n    release: \"1.1\"\n    {SIM_OK}\n    gates:\n      \
+         a: {{ command: [\"echo\", \"\\\"{deep}\", 'it''s {deep}'] }}\n      \
+         b: {{ command: [\"echo\", \"multi\n        line {deep}\"] }}\n      \
+         c:\n        command:\n          - |\n            {deep}\n            {{{{{{{{\n          \
+         - plain {deep} text # {deep}\n"
+    );
+    write(&db, "text.yaml", &text);
+    let r = check_offline(&db, 0, &[]);
+    assert!(r.stdout.contains("gates: a, b, c"), "{}", r.stdout);
+
+    // Real structure is still counted: 70 flow levels inside a command.
+    reset_manifests(&db);
+    write(
+        &db,
+        "deep.yaml",
+        &format!(
+            "{RELEASE}environments:\n  dev:\n    release: \"1.1\"\n    gates:\n      \
+             g: {{ command: [\"x\", {deep}{}] }}\n",
+            "]".repeat(70)
+        ),
+    );
+    refused(&db, &["deep.yaml:7", "nested more than 64 levels"]);
+}
+
+#[test]
+fn a_command_timeout_below_one_second_is_refused() {
+    for backend in ALL {
+        let Some(db) = seeded(backend) else { continue };
+        for (env, key) in [
+            (
+                "executor: { command: { run: [\"./deploy.sh\"], timeout: 0s } }",
+                "environments.dev.executor.command.timeout",
+            ),
+            (
+                "executor: { command: { run: [\"./deploy.sh\"], timeout: 999ms } }",
+                "environments.dev.executor.command.timeout",
+            ),
+            (
+                "gates: { scan: { command: [\"./scan.sh\"], timeout: 500ms } }",
+                "environments.dev.gates.scan.timeout",
+            ),
+            (
+                "gates: { scan: { command: [\"./scan.sh\"], timeout: 25h } }",
+                "environments.dev.gates.scan.timeout",
+            ),
+        ] {
+            reset_manifests(&db);
+            write(
+                &db,
+                "t.yaml",
+                &format!("{RELEASE}environments:\n  dev: {{ release: \"1.1\", {env} }}\n"),
+            );
+            check_offline(&db, 1, &["t.yaml", key, "1s to 24h"]);
+            refused(
+                &db,
+                &[
+                    "t.yaml",
+                    key,
+                    "timeout of",
+                    "hint: use a duration from 1s to 24h",
+                ],
+            );
+        }
+        // One second is the least a command may be given.
+        reset_manifests(&db);
+        write(
+            &db,
+            "t.yaml",
+            &format!(
+                "{RELEASE}environments:\n  dev: {{ release: \"1.1\", \
+                 executor: {{ command: {{ run: [\"true\"], timeout: 1s }} }} }}\n"
+            ),
+        );
+        check_offline(&db, 0, &[]);
+    }
+}
+
+#[test]
+fn yaml_tags_are_refused_with_the_file_line_and_tag() {
+    let db = sqlite();
+    for (value, tag, place) in [
+        ("!!binary MS4x", "!!binary", "tags.yaml:5:14"),
+        ("!custom \"1.1\"", "!custom", "tags.yaml:5:14"),
+        ("!!str 1.1", "!!str", "tags.yaml:5:14"),
+    ] {
+        reset_manifests(&db);
+        write(
+            &db,
+            "tags.yaml",
+            &format!("{RELEASE}environments:\n  dev:\n    release: {value}\n"),
+        );
+        let r = check_offline(
+            &db,
+            1,
+            &[place, &format!("the YAML tag {tag} is not supported")],
+        );
+        assert!(r.stderr.contains("hint: remove the tag"), "{}", r.stderr);
+        refused(&db, &[place, tag]);
+    }
+    // Inside a flow list, and a long tag is cut.
+    reset_manifests(&db);
+    let long = format!("!{}", "t".repeat(500));
+    write(
+        &db,
+        "tags.yaml",
+        &format!(
+            "{RELEASE}environments:\n  dev: {{ release: \"1.1\", gates: {{ g: {{ command: [x, {long} y] }} }} }}\n"
+        ),
+    );
+    let r = check_offline(&db, 1, &["tags.yaml:4:", "[501 characters]"]);
+    assert!(r.stderr.len() < 1000, "{}", r.stderr);
+    // A `!` inside text is not a tag.
+    reset_manifests(&db);
+    write(
+        &db,
+        "tags.yaml",
+        &format!(
+            "{RELEASE}environments:\n  dev: {{ release: \"1.1\", gates: {{ g: {{ command: [\"!x\", hi!] }} }} }} # !!no\n"
+        ),
+    );
+    check_offline(&db, 0, &[]);
+}
+
+#[test]
+fn requires_naming_an_unmanaged_environment_is_refused() {
+    for backend in ALL {
+        let Some(db) = seeded(backend) else { continue };
+        write(
+            &db,
+            "envs.yaml",
+            &format!(
+                "{RELEASE}environments:\n  dev: {{ release: \"1.1\", {SIM_OK} }}\n  \
+                 prod:\n    release: \"1.1\"\n    requires: staging\n"
+            ),
+        );
+        let needles = [
+            "envs.yaml:7",
+            "environments.prod.requires",
+            "staging is not managed by the manifests",
+            "hint: add environments.staging",
+            "or remove requires: from prod",
+        ];
+        check_offline(&db, 1, &needles);
+        refused(&db, &needles);
+    }
+}
+
+#[test]
+fn type_errors_are_worded_in_yaml_terms() {
+    let db = sqlite();
+    let env =
+        |tail: &str| format!("{RELEASE}environments:\n  dev: {{ release: \"1.1\", {tail} }}\n");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "- a\n- b\n".into(),
+            vec![
+                "w.yaml:1:1",
+                "the file holds a list",
+                "a mapping with releases: and environments:",
+            ],
+        ),
+        (
+            "releases: 5\n".into(),
+            vec![
+                "w.yaml:1:11",
+                "releases: expected a list of releases, found the number 5",
+            ],
+        ),
+        (
+            "releases:\n  - \n".into(),
+            vec![
+                "w.yaml:2",
+                "releases[0]: version: is missing",
+                "hint: add version:",
+            ],
+        ),
+        (
+            env("max_attempts: x"),
+            vec![
+                "w.yaml:4:",
+                "environments.dev.max_attempts: expected a whole number from 1 to 100, found the text \"x\"",
+                "hint: write it like max_attempts: 3",
+            ],
+        ),
+        (
+            env("max_attempts: -2"),
+            vec![
+                "environments.dev.max_attempts: expected a whole number from 1 to 100, found the number -2",
+            ],
+        ),
+        (
+            env("gates: { g: { command: ./scan.sh } }"),
+            vec![
+                "environments.dev.gates.g.command: expected a list of strings (the program and its arguments)",
+                "found the text \"./scan.sh\"",
+            ],
+        ),
+        (
+            env("gates: { g: { approvals: 1, approvers: alice } }"),
+            vec!["environments.dev.gates.g.approvers: expected a list of strings"],
+        ),
+        (
+            format!("{RELEASE}environments:\n  dev:\n"),
+            vec!["w.yaml:4", "environments.dev: release: is missing"],
+        ),
+        (
+            format!("{RELEASE}environments: [dev]\n"),
+            vec![
+                "environments: expected a mapping of environments (dev, staging, prod), found a list",
+            ],
+        ),
+        (
+            env("executor: { command: [\"./deploy.sh\"] }"),
+            vec![
+                "environments.dev.executor.command: expected a mapping with run:",
+                "found a list",
+            ],
+        ),
+        (
+            env("executor: { simulate: { failure_rate: high } }"),
+            vec!["failure_rate: expected a number from 0.0 to 1.0, found the text \"high\""],
+        ),
+        (
+            env("on_failure: 3"),
+            vec!["on_failure is \"3\"", "hint: write on_failure: replan"],
+        ),
+        (
+            format!("{RELEASE}releases: []\n"),
+            vec![
+                "w.yaml:",
+                "releases is defined twice",
+                "hint: keep one definition",
+            ],
+        ),
+        (
+            "? [a, b]\n: c\n".into(),
+            vec!["w.yaml:1", "a key is a list"],
+        ),
+    ];
+    for (text, needles) in cases {
+        reset_manifests(&db);
+        write(&db, "w.yaml", &text);
+        let r = check_offline(&db, 1, &needles);
+        in_user_words(&r.stderr);
+        assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+    }
+    // One of them through reconcile too: nothing written.
+    reset_manifests(&db);
+    write(&db, "w.yaml", &env("max_attempts: x"));
+    refused(
+        &db,
+        &[
+            "w.yaml:4:",
+            "environments.dev.max_attempts: expected a whole number",
+        ],
+    );
+}
+
+#[test]
+fn long_keys_and_values_are_cut_in_messages() {
+    let db = sqlite();
+    let huge = "k".repeat(100_000);
+    let long = "q".repeat(1000);
+    for (text, needles) in [
+        // Too long for a YAML key: the file is one long text.
+        (
+            format!("{huge}: 1\n"),
+            vec!["the file holds the text", "[100002 characters]"],
+        ),
+        (
+            format!("{long}: 1\n"),
+            vec!["unknown key `qqq", "[1000 characters]`"],
+        ),
+        (
+            format!("{RELEASE}environments:\n  {long}: {{ release: \"1.1\" }}\n"),
+            vec!["unknown environment", "[1000 characters]", "dev, staging"],
+        ),
+        (
+            format!(
+                "{RELEASE}environments:\n  dev: {{ release: \"1.1\", gates: {{ {long}: {{ command: 5 }} }} }}\n"
+            ),
+            vec![
+                "environments.dev.gates.qqq",
+                "[1000 characters].command",
+                "found the number 5",
+            ],
+        ),
+        (
+            format!(
+                "{RELEASE}environments:\n  dev: {{ release: \"1.1\", max_attempts: \"{huge}\" }}\n"
+            ),
+            vec!["environments.dev.max_attempts", "[100002 characters]"],
+        ),
+    ] {
+        reset_manifests(&db);
+        write(&db, "long.yaml", &text);
+        let r = check_offline(&db, 1, &needles);
+        assert!(
+            r.stderr.len() < 1200,
+            "{} bytes of error:\n{}",
+            r.stderr.len(),
+            &r.stderr[..r.stderr.len().min(2000)]
+        );
+        in_user_words(&r.stderr);
+    }
+}
+
+// ---------------------------------------------------------------- the YAML test suite
+
+/// Every input of the official YAML test suite (vendored in
+/// tests/yaml-test-suite, MIT) as the only manifest: `check` answers 0 or 1
+/// within a second, names the file when it refuses it, and never panics.
+#[test]
+fn the_yaml_test_suite_is_checked_without_surprise() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/yaml-test-suite/in");
+    let mut inputs: Vec<PathBuf> = std::fs::read_dir(&suite)
+        .expect("the vendored YAML test suite")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    inputs.sort();
+    assert!(inputs.len() > 400, "{} inputs", inputs.len());
+    let unreachable = [("SHIPCTL_DATABASE_URL", "postgres://nobody:pw@127.0.0.1:1/x")];
+    let (mut valid, mut refused) = (0, 0);
+    for input in &inputs {
+        let id = input
+            .file_stem()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        let d = dir(&db, &format!("yts/{id}"));
+        std::fs::copy(input, d.join("in.yaml")).expect("copy input");
+        let manifests = format!("yts/{id}");
+        let (r, took) = run_bounded(
+            &db,
+            &["check", "--manifests", &manifests],
+            &unreachable,
+            Duration::from_secs(5),
+        );
+        assert!(took < Duration::from_secs(1), "{id}: check took {took:?}");
+        assert!(!r.stderr.contains("panicked"), "{id}:\n{}", r.stderr);
+        match r.code {
+            0 => valid += 1,
+            1 => {
+                refused += 1;
+                assert!(
+                    r.stderr.contains(&format!("{manifests}/in.yaml"))
+                        && r.stderr.contains("hint:"),
+                    "{id}: the refusal names no file or gives no hint:\n{}",
+                    r.stderr
+                );
+                in_user_words(&r.stderr);
+            }
+            other => panic!(
+                "{id}: exit {other}\nstdout:\n{}\nstderr:\n{}",
+                r.stdout, r.stderr
+            ),
+        }
+    }
+    // None of the suite's documents is a shipctl manifest with content.
+    assert!(
+        refused > 350 && valid < 50,
+        "{valid} valid, {refused} refused"
+    );
+}
