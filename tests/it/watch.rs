@@ -116,7 +116,10 @@ impl std::ops::DerefMut for Watch {
 
 impl Watch {
     fn start(db: &TestDb, extra: &[&str]) -> Watch {
-        let mut args = vec!["reconcile", "--watch", "--manifests", "manifests"];
+        let mut args = vec!["reconcile", "--watch"];
+        if !extra.contains(&"--manifests") {
+            args.extend(["--manifests", "manifests"]);
+        }
         // No periodic resync during a test, unless the test sets its own.
         if !extra.contains(&"--interval") {
             args.extend(["--interval", "1h"]);
@@ -167,14 +170,13 @@ fn watch_scenario(db: &TestDb, extra: &[&str]) {
     w.wait_stderr("watch: reconciling (manifests changed)", 1);
 
     // An invalid manifest that would declare 3.0: reported, the last good
-    // desired state (2.0) kept, and nothing planned.
+    // desired state (2.0) kept: no round, nothing planned.
     let before = db.snapshot();
     let invalid = manifest(&["1.0", "2.0", "3.0"], "3.0", SIM_OK).replace(
         "{ version: \"3.0\", tag: v3.0 }",
         "{ version: 3.10, tag: v3.0 }",
     );
     assert!(invalid.contains("version: 3.10"));
-    let in_sync_rounds = w.stdout().matches("in sync, nothing to do").count();
     save(db, &invalid);
     w.wait_stderr("keeping the last good desired state", 1);
     let err = w.stderr();
@@ -182,16 +184,6 @@ fn watch_scenario(db: &TestDb, extra: &[&str]) {
         err.contains("shipctl.yaml") && err.contains("3.10"),
         "the error does not name the file and the problem:\n{err}"
     );
-    // The round with the kept state reconciles: in sync, nothing to write.
-    let deadline = Instant::now() + APPLY;
-    while w.stdout().matches("in sync, nothing to do").count() <= in_sync_rounds {
-        assert!(
-            Instant::now() < deadline,
-            "no in-sync round after the invalid manifest\nstdout:\n{}",
-            w.stdout()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert!(
         w.alive(),
         "an invalid manifest stopped the watch:\n{}",
@@ -234,6 +226,15 @@ fn watch_scenario(db: &TestDb, extra: &[&str]) {
     assert!(w.stderr().contains("watch: stopped"), "{}", w.log());
     assert_eq!(en_cours(db), 0, "{}", w.log());
     assert_eq!(live(db, "prod").as_deref(), Some("3.0"), "{}", w.log());
+    // The invalid manifest left the desired state as it was: no round for it.
+    assert_eq!(
+        w.stderr()
+            .matches("watch: reconciling (manifests changed)")
+            .count(),
+        2,
+        "{}",
+        w.log()
+    );
     // One deployment per environment per release: no round planned twice.
     assert_eq!(
         count(db, "SELECT COUNT(*) FROM deploiements"),
@@ -536,4 +537,254 @@ fn the_watch_is_not_woken_by_its_own_command_gates() {
     );
     let (status, _) = w.terminate();
     assert_eq!(status.code(), Some(0), "{}", w.log());
+}
+
+// ------------------------------------------------- following the directory
+
+/// How long a change may take to be applied once made, when the watch follows
+/// the directory (a periodic resync would take the whole interval: 1h here).
+const FOLLOW: Duration = Duration::from_secs(2);
+
+/// Waits until `version` is live in prod, at most [`FOLLOW`] after `since`.
+fn applied_soon(db: &TestDb, version: &str, since: Instant, w: &mut Watch, what: &str) {
+    let left = FOLLOW.saturating_sub(since.elapsed());
+    w.wait_until_or(
+        &format!("{version} live in prod within {FOLLOW:?} of {what}"),
+        left,
+        || live(db, "prod").as_deref() == Some(version),
+        || format!("\n(live in prod: {:?})", live(db, "prod")),
+    );
+}
+
+/// Writes `text` as `dir/shipctl.yaml` by rename-over.
+fn write_in(dir: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(dir).expect("manifest dir");
+    let tmp = dir.join("shipctl.yaml.tmp");
+    std::fs::write(&tmp, text).expect("write temp file");
+    std::fs::rename(&tmp, dir.join("shipctl.yaml")).expect("rename over the manifest");
+}
+
+fn rounds_for_changes(w: &Watch) -> usize {
+    w.stderr()
+        .matches("watch: reconciling (manifests changed)")
+        .count()
+}
+
+#[test]
+fn watch_follows_a_directory_removed_and_recreated() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    save(&db, &manifest(&["1.0"], "1.0", SIM_OK));
+    let mut w = Watch::start(&db, &[]);
+    wait_live(&db, "prod", "1.0", &mut w);
+
+    let dir = manifests_dir(&db);
+    std::fs::remove_dir_all(&dir).expect("remove the manifest directory");
+    w.wait_stderr(
+        "keeping the last good desired state until the directory is back",
+        1,
+    );
+    assert!(w.alive(), "{}", w.log());
+
+    let at = Instant::now();
+    write_in(&dir, &manifest(&["1.0", "2.0"], "2.0", SIM_OK));
+    applied_soon(&db, "2.0", at, &mut w, "the re-creation");
+    w.wait_stderr("is back", 1);
+
+    // An edit in the new directory: the watch is on it, not on the old one.
+    let at = Instant::now();
+    write_in(&dir, &manifest(&["1.0", "2.0", "3.0"], "3.0", SIM_OK));
+    applied_soon(
+        &db,
+        "3.0",
+        at,
+        &mut w,
+        "an edit in the re-created directory",
+    );
+
+    // The absence was said once, although the directory went and came back.
+    assert_eq!(
+        w.stderr().matches("does not exist").count(),
+        1,
+        "{}",
+        w.log()
+    );
+    assert!(!w.stderr().contains("periodic resync"), "{}", w.log());
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.log());
+}
+
+fn git(repo: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A repository where the manifests are missing in one commit: checking it out
+/// removes the directory, checking out another one recreates it.
+#[test]
+fn watch_follows_a_git_checkout_without_the_directory_and_back() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    let repo = db.dir.path().join("repo");
+    let dir = repo.join("manifests");
+    std::fs::create_dir_all(&repo).expect("repo");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    std::fs::write(repo.join("README"), "the manifests\n").expect("readme");
+    write_in(&dir, &manifest(&["1.0"], "1.0", SIM_OK));
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "1.0"]);
+    git(&repo, &["tag", "one"]);
+    git(&repo, &["rm", "-q", "-r", "manifests"]);
+    git(&repo, &["commit", "-q", "-m", "no manifests"]);
+    git(&repo, &["tag", "none"]);
+    write_in(&dir, &manifest(&["1.0", "2.0"], "2.0", SIM_OK));
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "2.0"]);
+    git(&repo, &["tag", "two"]);
+    git(&repo, &["checkout", "-q", "one"]);
+
+    let mut w = Watch::start(&db, &["--manifests", "repo/manifests"]);
+    wait_live(&db, "prod", "1.0", &mut w);
+
+    git(&repo, &["checkout", "-q", "none"]);
+    assert!(!dir.exists());
+    w.wait_stderr(
+        "keeping the last good desired state until the directory is back",
+        1,
+    );
+
+    let at = Instant::now();
+    git(&repo, &["checkout", "-q", "two"]);
+    applied_soon(&db, "2.0", at, &mut w, "git checkout two");
+
+    // Away and back to the same commit: the desired state did not change.
+    git(&repo, &["checkout", "-q", "none"]);
+    w.wait_stderr(
+        "keeping the last good desired state until the directory is back",
+        2,
+    );
+    git(&repo, &["checkout", "-q", "two"]);
+    w.wait_stderr("is back", 2);
+    assert_eq!(rounds_for_changes(&w), 1, "{}", w.log());
+
+    // And the directory checked out last is watched.
+    let at = Instant::now();
+    write_in(&dir, &manifest(&["1.0", "2.0", "3.0"], "3.0", SIM_OK));
+    applied_soon(&db, "3.0", at, &mut w, "an edit after the checkouts");
+    assert_eq!(rounds_for_changes(&w), 2, "{}", w.log());
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.log());
+}
+
+/// `--manifests` is a symlink, re-pointed the way deploy tools do it (a new
+/// link renamed over the old one).
+#[test]
+fn watch_follows_a_re_pointed_symlink() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    let root = db.dir.path();
+    let (a, b) = (root.join("a"), root.join("b"));
+    write_in(&a, &manifest(&["1.0"], "1.0", SIM_OK));
+    write_in(&b, &manifest(&["1.0", "2.0"], "2.0", SIM_OK));
+    std::os::unix::fs::symlink("a", root.join("manifests")).expect("symlink");
+    let mut w = Watch::start(&db, &[]);
+    wait_live(&db, "prod", "1.0", &mut w);
+
+    let at = Instant::now();
+    std::os::unix::fs::symlink("b", root.join("manifests.new")).expect("symlink");
+    std::fs::rename(root.join("manifests.new"), root.join("manifests")).expect("re-point");
+    applied_soon(&db, "2.0", at, &mut w, "the symlink re-pointed to b");
+
+    // The old target is no longer the manifests; the new one is.
+    write_in(&a, &manifest(&["1.0", "9.0"], "9.0", SIM_OK));
+    let at = Instant::now();
+    write_in(&b, &manifest(&["1.0", "2.0", "3.0"], "3.0", SIM_OK));
+    applied_soon(&db, "3.0", at, &mut w, "an edit in b");
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM releases WHERE version = '9.0'"),
+        0,
+        "{}",
+        w.log()
+    );
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.log());
+}
+
+/// Six saves 200 ms apart (a script, a rebase): only the last one is applied,
+/// no intermediate release is deployed — with `--poll` and with events.
+#[test]
+fn quick_successive_saves_apply_only_the_last_state() {
+    for extra in [&["--poll"][..], &[]] {
+        let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+        let versions: Vec<String> = (0..=6).map(|i| format!("1.0.{i}")).collect();
+        let v: Vec<&str> = versions.iter().map(String::as_str).collect();
+        save(&db, &manifest(&v[..1], v[0], SIM_OK));
+        let mut w = Watch::start(&db, extra);
+        wait_live(&db, "prod", v[0], &mut w);
+        for i in 1..=6 {
+            if i > 1 {
+                // The pace of the writes is the scenario, not a wait for a state.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            save_at(
+                &db,
+                &manifest(&v[..=i], v[i], SIM_OK),
+                std::time::SystemTime::now(),
+            );
+        }
+        wait_live(&db, "prod", v[6], &mut w);
+        let intermediate = count(
+            &db,
+            "SELECT COUNT(*) FROM deploiements d JOIN releases r ON r.id = d.id_release \
+             WHERE r.version IN ('1.0.1', '1.0.2', '1.0.3', '1.0.4', '1.0.5')",
+        );
+        assert_eq!(intermediate, 0, "{extra:?}: {}", w.log());
+        assert_eq!(rounds_for_changes(&w), 1, "{extra:?}: {}", w.log());
+        let (status, _) = w.terminate();
+        assert_eq!(status.code(), Some(0), "{}", w.log());
+    }
+}
+
+/// A touch, a comment-only edit and a rewrite of the same content leave the
+/// desired state as it is: no round (the next real change has the only one).
+#[test]
+fn a_change_that_leaves_the_desired_state_equal_starts_no_round() {
+    for extra in [&[][..], &["--poll"]] {
+        let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+        let text = manifest(&["1.0"], "1.0", SIM_OK);
+        save(&db, &text);
+        let mut w = Watch::start(&db, extra);
+        wait_live(&db, "prod", "1.0", &mut w);
+        let file = manifests_dir(&db).join("shipctl.yaml");
+
+        // touch
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)))
+            .expect("touch");
+        // a comment: the content changes, the desired state does not
+        save(&db, &format!("# deployed by the platform team\n{text}"));
+        w.wait_stderr("the manifests changed but not the desired state", 1);
+        // the same content written again
+        save(&db, &format!("# deployed by the platform team\n{text}"));
+
+        save(&db, &manifest(&["1.0", "2.0"], "2.0", SIM_OK));
+        wait_live(&db, "prod", "2.0", &mut w);
+        assert_eq!(rounds_for_changes(&w), 1, "{extra:?}: {}", w.log());
+        assert_eq!(
+            w.stderr().matches("watch: reconciling").count(),
+            2,
+            "{}",
+            w.log()
+        );
+        let (status, _) = w.terminate();
+        assert_eq!(status.code(), Some(0), "{}", w.log());
+    }
 }
