@@ -2,6 +2,7 @@
 //! `commands`, how results look in `render`.
 
 use crate::model::Env;
+use crate::since::Since;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -171,15 +172,20 @@ pub enum Command {
         shipctl audit --env prod\n  \
         shipctl audit --deploy-id 4 --output json\n  \
         shipctl audit --since 1h\n  \
-        shipctl audit --since 2026-11-23 --limit 500")]
+        shipctl audit --since 2d --env prod\n  \
+        shipctl audit --since 2026-11-23T14:00:00+01:00 --limit 500\n\n\
+        Shows the newest --limit rows (50 by default), oldest first, and says how many\n\
+        older rows matched but were not shown (JSON: `total`, how many rows matched).")]
     Audit {
         #[arg(long, value_name = "ID")]
         deploy_id: Option<i64>,
         #[arg(long, value_enum)]
         env: Option<Env>,
-        /// A date (2026-11-23), a UTC time (2026-11-23 14:00, or RFC 3339), or a duration ago (1h)
+        /// Rows from this moment on: a span before the database's clock (30s, 15m, 1h, 2d, 1w),
+        /// an RFC 3339 time (2026-11-23T14:00:00Z, 2026-11-23T15:00:00+01:00), or a UTC
+        /// time (2026-11-23 14:00:00, 2026-11-23)
         #[arg(long, value_name = "WHEN", value_parser = parse_since)]
-        since: Option<String>,
+        since: Option<Since>,
         /// At most this many rows, the newest ones
         #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
@@ -287,7 +293,8 @@ pub struct SimArgs {
     /// Probability that the simulated run fails, from 0.0 to 1.0 [default: 0.2]
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub failure_rate: Option<f64>,
-    /// Seed for the failure draw: the same seed gives the same outcome
+    /// Seed for the failure draw: the same seed gives the same outcome for the same
+    /// deployment and attempt; other deployments and retries draw anew
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
 }
@@ -315,34 +322,9 @@ fn parse_bound(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// `--since` as `YYYY-MM-DD HH:MM:SS` in UTC.
-fn parse_since(s: &str) -> Result<String, String> {
-    use chrono::{NaiveDate, NaiveDateTime, Utc};
-    let t = s.trim();
-    let fmt = |dt: NaiveDateTime| dt.format("%Y-%m-%d %H:%M:%S").to_string();
-    if let Ok(d) = crate::duration::parse(t) {
-        let ago = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
-        return Ok(fmt((Utc::now() - ago).naive_utc()));
-    }
-    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(t) {
-        return Ok(fmt(dt.naive_utc()));
-    }
-    for f in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(t, f) {
-            return Ok(fmt(dt));
-        }
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        return Ok(fmt(d.and_hms_opt(0, 0, 0).unwrap_or_default()));
-    }
-    Err(format!(
-        "{s:?} is not a time; write 2026-11-23, \"2026-11-23 14:00\" (UTC) or a duration ago like 1h"
-    ))
+/// `--since`: a span before the database's clock, or a moment in UTC.
+fn parse_since(s: &str) -> Result<Since, String> {
+    Since::parse(s)
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
@@ -363,22 +345,6 @@ fn parse_rate(s: &str) -> Result<f64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn since_forms() {
-        assert_eq!(parse_since("2026-11-23").unwrap(), "2026-11-23 00:00:00");
-        assert_eq!(
-            parse_since("2026-11-23 14:05").unwrap(),
-            "2026-11-23 14:05:00"
-        );
-        assert_eq!(
-            parse_since("2026-11-23T14:05:00+02:00").unwrap(),
-            "2026-11-23 12:05:00"
-        );
-        assert!(parse_since("1h").is_ok());
-        assert!(parse_since("yesterday").is_err());
-        assert!(parse_since("2026-13-40").is_err());
-    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -195,15 +195,15 @@ async fn execute(
             if let Some(id) = deploy_id {
                 engine.find(id).await?;
             }
-            let rows = engine
+            let log = engine
                 .audit(&AuditFilter {
                     deployment: deploy_id,
                     env,
-                    since: since.as_deref(),
+                    since,
                     limit,
                 })
                 .await?;
-            printer.emit(&rows);
+            printer.emit(&log);
             Ok(Exit::Done)
         }
         Command::Approve {

@@ -148,6 +148,8 @@ impl Claimed {
             deploy_id: self.dep.id,
             previous_version: self.previous.as_ref().map(|p| p.version.clone()),
             fencing_token: Some(self.token),
+            // The claim counted this attempt.
+            attempt: self.dep.attempts,
         }
     }
 }
@@ -236,6 +238,7 @@ impl Engine {
                 previous_version: live.map(|l| l.version),
                 // Command gates run before the claim: there is no token yet.
                 fencing_token: None,
+                attempt: dep.attempts + 1,
             };
             let outcomes =
                 gates::run_commands(&mut self.store, &self.who, &commands, &job, held_at, guard)
@@ -574,6 +577,7 @@ impl Engine {
                     deploy_id: claimed.dep.id,
                     previous_version: Some(claimed.dep.version.clone()),
                     fencing_token: Some(claimed.token),
+                    attempt: claimed.dep.attempts,
                 };
                 let back = lease
                     .supervise(&mut self.store, async |stop| {

@@ -521,6 +521,8 @@ pub struct Approval {
     pub gates: Vec<GateState>,
     /// Whether the approval gates now let the deployment be validated.
     pub ready: bool,
+    /// A stale deployment this command recovered on its way.
+    pub recovered: Option<i64>,
 }
 
 /// `approve` options beyond the deployment and the gate.
@@ -556,6 +558,9 @@ impl Engine {
         let d = self.store.d;
         let dep = self.find(id).await?;
         let mut tx = self.store.write_env(dep.env_id).await?;
+        // A writing command like the others: a dead holder's lease in this
+        // environment ends here (the deployment approved may be that one).
+        let recovered = super::lease::recover_stale(&mut tx, d, &self.who, dep.env_id).await?;
         let env = ledger::env_row(&mut tx, d, dep.env)
             .await
             .db("reading the environment")?;
@@ -681,6 +686,7 @@ impl Engine {
             recorded,
             gates,
             ready,
+            recovered,
         })
     }
 }

@@ -201,10 +201,19 @@ pub struct HistoryEntry {
     pub gate_results: Vec<ledger::GateResult>,
 }
 
+/// `audit`: the rows shown, and how many matched the filter (`total` ≥ rows shown).
+#[derive(Debug, Serialize)]
+pub struct AuditLog {
+    pub total: i64,
+    pub rows: Vec<ledger::AuditRow>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Unpinned {
     pub env: Env,
     pub pin: Pin,
+    /// A stale deployment this command recovered on its way.
+    pub recovered: Option<i64>,
 }
 
 /// How many deployments `status` lists as recent history.
@@ -333,6 +342,7 @@ impl Engine {
             .await
             .db("reading the environment")?;
         let mut tx = self.store.write_env(row.id).await?;
+        let recovered = lease::recover_stale(&mut tx, d, &self.who, row.id).await?;
         let row = ledger::env_row(&mut tx, d, env)
             .await
             .db("reading the environment")?;
@@ -354,17 +364,30 @@ impl Engine {
         )
         .await?;
         tx.commit().await.db("committing")?;
-        Ok(Unpinned { env, pin })
+        Ok(Unpinned {
+            env,
+            pin,
+            recovered,
+        })
     }
 
-    pub async fn audit(
-        &mut self,
-        filter: &ledger::AuditFilter<'_>,
-    ) -> Result<Vec<ledger::AuditRow>> {
+    /// `audit`: the newest rows that match, and how many match in all, read in
+    /// one snapshot. The count is skipped when the rows did not reach the limit.
+    pub async fn audit(&mut self, filter: &ledger::AuditFilter) -> Result<AuditLog> {
         let d = self.store.d;
-        ledger::audit_rows(self.store.conn(), d, filter)
+        let mut tx = self.store.read().await?;
+        let rows = ledger::audit_rows(&mut tx, d, filter)
             .await
-            .db("reading the audit log")
+            .db("reading the audit log")?;
+        let total = if (rows.len() as i64) < filter.limit {
+            rows.len() as i64
+        } else {
+            ledger::audit_count(&mut tx, d, filter)
+                .await
+                .db("counting the audit log's rows")?
+        };
+        tx.commit().await.db("closing the read transaction")?;
+        Ok(AuditLog { total, rows })
     }
 
     /// `history --env ENV`: the newest `limit` deployments with their gate

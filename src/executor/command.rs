@@ -63,10 +63,14 @@ pub struct Job {
     pub previous_version: Option<String>,
     /// The claim's fencing token; none before the claim (command gates).
     pub fencing_token: Option<i64>,
+    /// Which attempt of the deployment this is, from 1: the claim that runs it
+    /// (or, for command gates, the claim to come). It also picks a seeded
+    /// simulation's draw.
+    pub attempt: i64,
 }
 
 impl Job {
-    fn vars(&self) -> [(&'static str, String); 6] {
+    fn vars(&self) -> [(&'static str, String); 7] {
         [
             ("SHIPCTL_VERSION", self.version.clone()),
             ("SHIPCTL_TAG", self.tag.clone()),
@@ -82,6 +86,7 @@ impl Job {
                     .map(|t| t.to_string())
                     .unwrap_or_default(),
             ),
+            ("SHIPCTL_ATTEMPT", self.attempt.to_string()),
         ]
     }
 }

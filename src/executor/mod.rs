@@ -112,7 +112,7 @@ impl Executor {
     pub async fn run(&self, job: &Job, stop: &CancellationToken) -> Ran {
         match self {
             Executor::Simulate(sim) => tokio::select! {
-                ran = sim.run() => ran.map(|()| String::new()),
+                ran = sim.run(job) => ran.map(|()| String::new()),
                 () = stop.cancelled() => Err("interrupted: the simulation was stopped".into()),
             },
             Executor::Command(c) => {
@@ -168,9 +168,10 @@ impl Executor {
 impl Simulation {
     /// The outcome is drawn before the sleep, so a given seed always gives the
     /// same outcome however long the run takes.
-    async fn run(&self) -> Result<(), String> {
+    async fn run(&self, job: &Job) -> Result<(), String> {
         let fails = match self.seed {
-            Some(seed) => StdRng::seed_from_u64(seed).random_bool(self.failure_rate),
+            Some(seed) => StdRng::seed_from_u64(draw_seed(seed, job.deploy_id, job.attempt))
+                .random_bool(self.failure_rate),
             None => rand::rng().random_bool(self.failure_rate),
         };
         tokio::time::sleep(self.duration).await;
@@ -183,6 +184,20 @@ impl Simulation {
             Ok(())
         }
     }
+}
+
+/// One seed per (seed, deployment, attempt): a run is reproducible, yet each
+/// environment and each retry gets its own draw, so a failing draw does not
+/// fail every retry. SplitMix64's finaliser, spelled out here so that the draws
+/// do not change with a hasher's implementation.
+fn draw_seed(seed: u64, deploy_id: i64, attempt: i64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    mix(mix(mix(seed) ^ deploy_id as u64) ^ attempt as u64)
 }
 
 fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
@@ -207,12 +222,45 @@ mod tests {
             failure_rate: rate,
             seed: Some(seed),
         };
+        let job = |deploy_id, attempt| Job {
+            deploy_id,
+            attempt,
+            ..Job::default()
+        };
         for seed in 0..20 {
-            let first = sim(0.5, seed).run().await.is_ok();
-            assert_eq!(sim(0.5, seed).run().await.is_ok(), first);
-            assert!(sim(0.0, seed).run().await.is_ok());
-            assert!(sim(1.0, seed).run().await.is_err());
+            let first = sim(0.5, seed).run(&job(3, 1)).await.is_ok();
+            assert_eq!(sim(0.5, seed).run(&job(3, 1)).await.is_ok(), first);
+            assert!(sim(0.0, seed).run(&job(3, 1)).await.is_ok());
+            assert!(sim(1.0, seed).run(&job(3, 1)).await.is_err());
         }
+    }
+
+    #[tokio::test]
+    async fn each_deployment_and_attempt_gets_its_own_draw() {
+        let sim = Simulation {
+            duration: Duration::ZERO,
+            failure_rate: 0.5,
+            seed: Some(42),
+        };
+        let mut outcomes = Vec::new();
+        for deploy_id in 1..=8 {
+            for attempt in 1..=3 {
+                let job = Job {
+                    deploy_id,
+                    attempt,
+                    ..Job::default()
+                };
+                outcomes.push(sim.run(&job).await.is_ok());
+            }
+        }
+        // 24 draws at one in two: all equal would be a one in 8 million chance.
+        assert!(outcomes.iter().any(|ok| *ok) && outcomes.iter().any(|ok| !*ok));
+        // Seeds that differ only by the deployment or the attempt do not collide.
+        let seeds: std::collections::HashSet<u64> = (1..=50)
+            .flat_map(|d| (1..=5).map(move |a| draw_seed(7, d, a)))
+            .collect();
+        assert_eq!(seeds.len(), 250);
+        assert_ne!(draw_seed(7, 1, 2), draw_seed(7, 2, 1));
     }
 
     #[tokio::test]

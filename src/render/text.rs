@@ -2,8 +2,8 @@
 
 use super::Style;
 use crate::engine::{
-    Approval, EnvStatus, Execution, GateState, GateStatus, History, Outcome, RollbackReport,
-    Unpinned,
+    Approval, AuditLog, EnvStatus, Execution, GateState, GateStatus, History, Outcome,
+    RollbackReport, Unpinned,
 };
 use crate::model::Etat;
 use crate::store::ledger::{AuditRow, Deployment, Release};
@@ -151,12 +151,7 @@ impl Text for Execution {
         let d = &self.deployment;
         let secs = format!("{:.1}s", self.duration_ms as f64 / 1000.0);
         let mut out = String::new();
-        if let Some(r) = self.recovered {
-            out.push_str(&format!(
-                "{} deployment {r} had a dead holder (lease expired): recorded as échec\n",
-                s.yellow("recovered:")
-            ));
-        }
+        out.push_str(&recovered_line(s, self.recovered));
         for g in &self.gates {
             out.push_str(&gate_line(s, g));
         }
@@ -361,72 +356,114 @@ impl Text for Vec<EnvStatus> {
 }
 
 impl Text for Unpinned {
-    fn text(&self, _s: &Style) -> String {
+    fn text(&self, s: &Style) -> String {
         format!(
-            "Lifted the pin on {} (it held the environment on release {})",
-            self.env, self.pin.version
+            "{}Lifted the pin on {} (it held the environment on release {})",
+            recovered_line(s, self.recovered),
+            self.env,
+            self.pin.version
         )
     }
 }
 
-impl Text for Vec<AuditRow> {
-    fn text(&self, s: &Style) -> String {
-        if self.is_empty() {
-            return "No audit rows match.".into();
-        }
-        let rows: Vec<_> = self
-            .iter()
-            .map(|a| {
-                let change = match (&a.before, &a.after) {
-                    (None, None) => String::new(),
-                    (b, after) => format!(
-                        "{} → {}",
-                        b.as_deref().unwrap_or("·"),
-                        after.as_deref().unwrap_or("·")
-                    ),
-                };
-                vec![
-                    plain(&a.date),
-                    plain(
-                        a.deployment
-                            .map(|d| d.to_string())
-                            .unwrap_or_else(|| "-".into()),
-                    ),
-                    plain(a.env.as_deref().unwrap_or("-")),
-                    plain(&a.action),
-                    plain(change),
-                    plain(&a.actor),
-                    plain(a.message.lines().next().unwrap_or_default()),
-                ]
-            })
-            .collect();
-        // A command's output, kept in the message, goes under its row.
-        let notes: Vec<Vec<String>> = self
-            .iter()
-            .map(|a| {
-                a.message
-                    .lines()
-                    .skip(1)
-                    .map(|l| format!("{} {l}", s.dim("    │")))
-                    .collect()
-            })
-            .collect();
-        table_with_notes(
-            s,
-            &[
-                "DATE (UTC)",
-                "DEPLOY",
-                "ENV",
-                "ACTION",
-                "CHANGE",
-                "ACTOR",
-                "MESSAGE",
-            ],
-            &rows,
-            "",
-            &notes,
-        )
+/// The line a writing command prints first when it ended a dead holder's run.
+fn recovered_line(s: &Style, recovered: Option<i64>) -> String {
+    match recovered {
+        Some(r) => format!(
+            "{} deployment {r} had a dead holder (lease expired): recorded as échec\n",
+            s.yellow("recovered:")
+        ),
+        None => String::new(),
     }
+}
+
+impl Text for AuditLog {
+    fn text(&self, s: &Style) -> String {
+        let mut out = audit_table(s, &self.rows);
+        let hidden = self.total - self.rows.len() as i64;
+        if hidden > 0 {
+            out.push_str(&format!(
+                "… {} older {} not shown; use --limit N or --since\n",
+                thousands(hidden),
+                if hidden == 1 { "row" } else { "rows" }
+            ));
+        }
+        out
+    }
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn audit_table(s: &Style, audit: &[AuditRow]) -> String {
+    if audit.is_empty() {
+        return "No audit rows match.".into();
+    }
+    let rows: Vec<_> = audit
+        .iter()
+        .map(|a| {
+            let change = match (&a.before, &a.after) {
+                (None, None) => String::new(),
+                (b, after) => format!(
+                    "{} → {}",
+                    b.as_deref().unwrap_or("·"),
+                    after.as_deref().unwrap_or("·")
+                ),
+            };
+            vec![
+                plain(&a.date),
+                plain(
+                    a.deployment
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                ),
+                plain(a.env.as_deref().unwrap_or("-")),
+                plain(&a.action),
+                plain(change),
+                plain(&a.actor),
+                plain(a.message.lines().next().unwrap_or_default()),
+            ]
+        })
+        .collect();
+    // A command's output, kept in the message, goes under its row.
+    let notes: Vec<Vec<String>> = audit
+        .iter()
+        .map(|a| {
+            a.message
+                .lines()
+                .skip(1)
+                .map(|l| format!("{} {l}", s.dim("    │")))
+                .collect()
+        })
+        .collect();
+    table_with_notes(
+        s,
+        &[
+            "DATE (UTC)",
+            "DEPLOY",
+            "ENV",
+            "ACTION",
+            "CHANGE",
+            "ACTOR",
+            "MESSAGE",
+        ],
+        &rows,
+        "",
+        &notes,
+    )
 }
 
 /// One gate, one line: a mark, its name and where it stands.
@@ -450,7 +487,8 @@ impl Text for Approval {
         } else {
             s.green("approved")
         };
-        let mut out = if self.recorded {
+        let mut out = recovered_line(s, self.recovered);
+        out.push_str(&if self.recorded {
             format!(
                 "{} {verb} deployment {} ({} to {}) at gate {}\n",
                 self.actor, d.id, d.version, d.env, self.gate
@@ -460,7 +498,7 @@ impl Text for Approval {
                 "{} had already {verb} deployment {} at gate {}: it counts once, nothing new recorded\n",
                 self.actor, d.id, self.gate
             )
-        };
+        });
         for g in &self.gates {
             out.push_str(&gate_line(s, g));
         }
@@ -518,5 +556,26 @@ impl Text for History {
             .collect();
         out.push_str(&table_with_notes(s, &headers, &rows, "  ", &notes));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_are_grouped() {
+        for (n, want) in [
+            (0, "0"),
+            (7, "7"),
+            (999, "999"),
+            (1000, "1,000"),
+            (1234, "1,234"),
+            (123_456, "123,456"),
+            (1_234_567, "1,234,567"),
+            (-1234, "-1,234"),
+        ] {
+            assert_eq!(thousands(n), want);
+        }
     }
 }

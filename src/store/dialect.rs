@@ -5,6 +5,7 @@
 //!
 //! - `{now}`: the database clock;
 //! - `{now+ms}`: the database clock plus a number of milliseconds bound as `?`;
+//! - `{now-s}`: the database clock minus a whole number of seconds bound as `?`;
 //! - `{ts:EXPR}`: EXPR rendered as `YYYY-MM-DD HH:MM:SS` text in UTC;
 //! - `{ts_param}`: a `?` bound as `YYYY-MM-DD HH:MM:SS` text (UTC), as a timestamp.
 
@@ -52,6 +53,12 @@ impl Dialect {
                 "(clock_timestamp() + ? * interval '1 millisecond')".into()
             }
             ("now+ms", Backend::MySql) => "DATE_ADD(NOW(6), INTERVAL ? * 1000 MICROSECOND)".into(),
+            // Reads only (`audit --since 1h`): the transaction's time is the right one.
+            ("now-s", Backend::Sqlite) => {
+                "strftime('%Y-%m-%d %H:%M:%f', 'now', printf('%d seconds', -?))".into()
+            }
+            ("now-s", Backend::Postgres) => "(now() - ? * interval '1 second')".into(),
+            ("now-s", Backend::MySql) => "DATE_SUB(NOW(6), INTERVAL ? SECOND)".into(),
             ("ts_param", Backend::Sqlite) => "?".into(),
             ("ts_param", Backend::Postgres) => "CAST(? AS TIMESTAMP) AT TIME ZONE 'UTC'".into(),
             ("ts_param", Backend::MySql) => "CAST(? AS DATETIME(6))".into(),

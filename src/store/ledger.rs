@@ -4,6 +4,7 @@
 use super::Dialect;
 use crate::manifest::Policy;
 use crate::model::{Env, Etat, OnFailure};
+use crate::since::Since;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
@@ -726,46 +727,60 @@ pub struct AuditRow {
     pub date: String,
 }
 
-pub struct AuditFilter<'a> {
+pub struct AuditFilter {
     pub deployment: Option<i64>,
     pub env: Option<Env>,
-    /// `YYYY-MM-DD HH:MM:SS`, UTC.
-    pub since: Option<&'a str>,
+    pub since: Option<Since>,
     pub limit: i64,
 }
 
+impl AuditFilter {
+    /// ` AND ...` for each filter given, in the order `bind` binds them.
+    fn conditions(&self) -> String {
+        let mut sql = String::new();
+        if self.deployment.is_some() {
+            sql.push_str(" AND a.id_deploiement = ?");
+        }
+        if self.env.is_some() {
+            sql.push_str(" AND a.id_env = (SELECT id FROM environnements WHERE nom = ?)");
+        }
+        match self.since {
+            Some(Since::Ago { .. }) => sql.push_str(" AND a.date_log >= {now-s}"),
+            Some(Since::At(_)) => sql.push_str(" AND a.date_log >= {ts_param}"),
+            None => {}
+        }
+        sql
+    }
+
+    fn bind<'q>(&self, mut q: AnyQuery<'q>) -> AnyQuery<'q> {
+        if let Some(id) = self.deployment {
+            q = q.bind(id);
+        }
+        if let Some(env) = self.env {
+            q = q.bind(env.as_str());
+        }
+        match &self.since {
+            Some(Since::Ago { secs }) => q.bind(*secs),
+            Some(Since::At(at)) => q.bind(at.clone()),
+            None => q,
+        }
+    }
+}
+
 /// The newest `limit` rows matching the filter, oldest first.
-pub async fn audit_rows(
-    c: &mut AnyConnection,
-    d: Dialect,
-    f: &AuditFilter<'_>,
-) -> Res<Vec<AuditRow>> {
-    let mut sql = String::from(
+pub async fn audit_rows(c: &mut AnyConnection, d: Dialect, f: &AuditFilter) -> Res<Vec<AuditRow>> {
+    let sql = format!(
         "SELECT a.id, a.id_deploiement, e.nom, a.action, a.etat_avant, a.etat_apres, a.message, \
-         a.acteur, {ts:a.date_log} AS date_log \
-         FROM audit_logs a LEFT JOIN environnements e ON e.id = a.id_env WHERE 1 = 1",
+         a.acteur, {{ts:a.date_log}} AS date_log \
+         FROM audit_logs a LEFT JOIN environnements e ON e.id = a.id_env WHERE 1 = 1{} \
+         ORDER BY a.id DESC LIMIT ?",
+        f.conditions()
     );
-    if f.deployment.is_some() {
-        sql.push_str(" AND a.id_deploiement = ?");
-    }
-    if f.env.is_some() {
-        sql.push_str(" AND a.id_env = (SELECT id FROM environnements WHERE nom = ?)");
-    }
-    if f.since.is_some() {
-        sql.push_str(" AND a.date_log >= {ts_param}");
-    }
-    sql.push_str(" ORDER BY a.id DESC LIMIT ?");
-    let mut q = sqlx::query(d.sql(&sql));
-    if let Some(id) = f.deployment {
-        q = q.bind(id);
-    }
-    if let Some(env) = f.env {
-        q = q.bind(env.as_str());
-    }
-    if let Some(since) = f.since {
-        q = q.bind(since.to_string());
-    }
-    let rows = q.bind(f.limit).fetch_all(c).await?;
+    let rows = f
+        .bind(sqlx::query(d.sql(&sql)))
+        .bind(f.limit)
+        .fetch_all(c)
+        .await?;
     let mut out = rows
         .iter()
         .map(|r| {
@@ -784,6 +799,18 @@ pub async fn audit_rows(
         .collect::<Res<Vec<_>>>()?;
     out.reverse();
     Ok(out)
+}
+
+/// How many rows match the filter, whatever the limit: one `COUNT(*)` on the
+/// same indexes the rows are read with (no join, no row read beyond the index
+/// where the filter is one column).
+pub async fn audit_count(c: &mut AnyConnection, d: Dialect, f: &AuditFilter) -> Res<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM audit_logs a WHERE 1 = 1{}",
+        f.conditions()
+    );
+    let row = f.bind(sqlx::query(d.sql(&sql))).fetch_one(c).await?;
+    row.try_get("n")
 }
 
 // ---------------------------------------------------------------- gate results

@@ -1036,7 +1036,7 @@ fn history_and_audit_json_match_the_database() {
                     0,
                 )
                 .json();
-            let got = a.as_array().expect("an array of audit rows");
+            let got = a["rows"].as_array().expect("an array of audit rows");
             let want = db.query(&format!(
                 "SELECT id, id_deploiement, action, etat_avant, etat_apres, message, acteur \
                  FROM audit_logs WHERE id_deploiement = {id} ORDER BY id"
@@ -1059,7 +1059,7 @@ fn history_and_audit_json_match_the_database() {
                 0,
             )
             .json();
-        let actions: Vec<&str> = a2
+        let actions: Vec<&str> = a2["rows"]
             .as_array()
             .unwrap()
             .iter()
@@ -1074,7 +1074,7 @@ fn history_and_audit_json_match_the_database() {
                 "deployment.rejected"
             ]
         );
-        let rejected = &a2[2];
+        let rejected = &a2["rows"][2];
         assert_eq!(rejected["acteur"], "bob");
         assert!(
             rejected["message"]
@@ -1513,7 +1513,7 @@ fn the_gated_example_runs_as_the_readme_shows() {
                 0,
             )
             .json();
-        let actions: Vec<(i64, String)> = audit
+        let actions: Vec<(i64, String)> = audit["rows"]
             .as_array()
             .expect("audit rows")
             .iter()

@@ -3,6 +3,7 @@
 
 mod common;
 
+mod audit_and_seed;
 mod bad_input;
 mod child_processes;
 mod command_executor;
