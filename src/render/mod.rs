@@ -6,7 +6,6 @@ mod text;
 
 use crate::cli::Output;
 use crate::error::Error;
-use crate::store::url::scrub;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
@@ -17,7 +16,6 @@ pub struct Printer {
     json: bool,
     style: Style,
     err_style: Style,
-    secrets: Vec<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -37,13 +35,7 @@ impl Printer {
             err_style: Style {
                 color: !no_color && std::io::stderr().is_terminal(),
             },
-            secrets: Vec::new(),
         }
-    }
-
-    /// Strings that must never be printed (a database password).
-    pub fn hide(&mut self, secrets: &[String]) {
-        self.secrets.extend(secrets.iter().cloned());
     }
 
     pub fn emit<T: Serialize + Text>(&self, value: &T) {
@@ -83,8 +75,10 @@ impl Printer {
 
     pub fn error(&self, e: &Error) {
         crate::progress::clear();
-        let message = scrub(&e.message, &self.secrets);
-        let hint = e.hint.as_deref().map(|h| scrub(h, &self.secrets));
+        // Messages are built from the redacted URL (`DbUrl::redacted`,
+        // `DbUrl::redact_message`): nothing is searched and replaced here.
+        let message = &e.message;
+        let hint = e.hint.as_deref();
         if self.json {
             let body = serde_json::json!({
                 "error": {
@@ -106,7 +100,6 @@ impl Printer {
     }
 
     fn write_stdout(&self, text: &str) {
-        let text = scrub(text, &self.secrets);
         crate::progress::clear();
         let mut stdout = std::io::stdout().lock();
         // A closed pipe (`shipctl status | head -1`) is not an error worth a panic.

@@ -405,7 +405,9 @@ fn connect_error(url: &DbUrl, cause: String) -> Error {
               database in the URL are right (--database-url or SHIPCTL_DATABASE_URL)"
         }
     };
-    let cause = cause.trim_start_matches(": ").to_string();
+    // A driver's message may quote the URL or its parts: credentials go
+    // where they stand, the rest of the message stays word for word.
+    let cause = url.redact_message(cause.trim_start_matches(": "));
     let missing_db = cause.contains("does not exist") || cause.contains("Unknown database");
     let hint = if missing_db && url.backend != Backend::Sqlite {
         "create the database first (PostgreSQL: `createdb NAME`; MariaDB/MySQL: \
