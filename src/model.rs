@@ -199,7 +199,7 @@ pub fn check_actor(field: &str, name: &str) -> Result<(), String> {
     check_chars(field, name, MAX_ACTOR_CHARS)?;
     check_text(field, name)?;
     if name.trim() != name {
-        return Err(format!("{field} {name:?} starts or ends with white space"));
+        return Err(format!("{field} {name:?} has surrounding white space"));
     }
     Ok(())
 }
