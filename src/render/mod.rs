@@ -64,7 +64,8 @@ impl Printer {
     pub fn note(&self, text: &str) {
         if !self.json {
             crate::progress::clear();
-            let _ = writeln!(std::io::stderr(), "{}", self.err_style.dim(text));
+            let text = text::escape(text, &['\n', '\t']);
+            let _ = writeln!(std::io::stderr(), "{}", self.err_style.dim(&text));
         }
     }
 
@@ -90,10 +91,20 @@ impl Printer {
             });
             self.write_stdout(&serde_json::to_string_pretty(&body).unwrap_or_default());
         } else {
+            // A message may quote stored text (a reason, a holder's name): on a
+            // terminal its control characters are shown, not obeyed.
             let s = self.err_style;
-            let mut out = format!("{} {message}", s.red_bold("error:"));
+            let mut out = format!(
+                "{} {}",
+                s.red_bold("error:"),
+                text::escape(message, &['\n'])
+            );
             if let Some(h) = hint {
-                out.push_str(&format!("\n  {} {h}", s.bold("hint:")));
+                out.push_str(&format!(
+                    "\n  {} {}",
+                    s.bold("hint:"),
+                    text::escape(h, &['\n'])
+                ));
             }
             let _ = writeln!(std::io::stderr(), "{out}");
         }

@@ -90,18 +90,19 @@ fn plain(v: impl ToString) -> (String, String) {
 /// bidi override (which rows written by older versions, or by hand, may hold)
 /// is written as `\u{1b}`, so that it can neither erase its line nor forge
 /// another. JSON output keeps the exact text.
-fn esc(text: &str) -> std::borrow::Cow<'_, str> {
-    escape(text, false)
+pub(super) fn esc(text: &str) -> std::borrow::Cow<'_, str> {
+    escape(text, &[])
 }
 
 /// Like `esc` for a line of a command's output kept in a message, where a
 /// tab is left as it is.
 fn esc_output(text: &str) -> std::borrow::Cow<'_, str> {
-    escape(text, true)
+    escape(text, &['\t'])
 }
 
-fn escape(text: &str, keep_tab: bool) -> std::borrow::Cow<'_, str> {
-    let unsafe_char = |c: char| crate::model::is_unsafe_char(c) && !(keep_tab && c == '\t');
+/// `esc`, leaving the characters of `keep` as they are.
+pub(super) fn escape<'a>(text: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
+    let unsafe_char = |c: char| crate::model::is_unsafe_char(c) && !keep.contains(&c);
     if !text.chars().any(unsafe_char) {
         return text.into();
     }
@@ -201,7 +202,7 @@ impl Text for Execution {
                 d.id,
                 d.version,
                 d.env,
-                self.error.as_deref().unwrap_or("a gate said no"),
+                esc(self.error.as_deref().unwrap_or("a gate said no")),
                 state(s, d.state),
                 d.release_id,
                 d.env
@@ -228,7 +229,7 @@ impl Text for Execution {
                 d.env
             )),
             (_, rolled_back) => {
-                let err = self.error.as_deref().unwrap_or("unknown error");
+                let err = escape(self.error.as_deref().unwrap_or("unknown error"), &['\n', '\t']);
                 let what = match rolled_back {
                     Some(rb) => format!("Rollback of deployment {}", rb.id),
                     None => format!("Deployment {}", d.id),

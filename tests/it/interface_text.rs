@@ -610,5 +610,18 @@ fn stored_control_characters_are_shown_escaped_and_kept_exact_in_json() {
             !status.contains('\x1b') && !status.contains('\r'),
             "{status:?}"
         );
+        // A stored rejection's reason, quoted by validate's verdict.
+        admin_sql(
+            db,
+            &format!(
+                "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message) \
+                 VALUES ({id}, 'qa', 'approval', 'rejected', 'carol', '{forged}')"
+            ),
+        );
+        let r = db.run(&["validate", "--deploy-id", &id.to_string()]);
+        assert_ne!(r.code, 0, "{}", r.stdout);
+        let all = format!("{}{}", r.stdout, r.stderr);
+        assert!(all.contains(escaped), "{all}");
+        assert!(!all.contains('\x1b') && !all.contains('\r'), "{all:?}");
     });
 }
