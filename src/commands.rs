@@ -43,7 +43,6 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
             .hint("write a duration such as 30s or 2m, at least 300ms")
     })?;
     let url = DbUrl::parse(cli.database_url().as_deref().unwrap_or(DEFAULT_URL))?;
-    printer.hide(url.secrets());
     supervisor::install()?;
     let who = Who::from_process(lease_ttl);
     if writes(&cli.command) {

@@ -166,6 +166,30 @@ pub fn check_chars(field: &str, value: &str, max: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Characters that can rewrite a terminal line or reorder what it shows: the
+/// controls (`\r`, ESC, …) and the Unicode bidi embeddings, overrides and
+/// isolates (U+202A–U+202E, U+2066–U+2069).
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || ('\u{202A}'..='\u{202E}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// Text a person gives (`--reason`, `--by`, the actor) holds no character
+/// that could forge or erase a line where it is shown. `field` names where
+/// it came from; the message gives the character's position and code point.
+pub fn check_text(field: &str, value: &str) -> Result<(), String> {
+    match value.chars().enumerate().find(|(_, c)| is_unsafe_char(*c)) {
+        Some((i, c)) => Err(format!(
+            "{field} contains the control character U+{:04X} at character {}; \
+             control characters (new lines, carriage returns, escapes, bidi overrides) are not allowed",
+            u32::from(c),
+            i + 1
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A person's name: `SHIPCTL_ACTOR`/`$USER`, `approve --by`, `approvers:`.
 /// `field` names where it came from ("the approver's name", "SHIPCTL_ACTOR").
 pub fn check_actor(field: &str, name: &str) -> Result<(), String> {
@@ -173,10 +197,9 @@ pub fn check_actor(field: &str, name: &str) -> Result<(), String> {
         return Err(format!("{field} is empty"));
     }
     check_chars(field, name, MAX_ACTOR_CHARS)?;
-    if name.trim() != name || name.chars().any(char::is_control) {
-        return Err(format!(
-            "{field} {name:?} has surrounding white space or a control character"
-        ));
+    check_text(field, name)?;
+    if name.trim() != name {
+        return Err(format!("{field} {name:?} has surrounding white space"));
     }
     Ok(())
 }
@@ -243,9 +266,7 @@ pub fn check_label(what: &str, value: &str) -> Result<(), String> {
             "the {what} {value:?} starts or ends with white space"
         ));
     }
-    if value.chars().any(char::is_control) {
-        return Err(format!("the {what} {value:?} contains a control character"));
-    }
+    check_text(&format!("the {what}"), value)?;
     Ok(())
 }
 

@@ -541,11 +541,21 @@ impl Engine {
         decision: Decision<'_>,
     ) -> Result<Approval> {
         let actor = decision.by.unwrap_or_else(|| self.who.actor()).to_string();
-        check_actor("the approver's name", &actor).map_err(|m| {
-            Error::input(format!("cannot record the decision: {m}"))
-                .hint("pass the approver's login name with --by NAME")
-        })?;
-        let reason = decision.reason.unwrap_or("").trim().to_string();
+        // A control character is named by its flag; the rest by what it is.
+        let text = decision
+            .by
+            .map_or(Ok(()), |by| crate::model::check_text("--by", by));
+        text.and_then(|()| check_actor("the approver's name", &actor))
+            .map_err(|m| {
+                Error::input(format!("cannot record the decision: {m}"))
+                    .hint("pass the approver's login name with --by NAME")
+            })?;
+        let given = decision.reason.unwrap_or("");
+        if let Err(m) = crate::model::check_text("--reason", given) {
+            return Err(Error::input(format!("cannot record the decision: {m}"))
+                .hint("write the reason on one line, as plain text"));
+        }
+        let reason = given.trim().to_string();
         if let Err(m) = crate::model::check_chars("--reason", &reason, MAX_REASON_CHARS) {
             return Err(Error::input(format!("cannot record the decision: {m}"))
                 .hint("say why in a sentence or two, and link to the details"));

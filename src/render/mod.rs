@@ -6,7 +6,6 @@ mod text;
 
 use crate::cli::Output;
 use crate::error::Error;
-use crate::store::url::scrub;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
@@ -17,7 +16,6 @@ pub struct Printer {
     json: bool,
     style: Style,
     err_style: Style,
-    secrets: Vec<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -37,13 +35,7 @@ impl Printer {
             err_style: Style {
                 color: !no_color && std::io::stderr().is_terminal(),
             },
-            secrets: Vec::new(),
         }
-    }
-
-    /// Strings that must never be printed (a database password).
-    pub fn hide(&mut self, secrets: &[String]) {
-        self.secrets.extend(secrets.iter().cloned());
     }
 
     pub fn emit<T: Serialize + Text>(&self, value: &T) {
@@ -72,7 +64,8 @@ impl Printer {
     pub fn note(&self, text: &str) {
         if !self.json {
             crate::progress::clear();
-            let _ = writeln!(std::io::stderr(), "{}", self.err_style.dim(text));
+            let text = text::escape(text, &['\n', '\t']);
+            let _ = writeln!(std::io::stderr(), "{}", self.err_style.dim(&text));
         }
     }
 
@@ -83,8 +76,10 @@ impl Printer {
 
     pub fn error(&self, e: &Error) {
         crate::progress::clear();
-        let message = scrub(&e.message, &self.secrets);
-        let hint = e.hint.as_deref().map(|h| scrub(h, &self.secrets));
+        // Messages are built from the redacted URL (`DbUrl::redacted`,
+        // `DbUrl::redact_message`): nothing is searched and replaced here.
+        let message = &e.message;
+        let hint = e.hint.as_deref();
         if self.json {
             let body = serde_json::json!({
                 "error": {
@@ -96,17 +91,26 @@ impl Printer {
             });
             self.write_stdout(&serde_json::to_string_pretty(&body).unwrap_or_default());
         } else {
+            // A message may quote stored text (a reason, a holder's name): on a
+            // terminal its control characters are shown, not obeyed.
             let s = self.err_style;
-            let mut out = format!("{} {message}", s.red_bold("error:"));
+            let mut out = format!(
+                "{} {}",
+                s.red_bold("error:"),
+                text::escape(message, &['\n'])
+            );
             if let Some(h) = hint {
-                out.push_str(&format!("\n  {} {h}", s.bold("hint:")));
+                out.push_str(&format!(
+                    "\n  {} {}",
+                    s.bold("hint:"),
+                    text::escape(h, &['\n'])
+                ));
             }
             let _ = writeln!(std::io::stderr(), "{out}");
         }
     }
 
     fn write_stdout(&self, text: &str) {
-        let text = scrub(text, &self.secrets);
         crate::progress::clear();
         let mut stdout = std::io::stdout().lock();
         // A closed pipe (`shipctl status | head -1`) is not an error worth a panic.

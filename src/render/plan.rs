@@ -2,7 +2,7 @@
 //! diff of the actual state against the desired one (text, JSON or markdown).
 
 use super::Style;
-use super::text::Text;
+use super::text::{Text, esc};
 use crate::engine::{EnvOutcome, Reconciled};
 use crate::manifest::{Desired, Policy};
 use crate::plan::{Action, Actual, EnvPlan, Plan, ReleaseStep};
@@ -468,12 +468,20 @@ impl Text for ReconcileView {
                     e.env
                 ),
                 EnvOutcome::Busy { message } => {
-                    format!("{} busy: {message}; not touched", s.yellow("!"))
+                    format!("{} busy: {}; not touched", s.yellow("!"), esc(message))
                 }
-                EnvOutcome::Blocked { message } => format!("{} blocked: {message}", s.yellow("!")),
-                EnvOutcome::Skipped { reason } => format!("{} skipped: {reason}", s.dim("-")),
-                EnvOutcome::Interrupted { message, .. } => format!("{} {message}", s.red("✗")),
-                EnvOutcome::Unrecorded { message } => format!("{} {message}", s.red("✗")),
+                EnvOutcome::Blocked { message } => {
+                    format!("{} blocked: {}", s.yellow("!"), esc(message))
+                }
+                EnvOutcome::Skipped { reason } => {
+                    format!("{} skipped: {}", s.dim("-"), esc(reason))
+                }
+                EnvOutcome::Interrupted { message, .. } => {
+                    format!("{} {}", s.red("✗"), esc(message))
+                }
+                EnvOutcome::Unrecorded { message } => {
+                    format!("{} {}", s.red("✗"), esc(message))
+                }
             };
             out.push_str(&format!("{head} {line}\n"));
             for step in &e.steps {

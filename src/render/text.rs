@@ -80,9 +80,42 @@ fn table_with_notes(
     out
 }
 
+/// A table cell: stored text, escaped (see `esc`).
 fn plain(v: impl ToString) -> (String, String) {
-    let v = v.to_string();
+    let v = esc(&v.to_string()).into_owned();
     (v.clone(), v)
+}
+
+/// Text from the ledger as a terminal should show it: a control character or
+/// bidi override (which rows written by older versions, or by hand, may hold)
+/// is written as `\u{1b}`, so that it can neither erase its line nor forge
+/// another. JSON output keeps the exact text.
+pub(super) fn esc(text: &str) -> std::borrow::Cow<'_, str> {
+    escape(text, &[])
+}
+
+/// Like `esc` for a line of a command's output kept in a message, where a
+/// tab is left as it is.
+fn esc_output(text: &str) -> std::borrow::Cow<'_, str> {
+    escape(text, &['\t'])
+}
+
+/// `esc`, leaving the characters of `keep` as they are.
+pub(super) fn escape<'a>(text: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
+    let unsafe_char = |c: char| crate::model::is_unsafe_char(c) && !keep.contains(&c);
+    if !text.chars().any(unsafe_char) {
+        return text.into();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn deployment_row(s: &Style, d: &Deployment) -> Vec<(String, String)> {
@@ -164,7 +197,7 @@ impl Text for Execution {
                 d.id,
                 d.version,
                 d.env,
-                self.error.as_deref().unwrap_or("a gate said no"),
+                esc(self.error.as_deref().unwrap_or("a gate said no")),
                 state(s, d.state),
                 d.release_id,
                 d.env
@@ -191,7 +224,7 @@ impl Text for Execution {
                 d.env
             )),
             (_, rolled_back) => {
-                let err = self.error.as_deref().unwrap_or("unknown error");
+                let err = escape(self.error.as_deref().unwrap_or("unknown error"), &['\n', '\t']);
                 let what = match rolled_back {
                     Some(rb) => format!("Rollback of deployment {}", rb.id),
                     None => format!("Deployment {}", d.id),
@@ -250,8 +283,8 @@ impl Text for EnvStatus {
         match &self.live {
             Some(l) => out.push_str(&format!(
                 "{} (tag {})  deployment {}, since {} UTC\n",
-                s.green(&l.version),
-                l.tag,
+                s.green(&esc(&l.version)),
+                esc(&l.tag),
                 l.id,
                 l.date
             )),
@@ -264,16 +297,16 @@ impl Text for EnvStatus {
                  the next writing command recovers it\n",
                 s.red("stale"),
                 r.id,
-                r.version,
-                r.lease_holder.as_deref().unwrap_or("unknown"),
+                esc(&r.version),
+                esc(r.lease_holder.as_deref().unwrap_or("unknown")),
                 r.lease_expires_at.as_deref().unwrap_or("?")
             )),
             Some(r) => out.push_str(&format!(
                 "deployment {} ({}), attempt {}, held by {} until {} UTC\n",
                 s.cyan(&r.id.to_string()),
-                r.version,
+                esc(&r.version),
                 r.attempts,
-                r.lease_holder.as_deref().unwrap_or("unknown"),
+                esc(r.lease_holder.as_deref().unwrap_or("unknown")),
                 r.lease_expires_at.as_deref().unwrap_or("?")
             )),
             None => out.push_str(&s.dim("none\n")),
@@ -287,10 +320,15 @@ impl Text for EnvStatus {
                 .iter()
                 .map(|p| {
                     let gates = match (p.gates_running, &p.lease_holder) {
-                        (true, Some(holder)) => format!(", gates running in {holder}"),
+                        (true, Some(holder)) => format!(", gates running in {}", esc(holder)),
                         _ => String::new(),
                     };
-                    format!("{} ({}, {}{gates})", p.id, p.version, state(s, p.state))
+                    format!(
+                        "{} ({}, {}{gates})",
+                        p.id,
+                        esc(&p.version),
+                        state(s, p.state)
+                    )
                 })
                 .collect();
             out.push_str(&items.join(", "));
@@ -316,17 +354,17 @@ impl Text for EnvStatus {
         }
         if let Some(newer) = &self.newer_policy {
             out.push_str(&field("policy"));
-            out.push_str(&format!("{}\n", s.red(&newer.message)));
+            out.push_str(&format!("{}\n", s.red(&esc(&newer.message))));
         }
         if let Some(pin) = &self.pin {
             out.push_str(&field("pinned"));
             out.push_str(&format!(
                 "{} {}{} since {} UTC; `shipctl unpin --env {}` lifts it\n",
                 s.yellow("to"),
-                pin.version,
+                esc(&pin.version),
                 pin.blocks_version
                     .as_ref()
-                    .map(|b| format!(" (holding back {b})"))
+                    .map(|b| format!(" (holding back {})", esc(b)))
                     .unwrap_or_default(),
                 pin.since.as_deref().unwrap_or("?"),
                 self.env
@@ -445,7 +483,7 @@ fn audit_table(s: &Style, audit: &[AuditRow]) -> String {
             a.message
                 .lines()
                 .skip(1)
-                .map(|l| format!("{} {l}", s.dim("    │")))
+                .map(|l| format!("{} {}", s.dim("    │"), esc_output(l)))
                 .collect()
         })
         .collect();
@@ -476,7 +514,7 @@ fn gate_line(s: &Style, g: &GateState) -> String {
     let summary = g.summary();
     // A command's output can be long: its first line here, all of it in the audit log.
     let first = summary.lines().next().unwrap_or_default();
-    format!("  {mark} gate {first}\n")
+    format!("  {mark} gate {}\n", esc(first))
 }
 
 impl Text for Approval {
@@ -549,7 +587,12 @@ impl Text for History {
                             _ if first.is_empty() => format!("{} by {}", r.outcome, r.actor),
                             _ => format!("{} by {}: {first}", r.outcome, r.actor),
                         };
-                        format!("      {mark} gate {} {what}  {}", r.gate, s.dim(&r.date))
+                        format!(
+                            "      {mark} gate {} {}  {}",
+                            esc(&r.gate),
+                            esc(&what),
+                            s.dim(&r.date)
+                        )
                     })
                     .collect()
             })

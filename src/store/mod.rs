@@ -405,9 +405,17 @@ fn connect_error(url: &DbUrl, cause: String) -> Error {
               database in the URL are right (--database-url or SHIPCTL_DATABASE_URL)"
         }
     };
-    let cause = cause.trim_start_matches(": ").to_string();
-    let missing_db = cause.contains("does not exist") || cause.contains("Unknown database");
-    let hint = if missing_db && url.backend != Backend::Sqlite {
+    // A driver's message may quote the URL or its parts: credentials go
+    // where they stand, the rest of the message stays word for word.
+    let cause = url.redact_message(cause.trim_start_matches(": "));
+    // PostgreSQL: `role "x" does not exist` is about the user, not the database.
+    let missing_role = cause.contains("role \"") && cause.contains("does not exist");
+    let missing_db =
+        !missing_role && (cause.contains("does not exist") || cause.contains("Unknown database"));
+    let hint = if missing_role {
+        "the server has no such user: check the user name and password in the URL \
+         (--database-url or SHIPCTL_DATABASE_URL), or create the role (`createuser NAME`)"
+    } else if missing_db && url.backend != Backend::Sqlite {
         "create the database first (PostgreSQL: `createdb NAME`; MariaDB/MySQL: \
          `CREATE DATABASE NAME`); shipctl creates its tables itself on first use"
     } else if let Some(fault) = crate::error::Fault::from_text(&cause) {

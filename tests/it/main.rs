@@ -10,6 +10,7 @@ mod command_executor;
 mod concurrency;
 mod faults;
 mod gates;
+mod interface_text;
 mod ledger_access;
 mod limits;
 mod manifest_errors;
