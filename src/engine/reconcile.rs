@@ -270,29 +270,25 @@ impl Engine {
             {
                 // Stopped by a signal between two environments: the report says
                 // so, and the exit code is the signal's (unless a run failed).
-                out.environments.push(EnvResult {
+                out.environments.push(untouched(
                     env,
-                    desired: spec.release.clone(),
-                    live_before: None,
-                    steps: Vec::new(),
-                    outcome: EnvOutcome::Interrupted {
+                    spec,
+                    EnvOutcome::Interrupted {
                         signal: s,
                         message: format!("stopped by {} before {env}; not touched", s.name()),
                     },
-                });
+                ));
                 stop = Some(format!("stopped by {}", s.name()));
                 continue;
             }
             if let Some(reason) = &stop {
-                out.environments.push(EnvResult {
+                out.environments.push(untouched(
                     env,
-                    desired: spec.release.clone(),
-                    live_before: None,
-                    steps: Vec::new(),
-                    outcome: EnvOutcome::Skipped {
+                    spec,
+                    EnvOutcome::Skipped {
                         reason: reason.clone(),
                     },
-                });
+                ));
                 continue;
             }
             // A signal while this environment waits for the database ends the
@@ -304,18 +300,16 @@ impl Engine {
                     Err(e) if matches!(e.kind, Kind::Interrupted(_)) => None,
                     // It ran, but what happened could not be written: report it
                     // with the rest, and go no further.
-                    Err(e) if e.kind == Kind::Failed => Some(EnvResult {
+                    Err(e) if e.kind == Kind::Failed => Some(untouched(
                         env,
-                        desired: spec.release.clone(),
-                        live_before: None,
-                        steps: Vec::new(),
-                        outcome: EnvOutcome::Unrecorded {
+                        spec,
+                        EnvOutcome::Unrecorded {
                             message: match &e.hint {
                                 Some(h) => format!("{} ({h})", e.message),
                                 None => e.message.clone(),
                             },
                         },
-                    }),
+                    )),
                     Err(e) => return Err(e),
                 },
                 _ = crate::supervisor::unguarded() => None,
@@ -326,16 +320,14 @@ impl Engine {
                 let signal =
                     crate::supervisor::received().unwrap_or(crate::supervisor::Signal::Int);
                 stop = Some(format!("stopped by {} in {env}", signal.name()));
-                out.environments.push(EnvResult {
+                out.environments.push(untouched(
                     env,
-                    desired: spec.release.clone(),
-                    live_before: None,
-                    steps: Vec::new(),
-                    outcome: EnvOutcome::Interrupted {
+                    spec,
+                    EnvOutcome::Interrupted {
                         signal,
                         message: crate::supervisor::interrupted(signal).message,
                     },
-                });
+                ));
                 continue;
             };
             if let EnvOutcome::Unrecorded { .. } = &result.outcome {
@@ -583,6 +575,17 @@ impl Engine {
             steps,
             outcome,
         })
+    }
+}
+
+/// The report of an environment this run did not get to change.
+fn untouched(env: Env, spec: &EnvSpec, outcome: EnvOutcome) -> EnvResult {
+    EnvResult {
+        env,
+        desired: spec.release.clone(),
+        live_before: None,
+        steps: Vec::new(),
+        outcome,
     }
 }
 
