@@ -3,7 +3,8 @@
 
 use crate::model::Env;
 use crate::since::Since;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::{Arg, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -22,42 +23,89 @@ use std::time::Duration;
         shipctl validate --deploy-id 1\n  \
         shipctl status --env prod\n  \
         shipctl rollback --deploy-id 1\n\n\
-        Exit codes: 0 done, 1 error, 3 deployment failed (rolled back, or a gate rejected it),\n\
-        4 blocked (busy, pinned, or waiting for approval)."
+        Exit codes:\n  \
+        0         done, or in sync\n  \
+        1         error: bad input, unknown id, database unreachable, command-line usage\n  \
+        2         reconcile --dry-run found changes to apply\n  \
+        3         a deployment failed (it ran and was rolled back), or a gate rejected it\n  \
+        4         blocked: environment busy, pinned, held by requires, or waiting for approval\n  \
+        130, 143  stopped by SIGINT or SIGTERM before claiming anything (128 + the signal);\n            \
+        a signal during a run gives 3"
 )]
 pub struct Cli {
-    /// Database URL: sqlite://FILE, postgres://USER@HOST/DB or mysql://USER@HOST/DB
-    /// [env: SHIPCTL_DATABASE_URL] [default: sqlite://shipctl.db]
-    // The environment variable is read by `database_url()`, not by clap: clap
-    // would name the flag in the usage line of every argument error.
-    #[arg(long, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
-
-    /// Output format
-    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    /// Output format: text for people, json for programs
+    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = Output::Text, help_heading = GLOBAL)]
     pub output: Output,
 
-    /// How long a running deployment's lease lasts without a heartbeat (heartbeats
-    /// every third) [env: SHIPCTL_LEASE_TTL] [default: 30s]
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_ttl)]
-    pub lease_ttl: Option<Duration>,
-
-    /// How long to wait for the database server to accept a connection
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_bound, default_value = "10s")]
-    pub connect_timeout: Duration,
-
-    /// How long to wait for a lock or a statement before giving up as busy (exit 4)
-    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_bound, default_value = "30s")]
-    pub lock_timeout: Duration,
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 
     #[command(subcommand)]
     pub command: Command,
 }
 
+/// The heading of the options every command takes, apart from its own.
+const GLOBAL: &str = "Global options";
+
+/// How to reach the ledger. Every command but `check` opens it; `check` accepts
+/// these options (a global option may come before any command) but hides them.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: sqlite://FILE, postgres://USER@HOST/DB or mysql://USER@HOST/DB
+    /// [env: SHIPCTL_DATABASE_URL] [default: sqlite://shipctl.db]
+    // The environment variable is read by `database_url()`, not by clap: clap
+    // would name the flag in the usage line of every argument error.
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL)]
+    pub database_url: Option<String>,
+
+    /// How long a running deployment's lease lasts without a heartbeat (heartbeats
+    /// every third) [env: SHIPCTL_LEASE_TTL] [default: 30s]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_ttl, help_heading = GLOBAL)]
+    pub lease_ttl: Option<Duration>,
+
+    /// How long to wait for the database server to accept a connection
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_bound, default_value = "10s", help_heading = GLOBAL)]
+    pub connect_timeout: Duration,
+
+    /// How long to wait for a lock or a statement before giving up as busy (exit 4)
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_bound, default_value = "30s", help_heading = GLOBAL)]
+    pub lock_timeout: Duration,
+}
+
+/// The database options as `check` takes them: accepted, so that
+/// `shipctl --database-url URL check` and scripts that pass them everywhere keep
+/// working, and hidden from its help, since `check` opens no database. Same ids
+/// as the global ones: clap then does not propagate those to `check`.
+fn hidden_database_args() -> Vec<Arg> {
+    DatabaseArgs::augment_args(clap::Command::new("check"))
+        .get_arguments()
+        .map(|a| a.clone().global(false).hide(true))
+        .collect()
+}
+
+/// `--output` as `reconcile` shows it: with `markdown`, which only its dry run
+/// prints (elsewhere the value is hidden, and refused with a clear error). The
+/// same id and value type as the global option, which it replaces there.
+fn reconcile_output_arg() -> Arg {
+    let values = Output::value_variants()
+        .iter()
+        .filter_map(ValueEnum::to_possible_value)
+        .map(|v| v.hide(false));
+    Arg::new("output")
+        .long("output")
+        .value_name("FORMAT")
+        .default_value("text")
+        .help_heading(GLOBAL)
+        .help("Output format: text for people, json for programs, markdown (with --dry-run) for a pull-request comment")
+        .value_parser(
+            PossibleValuesParser::new(values).try_map(|s| Output::from_str(&s, false)),
+        )
+}
+
 /// The lease of a running deployment when neither the flag nor the variable sets it.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 
-impl Cli {
+impl DatabaseArgs {
     /// `--database-url`, else `$SHIPCTL_DATABASE_URL` (when not empty).
     pub fn database_url(&self) -> Option<String> {
         self.database_url.clone().or_else(|| {
@@ -86,6 +134,7 @@ pub enum Output {
     Text,
     Json,
     /// A plan table and a diff block for pull-request comments (`reconcile --dry-run` only)
+    #[value(hide = true)]
     Markdown,
 }
 
@@ -104,6 +153,7 @@ pub enum Command {
         /// Release id (see `shipctl release --list`)
         #[arg(long, value_name = "ID")]
         release: i64,
+        /// The environment to deploy to
         #[arg(long, value_enum)]
         env: Env,
     },
@@ -114,8 +164,9 @@ pub enum Command {
         shipctl validate --deploy-id 3 --duration 2s --failure-rate 0.5 --seed 7\n\n\
         Gates run first: approvals missing leave the deployment planifié (exit 4), a\n\
         rejection or a failing command gate ends it as échec (exit 3).\n\n\
-        Exit codes: 0 succeeded, 3 failed and rolled back or rejected by a gate,\n\
-        4 environment busy or waiting for approval.")]
+        Exit codes: 0 succeeded, 1 error, 3 failed and rolled back (also when a signal stopped\n\
+        the run) or rejected by a gate, 4 environment busy or waiting for approval,\n\
+        130/143 stopped by SIGINT/SIGTERM before the claim.")]
     Validate {
         /// The deployment (ids are in `shipctl status` and `shipctl history`)
         #[arg(long, value_name = "ID")]
@@ -151,7 +202,8 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         shipctl check\n  \
         shipctl check --manifests deploy/manifests --output json\n\n\
-        Exit codes: 0 valid, 1 invalid (the message names the file and line).")]
+        Exit codes: 0 valid, 1 invalid (the message names the file and line).",
+        args = hidden_database_args())]
     Check {
         #[command(flatten)]
         manifests: ManifestArgs,
@@ -164,7 +216,8 @@ pub enum Command {
         shipctl reconcile                              # apply\n  \
         shipctl reconcile --watch --interval 5m        # apply on every manifest change, and every 5m\n\n\
         Exit codes: 0 in sync (or applied), 1 error, 2 --dry-run found changes,\n\
-        3 a deployment failed and was rolled back, 4 an environment is busy, pinned or blocked.")]
+        3 a deployment failed and was rolled back, 4 an environment is busy, pinned or blocked,\n\
+        130/143 stopped by SIGINT/SIGTERM before claiming anything. --watch asked to stop exits 0.")]
     Reconcile(ReconcileArgs),
 
     /// Show the audit log: every state change and failure, who, when and why
@@ -177,8 +230,10 @@ pub enum Command {
         Shows the newest --limit rows (50 by default), oldest first, and says how many\n\
         older rows matched but were not shown (JSON: `total`, how many rows matched).")]
     Audit {
+        /// Only the rows of this deployment
         #[arg(long, value_name = "ID")]
         deploy_id: Option<i64>,
+        /// Only the rows of this environment
         #[arg(long, value_enum)]
         env: Option<Env>,
         /// Rows from this moment on: a span before the database's clock (30s, 15m, 1h, 2d, 1w),
@@ -222,6 +277,7 @@ pub enum Command {
         shipctl history --env prod\n  \
         shipctl history --env prod --limit 200 --output json")]
     History {
+        /// The environment
         #[arg(long, value_enum)]
         env: Env,
         /// At most this many deployments, the newest ones
@@ -232,6 +288,7 @@ pub enum Command {
     /// Lift the pin a rollback left on an environment
     #[command(after_help = "Example:\n  shipctl unpin --env prod")]
     Unpin {
+        /// The pinned environment
         #[arg(long, value_enum)]
         env: Env,
     },
@@ -253,6 +310,7 @@ pub struct ReleaseArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(arg = reconcile_output_arg())]
 pub struct ReconcileArgs {
     #[command(flatten)]
     pub manifests: ManifestArgs,

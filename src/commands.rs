@@ -38,19 +38,19 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         Command::Reconcile(a) if !a.watch => Some(manifest::load(&a.manifests.manifests)?),
         _ => None,
     };
-    let lease_ttl = cli.lease_ttl().map_err(|m| {
+    let lease_ttl = cli.db.lease_ttl().map_err(|m| {
         Error::input(format!("invalid lease duration: {m}"))
             .hint("write a duration such as 30s or 2m, at least 300ms")
     })?;
-    let url = DbUrl::parse(cli.database_url().as_deref().unwrap_or(DEFAULT_URL))?;
+    let url = DbUrl::parse(cli.db.database_url().as_deref().unwrap_or(DEFAULT_URL))?;
     supervisor::install()?;
     let who = Who::from_process(lease_ttl);
     if writes(&cli.command) {
         who.check_actor()?;
     }
     let limits = Limits {
-        connect: cli.connect_timeout,
-        lock: cli.lock_timeout,
+        connect: cli.db.connect_timeout,
+        lock: cli.db.lock_timeout,
         // Leaked once: the session name lives as long as the process.
         holder: Box::leak(format!("shipctl {}", who.holder).into_boxed_str()),
     };

@@ -10,6 +10,7 @@ mod command_executor;
 mod concurrency;
 mod faults;
 mod gates;
+mod help_text;
 mod interface_text;
 mod ledger_access;
 mod limits;
