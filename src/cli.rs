@@ -189,7 +189,10 @@ pub enum Command {
     /// Cancel a pending deployment, or roll a live one back to the previous release
     #[command(after_help = "Examples:\n  \
         shipctl rollback --deploy-id 4   # planifié/validé: cancelled\n  \
-        shipctl rollback --deploy-id 3   # live: previous release redeployed, environment pinned")]
+        shipctl rollback --deploy-id 3   # live: previous release redeployed, environment pinned\n\n\
+        Exit codes: 0 cancelled or rolled back, 1 error (no previous release, or a state that\n\
+        cannot be rolled back), 3 the redeploy failed (the deployment stays live),\n\
+        4 environment busy, 130/143 stopped by SIGINT/SIGTERM before the claim.")]
     Rollback {
         /// The deployment (ids are in `shipctl status` and `shipctl history`)
         #[arg(long, value_name = "ID")]
