@@ -1,0 +1,235 @@
+//! The files in `examples/` as a user runs them: the apply workflow's script
+//! with the real binary and ledger (a wait for approval passes the job, a failed
+//! deployment fails it).
+
+use crate::common::*;
+
+use std::path::Path;
+use std::process::Command;
+
+fn example(path: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+// ------------------------------------------------------------ GitHub Actions
+
+/// A step of a workflow, by name: its `run` script, its `shell`, its `env`.
+struct Step {
+    run: String,
+    shell: Option<String>,
+    env: serde_yaml::Mapping,
+}
+
+fn workflow_step(file: &str, name: &str) -> Step {
+    let wf: serde_yaml::Value = serde_yaml::from_str(&example(file)).expect("workflow YAML");
+    let jobs = wf["jobs"].as_mapping().expect("jobs");
+    for job in jobs.values() {
+        for step in job["steps"].as_sequence().expect("steps") {
+            if step["name"].as_str() == Some(name) {
+                return Step {
+                    run: step["run"].as_str().expect("run").to_string(),
+                    shell: step["shell"].as_str().map(str::to_string),
+                    env: step["env"].as_mapping().cloned().unwrap_or_default(),
+                };
+            }
+        }
+    }
+    panic!("{file} has no step named {name:?}");
+}
+
+/// What a run of the step left: its exit code, its log, its job summary.
+struct StepRun {
+    code: Option<i32>,
+    log: String,
+    summary: String,
+}
+
+/// Runs the step's script the way GitHub runs `shell: bash`
+/// (`bash --noprofile --norc -eo pipefail`), in the test's directory, with the
+/// real shipctl first on PATH and `actor` as the `SHIPCTL_ACTOR` that the
+/// workflow's expression resolved to.
+fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
+    let dir = db.dir.path();
+    let script = dir.join("step.sh");
+    std::fs::write(&script, &step.run).expect("write the step's script");
+    let summary = dir.join("summary.md");
+    let _ = std::fs::remove_file(&summary);
+    let bin = Path::new(env!("CARGO_BIN_EXE_shipctl"))
+        .parent()
+        .expect("the binary's directory")
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    let out = Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail"])
+        .arg(&script)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("SHIPCTL_DATABASE_URL", &db.url)
+        .env("SHIPCTL_ACTOR", actor)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("NO_COLOR", "1")
+        .env_remove("SHIPCTL_LEASE_TTL")
+        .output()
+        .expect("run bash");
+    StepRun {
+        code: out.status.code(),
+        log: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+    }
+}
+
+fn declare(db: &TestDb, text: &str) {
+    let dir = db.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("manifest dir");
+    std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
+}
+
+const GATED: &str = r#"releases:
+  - { version: "1.0", tag: v1.0 }
+environments:
+  prod:
+    release: "1.0"
+    gates:
+      qa: { approvals: 1, approvers: [alice] }
+    executor: { simulate: { duration: 0s, failure_rate: 0 } }
+"#;
+
+const FAILING: &str = r#"releases:
+  - { version: "1.0", tag: v1.0 }
+  - { version: "2.0", tag: v2.0 }
+environments:
+  prod:
+    release: "2.0"
+    executor: { simulate: { duration: 0s, failure_rate: 1 } }
+"#;
+
+#[test]
+fn the_apply_workflow_passes_on_a_wait_for_approval_and_fails_on_a_failure() {
+    let step = workflow_step("examples/github/shipctl-apply.yml", "Reconcile");
+    assert_eq!(step.shell.as_deref(), Some("bash"), "PIPESTATUS needs bash");
+    let actor = step
+        .env
+        .get("SHIPCTL_ACTOR")
+        .and_then(|v| v.as_str())
+        .expect("the Reconcile step sets SHIPCTL_ACTOR");
+    assert!(
+        actor.contains("github.event.head_commit.author.username")
+            && actor.contains("github.actor"),
+        "SHIPCTL_ACTOR names the committer, else who triggered the run: {actor}"
+    );
+
+    each_backend(|db| {
+        // Waiting for an approval: exit 4 inside, a notice and a passing job.
+        declare(db, GATED);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.log.contains("::notice title=shipctl: waiting::"),
+            "{}",
+            r.log
+        );
+        assert!(!r.log.contains("::error"), "{}", r.log);
+        assert!(r.summary.contains("exit 4"), "{}", r.summary);
+        assert!(r.summary.contains("waits for approval"), "{}", r.summary);
+        assert_eq!(db.state(1), "planifié");
+        // Every row the job wrote names the committer, not the runner's user.
+        assert_eq!(
+            db.query("SELECT DISTINCT acteur FROM audit_logs"),
+            vec![vec!["octocat".to_string()]]
+        );
+
+        // Approved: the next push deploys, no notice.
+        db.expect(
+            &[
+                "approve",
+                "--deploy-id",
+                "1",
+                "--gate",
+                "qa",
+                "--by",
+                "alice",
+            ],
+            0,
+        );
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert!(!r.log.contains("::notice"), "{}", r.log);
+        assert!(r.summary.contains("exit 0"), "{}", r.summary);
+        assert_eq!(db.state(1), "réussi");
+
+        // A deployment that fails and is rolled back fails the job with its code.
+        declare(db, FAILING);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(3), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.log
+                .contains("::error title=shipctl reconcile failed (exit 3)::"),
+            "{}",
+            r.log
+        );
+        assert!(r.summary.contains("exit 3"), "{}", r.summary);
+
+        // So does an error: an invalid manifest, nothing written.
+        declare(db, "environments: [\n");
+        let before = db.snapshot();
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(1), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.log
+                .contains("::error title=shipctl reconcile failed (exit 1)::"),
+            "{}",
+            r.log
+        );
+        assert_eq!(db.snapshot(), before);
+    });
+}
+
+#[test]
+fn the_workflows_install_shipctl_from_a_configured_address_with_a_cache() {
+    for file in [
+        "examples/github/shipctl-apply.yml",
+        "examples/github/shipctl-plan.yml",
+    ] {
+        let text = example(file);
+        assert!(!text.contains("example.invalid"), "{file}: a placeholder");
+        let install = workflow_step(file, "Install shipctl");
+        assert!(
+            install
+                .run
+                .contains(r#"cargo +stable install --locked --git "$SHIPCTL_GIT_URL" --rev "$SHIPCTL_GIT_REV" shipctl"#),
+            "{file}: {}",
+            install.run
+        );
+        assert!(
+            text.contains("uses: actions/cache@v5")
+                && text.contains("path: ~/.cargo/bin/shipctl")
+                && text.contains("if: steps.cache.outputs.cache-hit != 'true'"),
+            "{file}: the install is cached"
+        );
+        assert!(text.contains("uses: actions/checkout@v6"), "{file}");
+    }
+}
+
+/// The install step, without its variables, stops with an error that names them.
+#[test]
+fn the_install_step_names_the_variables_it_needs() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    let step = workflow_step("examples/github/shipctl-apply.yml", "Install shipctl");
+    let r = run_step(&db, &step, "octocat");
+    assert_eq!(r.code, Some(1), "{}", r.log);
+    assert!(
+        r.log.contains("::error title=shipctl is not configured::")
+            && r.log.contains("SHIPCTL_GIT_URL")
+            && r.log.contains("SHIPCTL_GIT_REV"),
+        "{}",
+        r.log
+    );
+}
