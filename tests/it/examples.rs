@@ -1,11 +1,13 @@
 //! The files in `examples/` as a user runs them: the apply workflow's script
 //! with the real binary and ledger (a wait for approval passes the job, a failed
-//! deployment fails it).
+//! deployment fails it), and the systemd pull unit's `git pull` applied by the
+//! watch that the watch unit runs, where the README installs it.
 
 use crate::common::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 fn example(path: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -232,4 +234,196 @@ fn the_install_step_names_the_variables_it_needs() {
         "{}",
         r.log
     );
+}
+
+// ------------------------------------------------------------------ systemd
+
+/// `Key=Value` lines of a unit file (comments and sections left out).
+fn unit(path: &str) -> Vec<(String, String)> {
+    example(path)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn key<'a>(unit: &'a [(String, String)], k: &str) -> &'a str {
+    unit.iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {k}= in the unit"))
+}
+
+#[test]
+fn the_service_runs_shipctl_where_the_readme_installs_it() {
+    let watch = unit("examples/systemd/shipctl-watch.service");
+    let pull = unit("examples/systemd/shipctl-pull.service");
+    let timer = unit("examples/systemd/shipctl-pull.timer");
+    let readme = example("README.md");
+
+    let bin = key(&watch, "ExecStart")
+        .split_whitespace()
+        .next()
+        .expect("ExecStart");
+    let copy = format!("install -m 0755 ~/.cargo/bin/shipctl {bin}");
+    assert!(
+        readme.contains("cargo install --locked --path .") && readme.contains(&copy),
+        "the README installs shipctl where the unit runs it: {copy}"
+    );
+    // The pull unit pulls the checkout the watch runs in.
+    let checkout = key(&watch, "WorkingDirectory");
+    assert_eq!(
+        key(&pull, "ExecStart"),
+        format!("/usr/bin/git -C {checkout} pull --ff-only --quiet")
+    );
+    assert_eq!(key(&pull, "User"), key(&watch, "User"));
+    assert_eq!(key(&timer, "OnUnitActiveSec"), "1min");
+    for name in [
+        "shipctl-watch.service",
+        "shipctl-pull.service",
+        "shipctl-pull.timer",
+    ] {
+        assert!(
+            readme.contains(&format!("examples/systemd/{name}")),
+            "the README copies {name}"
+        );
+    }
+    assert!(readme.contains("systemctl enable --now shipctl-watch.service shipctl-pull.timer"));
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn manifest(releases: &[&str], release: &str) -> String {
+    let mut s = String::from("releases:\n");
+    for r in releases {
+        s.push_str(&format!("  - {{ version: \"{r}\", tag: v{r} }}\n"));
+    }
+    s.push_str(&format!(
+        "environments:\n  prod: {{ release: \"{release}\", executor: {{ simulate: {{ duration: 0s, failure_rate: 0 }} }} }}\n"
+    ));
+    s
+}
+
+fn live_in_prod(db: &TestDb) -> Option<String> {
+    db.query(
+        "SELECT r.version FROM deploiements d JOIN releases r ON r.id = d.id_release \
+         WHERE d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1",
+    )
+    .first()
+    .map(|r| r[0].clone())
+}
+
+/// The watch unit's command, run in a clone; the pull unit's command, run on
+/// that clone after a push: the pushed release goes live, nothing restarted.
+#[test]
+fn the_pull_unit_s_git_pull_is_applied_by_the_watch() {
+    let watch_unit = unit("examples/systemd/shipctl-watch.service");
+    let pull_unit = unit("examples/systemd/shipctl-pull.service");
+    let checkout = key(&watch_unit, "WorkingDirectory").to_string();
+    let watch_args: Vec<String> = key(&watch_unit, "ExecStart")
+        .split_whitespace()
+        .skip(1)
+        .map(|a| {
+            if a == "5m" {
+                "1h".to_string()
+            } else {
+                a.to_string()
+            }
+        }) // no resync in the test
+        .collect();
+    let pull_args: Vec<String> = key(&pull_unit, "ExecStart")
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+
+    each_backend(|db| {
+        let origin = db.dir.path().join("origin");
+        std::fs::create_dir_all(origin.join("manifests")).expect("origin");
+        git(&origin, &["init", "-q", "-b", "main"]);
+        std::fs::write(
+            origin.join("manifests/shipctl.yaml"),
+            manifest(&["1.0"], "1.0"),
+        )
+        .expect("manifest");
+        git(&origin, &["add", "-A"]);
+        git(&origin, &["commit", "-q", "-m", "1.0"]);
+        // The clone stands for the unit's checkout (/srv/deploy).
+        let clone: PathBuf = db.dir.path().join("deploy");
+        git(
+            db.dir.path(),
+            &[
+                "clone",
+                "-q",
+                origin.to_str().expect("utf-8 path"),
+                clone.to_str().expect("utf-8 path"),
+            ],
+        );
+
+        let mut cmd = db.cmd();
+        cmd.current_dir(&clone)
+            .args(&watch_args)
+            .stdin(std::process::Stdio::null());
+        let mut w = Proc::spawn(cmd, format!("{} on {:?}", watch_args.join(" "), db.backend));
+        // Announced once the ledger is open and migrated: it can be read from then on.
+        w.wait_stderr("watch: reconciling (start)", 1, Duration::from_secs(20));
+        w.wait_until_or(
+            "1.0 live in prod",
+            Duration::from_secs(20),
+            || live_in_prod(db).as_deref() == Some("1.0"),
+            || format!("\n(live: {:?})", live_in_prod(db)),
+        );
+
+        std::fs::write(
+            origin.join("manifests/shipctl.yaml"),
+            manifest(&["1.0", "2.0"], "2.0"),
+        )
+        .expect("manifest");
+        git(&origin, &["commit", "-q", "-am", "2.0"]);
+        let pull: Vec<String> = pull_args
+            .iter()
+            .map(|a| {
+                if *a == checkout {
+                    clone.display().to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let out = Command::new("git").args(&pull).output().expect("git pull");
+        assert!(
+            out.status.success(),
+            "git {pull:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w.wait_until_or(
+            "2.0 live in prod after the pull",
+            Duration::from_secs(20),
+            || live_in_prod(db).as_deref() == Some("2.0"),
+            || format!("\n(live: {:?})", live_in_prod(db)),
+        );
+        assert!(
+            w.stderr()
+                .contains("watch: reconciling (manifests changed)"),
+            "{}",
+            w.log()
+        );
+        w.signal(libc::SIGTERM);
+        let status = w.wait_exit(Duration::from_secs(5), "SIGTERM");
+        assert_eq!(status.code(), Some(0), "{}", w.log());
+    });
 }
