@@ -40,11 +40,13 @@ fn workflow_step(file: &str, name: &str) -> Step {
     panic!("{file} has no step named {name:?}");
 }
 
-/// What a run of the step left: its exit code, its log, its job summary.
+/// What a run of the step left: its exit code, its log, its job summary, its
+/// outputs.
 struct StepRun {
     code: Option<i32>,
     log: String,
     summary: String,
+    output: String,
 }
 
 /// Runs the step's script the way GitHub runs `shell: bash`
@@ -56,7 +58,9 @@ fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
     let script = dir.join("step.sh");
     std::fs::write(&script, &step.run).expect("write the step's script");
     let summary = dir.join("summary.md");
+    let output = dir.join("output.txt");
     let _ = std::fs::remove_file(&summary);
+    let _ = std::fs::remove_file(&output);
     let bin = Path::new(env!("CARGO_BIN_EXE_shipctl"))
         .parent()
         .expect("the binary's directory")
@@ -73,6 +77,7 @@ fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
         .env("SHIPCTL_DATABASE_URL", &db.url)
         .env("SHIPCTL_ACTOR", actor)
         .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &output)
         .env("NO_COLOR", "1")
         .env_remove("SHIPCTL_LEASE_TTL")
         .output()
@@ -85,6 +90,7 @@ fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
             String::from_utf8_lossy(&out.stderr)
         ),
         summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+        output: std::fs::read_to_string(&output).unwrap_or_default(),
     }
 }
 
@@ -191,6 +197,46 @@ fn the_apply_workflow_passes_on_a_wait_for_approval_and_fails_on_a_failure() {
             r.log
         );
         assert_eq!(db.snapshot(), before);
+    });
+}
+
+/// The pull request's dry run: changes pending (exit 2) and in sync (exit 0)
+/// pass and say which in the step's outputs, with the plan for the comment; an
+/// error fails the step.
+#[test]
+fn the_plan_workflow_passes_on_changes_pending_and_fails_on_an_error() {
+    let step = workflow_step("examples/github/shipctl-plan.yml", "Plan (dry run)");
+    each_backend(|db| {
+        declare(db, GATED);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert_eq!(r.output, "changes=true\n");
+        let plan = std::fs::read_to_string(db.dir.path().join("plan.md")).expect("plan.md");
+        assert!(plan.contains("1.0"), "{plan}");
+
+        // Deployed (approved, then applied): in sync.
+        db.expect(&["reconcile", "--manifests", "manifests"], 4);
+        db.expect(
+            &[
+                "approve",
+                "--deploy-id",
+                "1",
+                "--gate",
+                "qa",
+                "--by",
+                "alice",
+            ],
+            0,
+        );
+        db.expect(&["reconcile", "--manifests", "manifests"], 0);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert_eq!(r.output, "changes=false\n");
+
+        declare(db, "environments: [\n");
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(1), "{:?}: {}", db.backend, r.log);
+        assert_eq!(r.output, "");
     });
 }
 
