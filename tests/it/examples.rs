@@ -1,0 +1,475 @@
+//! The files in `examples/` as a user runs them: the apply workflow's script
+//! with the real binary and ledger (a wait for approval passes the job, a failed
+//! deployment fails it), and the systemd pull unit's `git pull` applied by the
+//! watch that the watch unit runs, where the README installs it.
+
+use crate::common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+fn example(path: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+// ------------------------------------------------------------ GitHub Actions
+
+/// A step of a workflow, by name: its `run` script, its `shell`, its `env`.
+struct Step {
+    run: String,
+    shell: Option<String>,
+    env: serde_yaml::Mapping,
+}
+
+fn workflow_step(file: &str, name: &str) -> Step {
+    let wf: serde_yaml::Value = serde_yaml::from_str(&example(file)).expect("workflow YAML");
+    let jobs = wf["jobs"].as_mapping().expect("jobs");
+    for job in jobs.values() {
+        for step in job["steps"].as_sequence().expect("steps") {
+            if step["name"].as_str() == Some(name) {
+                return Step {
+                    run: step["run"].as_str().expect("run").to_string(),
+                    shell: step["shell"].as_str().map(str::to_string),
+                    env: step["env"].as_mapping().cloned().unwrap_or_default(),
+                };
+            }
+        }
+    }
+    panic!("{file} has no step named {name:?}");
+}
+
+/// What a run of the step left: its exit code, its log, its job summary, its
+/// outputs.
+struct StepRun {
+    code: Option<i32>,
+    log: String,
+    summary: String,
+    output: String,
+}
+
+/// Runs the step's script the way GitHub runs `shell: bash`
+/// (`bash --noprofile --norc -eo pipefail`), in the test's directory, with the
+/// real shipctl first on PATH and `actor` as the `SHIPCTL_ACTOR` that the
+/// workflow's expression resolved to.
+fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
+    let dir = db.dir.path();
+    let script = dir.join("step.sh");
+    std::fs::write(&script, &step.run).expect("write the step's script");
+    let summary = dir.join("summary.md");
+    let output = dir.join("output.txt");
+    let _ = std::fs::remove_file(&summary);
+    let _ = std::fs::remove_file(&output);
+    let bin = Path::new(env!("CARGO_BIN_EXE_shipctl"))
+        .parent()
+        .expect("the binary's directory")
+        .to_path_buf();
+    let path = std::env::join_paths(std::iter::once(bin).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    let out = Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail"])
+        .arg(&script)
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("SHIPCTL_DATABASE_URL", &db.url)
+        .env("SHIPCTL_ACTOR", actor)
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_OUTPUT", &output)
+        .env("NO_COLOR", "1")
+        .env_remove("SHIPCTL_LEASE_TTL")
+        .output()
+        .expect("run bash");
+    StepRun {
+        code: out.status.code(),
+        log: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        summary: std::fs::read_to_string(&summary).unwrap_or_default(),
+        output: std::fs::read_to_string(&output).unwrap_or_default(),
+    }
+}
+
+fn declare(db: &TestDb, text: &str) {
+    let dir = db.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("manifest dir");
+    std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
+}
+
+const GATED: &str = r#"releases:
+  - { version: "1.0", tag: v1.0 }
+environments:
+  prod:
+    release: "1.0"
+    gates:
+      qa: { approvals: 1, approvers: [alice] }
+    executor: { simulate: { duration: 0s, failure_rate: 0 } }
+"#;
+
+const FAILING: &str = r#"releases:
+  - { version: "1.0", tag: v1.0 }
+  - { version: "2.0", tag: v2.0 }
+environments:
+  prod:
+    release: "2.0"
+    executor: { simulate: { duration: 0s, failure_rate: 1 } }
+"#;
+
+#[test]
+fn the_apply_workflow_passes_on_a_wait_for_approval_and_fails_on_a_failure() {
+    let step = workflow_step("examples/github/shipctl-apply.yml", "Reconcile");
+    assert_eq!(step.shell.as_deref(), Some("bash"), "PIPESTATUS needs bash");
+    let actor = step
+        .env
+        .get("SHIPCTL_ACTOR")
+        .and_then(|v| v.as_str())
+        .expect("the Reconcile step sets SHIPCTL_ACTOR");
+    assert!(
+        actor.contains("github.event.head_commit.author.username")
+            && actor.contains("github.actor"),
+        "SHIPCTL_ACTOR names the committer, else who triggered the run: {actor}"
+    );
+
+    each_backend(|db| {
+        // Waiting for an approval: exit 4 inside, a notice and a passing job.
+        declare(db, GATED);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.log.contains("::notice title=shipctl: waiting::"),
+            "{}",
+            r.log
+        );
+        assert!(!r.log.contains("::error"), "{}", r.log);
+        assert!(r.summary.contains("exit 4"), "{}", r.summary);
+        assert!(r.summary.contains("waits for approval"), "{}", r.summary);
+        assert_eq!(db.state(1), "planifié");
+        // Every row the job wrote names the committer, not the runner's user.
+        assert_eq!(
+            db.query("SELECT DISTINCT acteur FROM audit_logs"),
+            vec![vec!["octocat".to_string()]]
+        );
+
+        // Approved: the next push deploys, no notice.
+        db.expect(
+            &[
+                "approve",
+                "--deploy-id",
+                "1",
+                "--gate",
+                "qa",
+                "--by",
+                "alice",
+            ],
+            0,
+        );
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert!(!r.log.contains("::notice"), "{}", r.log);
+        assert!(r.summary.contains("exit 0"), "{}", r.summary);
+        assert_eq!(db.state(1), "réussi");
+
+        // A deployment that fails and is rolled back fails the job with its code.
+        declare(db, FAILING);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(3), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.log
+                .contains("::error title=shipctl reconcile failed (exit 3)::"),
+            "{}",
+            r.log
+        );
+        assert!(r.summary.contains("exit 3"), "{}", r.summary);
+
+        // So does an error: an invalid manifest, nothing written.
+        declare(db, "environments: [\n");
+        let before = db.snapshot();
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(1), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.log
+                .contains("::error title=shipctl reconcile failed (exit 1)::"),
+            "{}",
+            r.log
+        );
+        assert_eq!(db.snapshot(), before);
+    });
+}
+
+/// The pull request's dry run: changes pending (exit 2) and in sync (exit 0)
+/// pass and say which in the step's outputs, with the plan for the comment; an
+/// error fails the step.
+#[test]
+fn the_plan_workflow_passes_on_changes_pending_and_fails_on_an_error() {
+    let step = workflow_step("examples/github/shipctl-plan.yml", "Plan (dry run)");
+    each_backend(|db| {
+        declare(db, GATED);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert_eq!(r.output, "changes=true\n");
+        let plan = std::fs::read_to_string(db.dir.path().join("plan.md")).expect("plan.md");
+        assert!(plan.contains("1.0"), "{plan}");
+
+        // Deployed (approved, then applied): in sync.
+        db.expect(&["reconcile", "--manifests", "manifests"], 4);
+        db.expect(
+            &[
+                "approve",
+                "--deploy-id",
+                "1",
+                "--gate",
+                "qa",
+                "--by",
+                "alice",
+            ],
+            0,
+        );
+        db.expect(&["reconcile", "--manifests", "manifests"], 0);
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert_eq!(r.output, "changes=false\n");
+
+        declare(db, "environments: [\n");
+        let r = run_step(db, &step, "octocat");
+        assert_eq!(r.code, Some(1), "{:?}: {}", db.backend, r.log);
+        assert_eq!(r.output, "");
+    });
+}
+
+#[test]
+fn the_workflows_install_shipctl_from_a_configured_address_with_a_cache() {
+    for file in [
+        "examples/github/shipctl-apply.yml",
+        "examples/github/shipctl-plan.yml",
+    ] {
+        let text = example(file);
+        assert!(!text.contains("example.invalid"), "{file}: a placeholder");
+        let install = workflow_step(file, "Install shipctl");
+        assert!(
+            install
+                .run
+                .contains(r#"cargo +stable install --locked --git "$SHIPCTL_GIT_URL" --rev "$SHIPCTL_GIT_REV" shipctl"#),
+            "{file}: {}",
+            install.run
+        );
+        assert!(
+            text.contains("uses: actions/cache@v5")
+                && text.contains("path: ~/.cargo/bin/shipctl")
+                && text.contains("if: steps.cache.outputs.cache-hit != 'true'"),
+            "{file}: the install is cached"
+        );
+        assert!(text.contains("uses: actions/checkout@v6"), "{file}");
+    }
+}
+
+/// The install step, without its variables, stops with an error that names them.
+#[test]
+fn the_install_step_names_the_variables_it_needs() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    let step = workflow_step("examples/github/shipctl-apply.yml", "Install shipctl");
+    let r = run_step(&db, &step, "octocat");
+    assert_eq!(r.code, Some(1), "{}", r.log);
+    assert!(
+        r.log.contains("::error title=shipctl is not configured::")
+            && r.log.contains("SHIPCTL_GIT_URL")
+            && r.log.contains("SHIPCTL_GIT_REV"),
+        "{}",
+        r.log
+    );
+}
+
+// ------------------------------------------------------------------ systemd
+
+/// `Key=Value` lines of a unit file (comments and sections left out).
+fn unit(path: &str) -> Vec<(String, String)> {
+    example(path)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn key<'a>(unit: &'a [(String, String)], k: &str) -> &'a str {
+    unit.iter()
+        .find(|(key, _)| key == k)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {k}= in the unit"))
+}
+
+#[test]
+fn the_service_runs_shipctl_where_the_readme_installs_it() {
+    let watch = unit("examples/systemd/shipctl-watch.service");
+    let pull = unit("examples/systemd/shipctl-pull.service");
+    let timer = unit("examples/systemd/shipctl-pull.timer");
+    let readme = example("README.md");
+
+    let bin = key(&watch, "ExecStart")
+        .split_whitespace()
+        .next()
+        .expect("ExecStart");
+    let copy = format!("install -m 0755 ~/.cargo/bin/shipctl {bin}");
+    assert!(
+        readme.contains("cargo install --locked --path .") && readme.contains(&copy),
+        "the README installs shipctl where the unit runs it: {copy}"
+    );
+    // The pull unit pulls the checkout the watch runs in.
+    let checkout = key(&watch, "WorkingDirectory");
+    assert_eq!(
+        key(&pull, "ExecStart"),
+        format!("/usr/bin/git -C {checkout} pull --ff-only --quiet")
+    );
+    assert_eq!(key(&pull, "User"), key(&watch, "User"));
+    assert_eq!(key(&timer, "OnUnitActiveSec"), "1min");
+    for name in [
+        "shipctl-watch.service",
+        "shipctl-pull.service",
+        "shipctl-pull.timer",
+    ] {
+        assert!(
+            readme.contains(&format!("examples/systemd/{name}")),
+            "the README copies {name}"
+        );
+    }
+    assert!(readme.contains("systemctl enable --now shipctl-watch.service shipctl-pull.timer"));
+}
+
+fn git(repo: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn manifest(releases: &[&str], release: &str) -> String {
+    let mut s = String::from("releases:\n");
+    for r in releases {
+        s.push_str(&format!("  - {{ version: \"{r}\", tag: v{r} }}\n"));
+    }
+    s.push_str(&format!(
+        "environments:\n  prod: {{ release: \"{release}\", executor: {{ simulate: {{ duration: 0s, failure_rate: 0 }} }} }}\n"
+    ));
+    s
+}
+
+fn live_in_prod(db: &TestDb) -> Option<String> {
+    db.query(
+        "SELECT r.version FROM deploiements d JOIN releases r ON r.id = d.id_release \
+         WHERE d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1",
+    )
+    .first()
+    .map(|r| r[0].clone())
+}
+
+/// The watch unit's command, run in a clone; the pull unit's command, run on
+/// that clone after a push: the pushed release goes live, nothing restarted.
+#[test]
+fn the_pull_unit_s_git_pull_is_applied_by_the_watch() {
+    let watch_unit = unit("examples/systemd/shipctl-watch.service");
+    let pull_unit = unit("examples/systemd/shipctl-pull.service");
+    let checkout = key(&watch_unit, "WorkingDirectory").to_string();
+    let watch_args: Vec<String> = key(&watch_unit, "ExecStart")
+        .split_whitespace()
+        .skip(1)
+        .map(|a| {
+            if a == "5m" {
+                "1h".to_string()
+            } else {
+                a.to_string()
+            }
+        }) // no resync in the test
+        .collect();
+    let pull_args: Vec<String> = key(&pull_unit, "ExecStart")
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+
+    each_backend(|db| {
+        let origin = db.dir.path().join("origin");
+        std::fs::create_dir_all(origin.join("manifests")).expect("origin");
+        git(&origin, &["init", "-q", "-b", "main"]);
+        std::fs::write(
+            origin.join("manifests/shipctl.yaml"),
+            manifest(&["1.0"], "1.0"),
+        )
+        .expect("manifest");
+        git(&origin, &["add", "-A"]);
+        git(&origin, &["commit", "-q", "-m", "1.0"]);
+        // The clone stands for the unit's checkout (/srv/deploy).
+        let clone: PathBuf = db.dir.path().join("deploy");
+        git(
+            db.dir.path(),
+            &[
+                "clone",
+                "-q",
+                origin.to_str().expect("utf-8 path"),
+                clone.to_str().expect("utf-8 path"),
+            ],
+        );
+
+        let mut cmd = db.cmd();
+        cmd.current_dir(&clone)
+            .args(&watch_args)
+            .stdin(std::process::Stdio::null());
+        let mut w = Proc::spawn(cmd, format!("{} on {:?}", watch_args.join(" "), db.backend));
+        // Announced once the ledger is open and migrated: it can be read from then on.
+        w.wait_stderr("watch: reconciling (start)", 1, Duration::from_secs(20));
+        w.wait_until_or(
+            "1.0 live in prod",
+            Duration::from_secs(20),
+            || live_in_prod(db).as_deref() == Some("1.0"),
+            || format!("\n(live: {:?})", live_in_prod(db)),
+        );
+
+        std::fs::write(
+            origin.join("manifests/shipctl.yaml"),
+            manifest(&["1.0", "2.0"], "2.0"),
+        )
+        .expect("manifest");
+        git(&origin, &["commit", "-q", "-am", "2.0"]);
+        let pull: Vec<String> = pull_args
+            .iter()
+            .map(|a| {
+                if *a == checkout {
+                    clone.display().to_string()
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        let out = Command::new("git").args(&pull).output().expect("git pull");
+        assert!(
+            out.status.success(),
+            "git {pull:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        w.wait_until_or(
+            "2.0 live in prod after the pull",
+            Duration::from_secs(20),
+            || live_in_prod(db).as_deref() == Some("2.0"),
+            || format!("\n(live: {:?})", live_in_prod(db)),
+        );
+        assert!(
+            w.stderr()
+                .contains("watch: reconciling (manifests changed)"),
+            "{}",
+            w.log()
+        );
+        w.signal(libc::SIGTERM);
+        let status = w.wait_exit(Duration::from_secs(5), "SIGTERM");
+        assert_eq!(status.code(), Some(0), "{}", w.log());
+    });
+}
