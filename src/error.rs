@@ -14,6 +14,8 @@ pub enum Kind {
     /// The connection failed or the server did not answer in time: worth a
     /// new connection and another try where the step allows it. Exit 1.
     Connection,
+    /// The command line itself is wrong (clap's usage errors). Exit 1.
+    Usage,
     /// A signal stopped the command before it claimed anything. Exit 130/143.
     Interrupted(Signal),
     /// A deployment ran and failed (rolled back), or a gate rejected it. Exit 3.
@@ -97,6 +99,24 @@ impl Error {
         }
     }
 
+    /// A usage error as clap renders it: its first line is the message, the
+    /// rest (the usage line, where to find help) the hint.
+    pub fn usage(rendered: &str) -> Error {
+        let text = rendered.trim();
+        let (first, rest) = text.split_once('\n').unwrap_or((text, ""));
+        let message = first.trim_start_matches("error:").trim().to_string();
+        let hint: Vec<&str> = rest
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        Error {
+            kind: Kind::Usage,
+            message,
+            hint: (!hint.is_empty()).then(|| hint.join("; ")),
+        }
+    }
+
     pub fn interrupted(signal: Signal, message: impl Into<String>) -> Error {
         Error {
             kind: Kind::Interrupted(signal),
@@ -117,7 +137,7 @@ impl Error {
 
     pub fn exit(&self) -> Exit {
         match self.kind {
-            Kind::Input | Kind::Database | Kind::Connection => Exit::Error,
+            Kind::Input | Kind::Usage | Kind::Database | Kind::Connection => Exit::Error,
             Kind::Failed => Exit::Failed,
             Kind::Blocked => Exit::Blocked,
             Kind::Interrupted(signal) => Exit::Interrupted(signal),
@@ -131,6 +151,7 @@ impl Error {
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             Kind::Input => "input",
+            Kind::Usage => "usage",
             Kind::Database => "database",
             Kind::Connection => "connection",
             Kind::Failed => "failed",

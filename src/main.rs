@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use shipctl::cli::Cli;
+use shipctl::cli::{Cli, Output};
 use shipctl::render::Printer;
 
 fn main() {
@@ -21,15 +21,36 @@ fn one_malloc_arena() {
     }
 }
 
+/// Whether the command line asks for JSON, read from the raw arguments: a
+/// usage error is reported before clap has parsed anything, and a script that
+/// asked for JSON gets JSON then too.
+fn wants_json() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    args.iter().any(|a| a == "--output=json" || a == "-ojson")
+        || args
+            .windows(2)
+            .any(|w| (w[0] == "--output" || w[0] == "-o") && w[1] == "json")
+}
+
 fn run() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
             // Usage errors exit 1, not clap's 2: in CI scripts 2 means "changes pending".
             return match e.kind() {
-                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-                _ => 1,
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    0
+                }
+                _ if wants_json() => {
+                    let usage = shipctl::error::Error::usage(&e.render().to_string());
+                    Printer::new(Output::Json).error(&usage);
+                    usage.exit_code()
+                }
+                _ => {
+                    let _ = e.print();
+                    1
+                }
             };
         }
     };

@@ -255,3 +255,42 @@ fn markdown_works_for_a_dry_run_and_is_refused_elsewhere() {
         );
     });
 }
+
+/// A script that asked for JSON gets JSON for a usage error too: one object,
+/// kind `usage`, exit 1, nothing on stderr; without `--output json` clap's
+/// text stays.
+#[test]
+fn usage_errors_are_json_when_json_was_asked_for() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    for args in [
+        vec!["--output", "json", "status", "--bogus"],
+        vec!["status", "--output=json", "--env", "nope"],
+        vec![
+            "--output",
+            "json",
+            "deploy",
+            "--release",
+            "x",
+            "--env",
+            "prod",
+        ],
+        vec!["--output", "json", "stauts"],
+    ] {
+        let r = db.run(&args);
+        assert_eq!(r.code, 1, "{args:?}: {}\n{}", r.stdout, r.stderr);
+        assert!(r.stderr.is_empty(), "{args:?}: stderr {}", r.stderr);
+        let v = r.json();
+        let e = &v["error"];
+        assert_eq!(e["kind"], "usage", "{args:?}: {v}");
+        assert_eq!(e["exit_code"], 1, "{args:?}: {v}");
+        let message = e["message"].as_str().unwrap_or_default();
+        assert!(
+            !message.is_empty() && !message.starts_with("error:"),
+            "{args:?}: {v}"
+        );
+    }
+    let r = db.run(&["status", "--bogus"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.starts_with("error:"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+}
