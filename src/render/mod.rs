@@ -20,7 +20,7 @@ pub struct Printer {
 
 #[derive(Clone, Copy)]
 pub struct Style {
-    color: bool,
+    pub(super) color: bool,
 }
 
 impl Printer {

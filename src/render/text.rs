@@ -25,10 +25,12 @@ fn state(s: &Style, etat: Etat) -> String {
 
 /// Columns padded by characters, not bytes, so `réussi` lines up with `planifié`.
 fn table(s: &Style, headers: &[&str], rows: &[Vec<(String, String)>], indent: &str) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    // Columns on a terminal: a wide character (CJK, most emoji) takes two.
+    let cols = |text: &str| unicode_width::UnicodeWidthStr::width(text);
+    let mut widths: Vec<usize> = headers.iter().map(|h| cols(h)).collect();
     for row in rows {
         for (i, (plain, _)) in row.iter().enumerate() {
-            widths[i] = widths[i].max(plain.chars().count());
+            widths[i] = widths[i].max(cols(plain));
         }
     }
     let mut out = String::new();
@@ -38,7 +40,7 @@ fn table(s: &Style, headers: &[&str], rows: &[Vec<(String, String)>], indent: &s
         for (i, (plain, shown)) in cells.into_iter().enumerate() {
             l.push_str(&shown);
             if i < last {
-                l.push_str(&" ".repeat(widths[i] - plain.chars().count() + 2));
+                l.push_str(&" ".repeat(widths[i] - cols(&plain) + 2));
             }
         }
         l.push('\n');
@@ -605,6 +607,24 @@ impl Text for History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_characters_keep_the_columns_aligned() {
+        let s = Style { color: false };
+        let rows = vec![
+            vec![plain("山田"), plain("approved")],
+            vec![plain("bob"), plain("approved")],
+        ];
+        let out = table(&s, &["ACTOR", "STATE"], &rows, "");
+        let starts: Vec<usize> = out
+            .lines()
+            .map(|l| {
+                let at = l.find("approved").or_else(|| l.find("STATE")).unwrap_or(0);
+                unicode_width::UnicodeWidthStr::width(&l[..at])
+            })
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] == w[1]), "{out}");
+    }
 
     #[test]
     fn thousands_are_grouped() {
