@@ -43,7 +43,7 @@ pub async fn run(
     printer: &Printer,
 ) -> Result<Exit> {
     let dir = a.manifests.manifests.clone();
-    let (tx, mut changes) = mpsc::unbounded_channel::<Vec<PathBuf>>();
+    let (tx, changes) = mpsc::unbounded_channel::<Vec<PathBuf>>();
     let cannot_watch = |e: notify::Error| {
         Error::input(format!("cannot watch {}: {e}", dir.display()))
             .hint("check the directory exists, or use --poll on file systems without events")
@@ -74,6 +74,12 @@ pub async fn run(
     } else {
         DEBOUNCE
     };
+    let mut eyes = Eyes {
+        place,
+        watchers,
+        changes,
+        quiet,
+    };
 
     let stop = supervisor::token();
     let mut desires = Desires::new(&dir);
@@ -87,16 +93,7 @@ pub async fn run(
         // The start and the resync read the manifests again (a change the
         // watcher could not see is caught here), once they are stable.
         if matches!(reason, "start" | "periodic resync") {
-            let settled = settle(
-                &mut place,
-                &mut watchers,
-                &mut changes,
-                quiet,
-                &stop,
-                printer,
-            )
-            .await;
-            match settled {
+            match eyes.settle(&stop, printer).await {
                 Some(snapshot) => {
                     desires.take(snapshot, printer);
                 }
@@ -145,22 +142,13 @@ pub async fn run(
         let gated = desires.last_good.as_ref().is_some_and(has_approval_gates);
         reason = loop {
             tokio::select! {
-                Some(paths) = changes.recv() => {
-                    match place.concerns(&paths) {
+                Some(paths) = eyes.changes.recv() => {
+                    match eyes.place.concerns(&paths) {
                         Concern::Nothing => continue,
-                        Concern::Place => place.rearm(&mut watchers, printer),
+                        Concern::Place => eyes.place.rearm(&mut eyes.watchers, printer),
                         Concern::Content => {}
                     }
-                    let settled = settle(
-                        &mut place,
-                        &mut watchers,
-                        &mut changes,
-                        quiet,
-                        &stop,
-                        printer,
-                    )
-                    .await;
-                    match settled {
+                    match eyes.settle(&stop, printer).await {
                         Some(snapshot) => {
                             if desires.take(snapshot, printer) {
                                 break "manifests changed";
@@ -187,45 +175,56 @@ pub async fn run(
     Ok(Exit::Done)
 }
 
-/// Waits until the manifests have been stable for `quiet`: no relevant event
-/// for that long, and the same names and bytes read before and after it. So a
-/// rebase, a checkout or a script writing file after file is applied once, in
-/// its final state. `None` when asked to stop.
-async fn settle(
-    place: &mut Place,
-    watchers: &mut Watchers,
-    changes: &mut Changes,
+/// What the watch looks at: where the manifests are, the watchers on it, the
+/// events they send, and how long they must stay quiet.
+struct Eyes {
+    place: Place,
+    watchers: Watchers,
+    changes: Changes,
     quiet: Duration,
-    stop: &CancellationToken,
-    printer: &Printer,
-) -> Option<Snapshot> {
-    let mut before = digest(&place.given);
-    loop {
-        let mut until = tokio::time::Instant::now() + quiet;
+}
+
+impl Eyes {
+    /// Waits until the manifests have been stable for `quiet`: no relevant
+    /// event for that long, and the same names and bytes read before and after
+    /// it. So a rebase, a checkout or a script writing file after file is
+    /// applied once, in its final state. `None` when asked to stop.
+    async fn settle(&mut self, stop: &CancellationToken, printer: &Printer) -> Option<Snapshot> {
+        let Eyes {
+            place,
+            watchers,
+            changes,
+            quiet,
+        } = self;
+        let quiet = *quiet;
+        let mut before = digest(&place.given);
         loop {
-            tokio::select! {
-                biased;
-                _ = stop.cancelled() => return None,
-                Some(paths) = changes.recv() => match place.concerns(&paths) {
-                    Concern::Nothing => {}
-                    Concern::Content => until = tokio::time::Instant::now() + quiet,
-                    Concern::Place => {
-                        place.rearm(watchers, printer);
-                        until = tokio::time::Instant::now() + quiet;
-                    }
-                },
-                _ = tokio::time::sleep_until(until) => break,
+            let mut until = tokio::time::Instant::now() + quiet;
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.cancelled() => return None,
+                    Some(paths) = changes.recv() => match place.concerns(&paths) {
+                        Concern::Nothing => {}
+                        Concern::Content => until = tokio::time::Instant::now() + quiet,
+                        Concern::Place => {
+                            place.rearm(watchers, printer);
+                            until = tokio::time::Instant::now() + quiet;
+                        }
+                    },
+                    _ = tokio::time::sleep_until(until) => break,
+                }
             }
-        }
-        // A replacement whose events were lost (or came before the new
-        // directory could be watched) is caught here, before the read.
-        if place.moved() {
-            place.rearm(watchers, printer);
-        }
-        match Snapshot::read(&place.given) {
-            Some(snapshot) if snapshot.digest == before => return Some(snapshot),
-            Some(snapshot) => before = snapshot.digest,
-            None => before = digest(&place.given),
+            // A replacement whose events were lost (or came before the new
+            // directory could be watched) is caught here, before the read.
+            if place.moved() {
+                place.rearm(watchers, printer);
+            }
+            match Snapshot::read(&place.given) {
+                Some(snapshot) if snapshot.digest == before => return Some(snapshot),
+                Some(snapshot) => before = snapshot.digest,
+                None => before = digest(&place.given),
+            }
         }
     }
 }
