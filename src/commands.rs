@@ -69,7 +69,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         let store = if reads_only(&cli.command) {
             Store::open_read(&url, limits).await?
         } else {
-            Store::open_with(&url, limits).await?
+            Store::open(&url, limits).await?
         };
         let mut engine = Engine::new(store, who);
         let result = execute(cli.command, desired, &mut engine, printer).await;
@@ -102,13 +102,12 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
 
 /// Whether the command may write the ledger (and so records an actor).
 fn writes(command: &Command) -> bool {
-    match command {
-        Command::Status { .. } | Command::History { .. } | Command::Audit { .. } => false,
-        Command::Check { .. } => false,
-        Command::Release(a) => a.create.is_some(),
-        Command::Reconcile(a) => !a.dry_run,
-        _ => true,
-    }
+    let offline_or_dry = match command {
+        Command::Check { .. } => true,
+        Command::Reconcile(a) => a.dry_run,
+        _ => false,
+    };
+    !offline_or_dry && !reads_only(command)
 }
 
 /// Commands that only read the ledger (`reconcile --dry-run` has its own path).

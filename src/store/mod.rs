@@ -26,16 +26,6 @@ pub struct Limits {
     pub holder: &'static str,
 }
 
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            connect: Duration::from_secs(10),
-            lock: Duration::from_secs(30),
-            holder: "shipctl",
-        }
-    }
-}
-
 impl Limits {
     /// How long a whole short transaction may take before the server is
     /// presumed gone: the lock wait it may legitimately do, plus a margin for
@@ -65,13 +55,9 @@ pub struct Store {
 impl Store {
     /// Connects and brings the schema up to date. On an up-to-date database this
     /// costs one query beyond the connection itself.
-    pub async fn open(url: &DbUrl) -> Result<Store> {
-        Store::open_with(url, Limits::default()).await
-    }
-
-    pub async fn open_with(url: &DbUrl, limits: Limits) -> Result<Store> {
+    pub async fn open(url: &DbUrl, limits: Limits) -> Result<Store> {
         let mut store = Store::connect(url, url.driver_url(), limits).await?;
-        if !matches!(migrate::is_current(&mut store.conn).await, Ok(true)) {
+        if !migrate::is_current(&mut store.conn).await {
             // Migrating is writing: wait for other writers like any writer does,
             // and for another process's migration (60s at most on MariaDB).
             crate::supervisor::phase_for(limits.answer() + Duration::from_secs(60));
