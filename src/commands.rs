@@ -27,10 +27,10 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
     // Offline: no database is opened, so pull requests from forks need no credentials.
     if let Command::Check { manifests } = &cli.command {
         let desired = manifest::load(&manifests.manifests)?;
-        printer.emit(&Checked {
-            manifests: manifests.manifests.display().to_string(),
+        printer.emit(&Checked::new(
+            manifests.manifests.display().to_string(),
             desired,
-        });
+        ));
         return Ok(Exit::Done);
     }
     // Manifests are read before the database is touched: invalid ones change nothing.
@@ -56,6 +56,9 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
     };
     supervisor::set_answer_limit(limits.answer());
     let watch = matches!(&cli.command, Command::Reconcile(a) if a.watch);
+    if watch {
+        printer.stream();
+    }
     let work = async {
         if let (Command::Reconcile(a), Some(desired)) = (&cli.command, &desired)
             && a.dry_run
@@ -131,7 +134,9 @@ async fn execute(
             if let (Some(version), Some(tag)) = (args.create, args.tag) {
                 printer.emit(&engine.create_release(&version, &tag).await?);
             } else {
-                printer.emit(&engine.releases().await?);
+                printer.emit(&crate::render::Releases {
+                    releases: engine.releases().await?,
+                });
             }
             Ok(Exit::Done)
         }
@@ -291,24 +296,45 @@ fn overrides(sim: &SimArgs) -> Overrides {
     }
 }
 
+/// `check`: the desired state, environments in promotion order.
 #[derive(Serialize)]
 struct Checked {
     manifests: String,
+    releases: Vec<manifest::DeclaredRelease>,
+    environments: Vec<CheckedEnv>,
+}
+
+#[derive(Serialize)]
+struct CheckedEnv {
+    env: Env,
     #[serde(flatten)]
-    desired: Desired,
+    spec: manifest::EnvSpec,
+}
+
+impl Checked {
+    fn new(manifests: String, desired: Desired) -> Checked {
+        Checked {
+            manifests,
+            releases: desired.releases,
+            environments: desired
+                .environments
+                .into_iter()
+                .map(|(env, spec)| CheckedEnv { env, spec })
+                .collect(),
+        }
+    }
 }
 
 impl Text for Checked {
     fn text(&self, s: &Style) -> String {
-        let d = &self.desired;
         let mut out = format!(
             "{} {} is valid: {} release(s), {} managed environment(s)\n",
             s.green("✓"),
             self.manifests,
-            d.releases.len(),
-            d.environments.len()
+            self.releases.len(),
+            self.environments.len()
         );
-        for (env, spec) in &d.environments {
+        for CheckedEnv { env, spec } in &self.environments {
             let mut line = format!("  {:<8} {}", env.as_str(), spec.release);
             if let Some(r) = spec.policy.requires {
                 line.push_str(&format!("  requires {r}"));

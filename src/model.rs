@@ -126,6 +126,45 @@ impl OnFailure {
     }
 }
 
+// ---------------------------------------------------------------- times
+
+/// A time read from the ledger: UTC to the second, as the dialect's `{ts:…}`
+/// renders it (`2026-11-30 20:21:06`). Shown like that on a terminal (the
+/// tables say "UTC"); written as RFC 3339 (`2026-11-30T20:21:06Z`) in JSON.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Utc(String);
+
+impl Utc {
+    pub fn new(ledger_text: String) -> Utc {
+        Utc(ledger_text)
+    }
+
+    /// `2026-11-30T20:21:06Z`.
+    pub fn rfc3339(&self) -> String {
+        format!("{}Z", self.0.replacen(' ', "T", 1))
+    }
+}
+
+/// The ledger's text, for messages and tables.
+impl std::ops::Deref for Utc {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Utc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for Utc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.rfc3339())
+    }
+}
+
 // ---------------------------------------------------------------- limits
 //
 // Every string that reaches a bounded column is checked here, in characters or

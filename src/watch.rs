@@ -634,7 +634,7 @@ async fn round(
     match engine.reconcile(desired, overrides, a.fail_fast).await {
         Ok(result) => {
             let interrupted = result.interrupted();
-            printer.emit_line(&ReconcileView {
+            printer.emit(&ReconcileView {
                 manifests: dir.display().to_string(),
                 result,
             });

@@ -34,12 +34,11 @@ pub struct Execution {
     pub duration_ms: u128,
     pub executor: String,
     /// A stale deployment this command recovered on its way.
+    #[serde(rename = "recovered_id")]
     pub recovered: Option<i64>,
     /// For a rollback: the deployment that was rolled back.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rolled_back: Option<Deployment>,
     /// Where each gate stood when the deployment was validated (or rejected).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateState>,
 }
 

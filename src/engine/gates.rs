@@ -32,19 +32,13 @@ pub struct GateState {
     pub kind: &'static str,
     pub status: GateStatus,
     /// Approvals the gate requires.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub required: Option<u32>,
     /// Who may approve; `None`: anyone.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub approvers: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub approved_by: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub rejected_by: Option<String>,
     /// A rejection's reason, or a command's outcome and output.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
 }
 
@@ -513,7 +507,6 @@ pub struct Approval {
     pub gate: String,
     /// `approved` or `rejected`.
     pub decision: &'static str,
-    #[serde(rename = "acteur")]
     pub actor: String,
     /// False when this person's newest decision was already this one.
     pub recorded: bool,
@@ -522,6 +515,7 @@ pub struct Approval {
     /// Whether the approval gates now let the deployment be validated.
     pub ready: bool,
     /// A stale deployment this command recovered on its way.
+    #[serde(rename = "recovered_id")]
     pub recovered: Option<i64>,
 }
 

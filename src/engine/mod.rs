@@ -168,7 +168,6 @@ pub struct EnvStatus {
     /// nothing acts on the environment's policy until shipctl is upgraded.
     pub newer_policy: Option<NewerPolicy>,
     /// Where the gates of each pending deployment stand (environments with gates).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<DeploymentGates>,
     pub recent: Vec<Deployment>,
 }
@@ -182,7 +181,7 @@ pub struct NewerPolicy {
 /// The gates of one deployment.
 #[derive(Debug, Serialize)]
 pub struct DeploymentGates {
-    #[serde(rename = "id_deploiement")]
+    #[serde(rename = "deployment_id")]
     pub deployment: i64,
     pub gates: Vec<GateState>,
 }
@@ -213,6 +212,7 @@ pub struct Unpinned {
     pub env: Env,
     pub pin: Pin,
     /// A stale deployment this command recovered on its way.
+    #[serde(rename = "recovered_id")]
     pub recovered: Option<i64>,
 }
 

@@ -441,7 +441,7 @@ impl Engine {
                     format!(
                         "{env}: policy from {}: {}",
                         spec.file.display(),
-                        serde_json::to_string(&spec.policy).unwrap_or_default()
+                        crate::manifest::stored::compact(&spec.policy)
                     ),
                 ),
             )

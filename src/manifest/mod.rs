@@ -25,7 +25,7 @@ pub const API_VERSION: &str = "shipctl/v1";
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
 /// What the manifests declare.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
     pub releases: Vec<DeclaredRelease>,
     pub environments: BTreeMap<Env, EnvSpec>,
@@ -51,11 +51,11 @@ pub struct EnvSpec {
 /// imperative commands on any machine apply the same rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policy {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub requires: Option<Env>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub gates: Vec<NamedGate>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub executor: Option<ExecutorSpec>,
     /// Defaults only matter to a stored policy read leniently (`stored::read`).
     #[serde(default = "default_on_failure")]
@@ -636,7 +636,7 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
     };
     // Stored as JSON by reconcile (and recorded in the audit log): bounded here so
     // that a PR check refuses it, the same way for every backend.
-    let stored = serde_json::to_string(&policy).map_or(usize::MAX, |j| j.len());
+    let stored = stored::compact(&policy).len();
     if stored > MAX_POLICY_BYTES {
         return Err(Error::input(format!(
             "{}: environments.{env}: the policy is {stored} bytes once stored; at most \

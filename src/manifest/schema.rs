@@ -42,17 +42,14 @@ pub struct Environment {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub approvals: Option<u32>,
     /// Who may approve an `approvals:` gate; anyone when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub approvers: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when the gate's command is stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub kill_grace: Option<DurationText>,
 }
 
@@ -60,18 +57,18 @@ pub struct Gate {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub simulate: Option<SimulateSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub command: Option<CommandSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulateSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub duration: Option<DurationText>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub failure_rate: Option<f64>,
 }
 
@@ -79,12 +76,12 @@ pub struct SimulateSpec {
 #[serde(deny_unknown_fields)]
 pub struct CommandSpec {
     pub run: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub rollback: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub timeout: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when the run or the rollback is stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub kill_grace: Option<DurationText>,
 }
 

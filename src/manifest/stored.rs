@@ -16,6 +16,25 @@ pub struct StoredPolicy {
     pub unknown: Vec<String>,
 }
 
+/// The JSON a policy (or a part of it) is stored and shown in: fields that are
+/// absent (`null`) or empty lists are left out, so the stored text says only
+/// what the manifests say. Output for scripts (`--output json`) keeps them.
+pub fn compact<T: serde::Serialize>(value: &T) -> String {
+    fn prune(v: &mut Value) {
+        match v {
+            Value::Object(map) => {
+                map.retain(|_, x| !(x.is_null() || x.as_array().is_some_and(Vec::is_empty)));
+                map.values_mut().for_each(prune);
+            }
+            Value::Array(items) => items.iter_mut().for_each(prune),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
+    prune(&mut v);
+    v.to_string()
+}
+
 /// Reads the JSON of `environnements.policy` leniently. An error only when it is
 /// not a JSON object at all (a corrupt row, not a newer version).
 pub fn read(json: &str) -> Result<StoredPolicy, String> {

@@ -33,14 +33,11 @@ pub struct ActualEnv {
 pub struct Dep {
     pub id: i64,
     pub version: String,
-    #[serde(rename = "etat")]
     pub state: Etat,
     /// An `en_cours` row whose lease expired.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stale: bool,
     /// For a pending deployment: the gates it waits on, or that rejected it
     /// ("qa: 0 of 1 approval; may approve: alice, bob").
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting: Vec<String>,
 }
 
@@ -79,20 +76,15 @@ pub struct EnvPlan {
     pub live: Option<String>,
     pub action: Action,
     /// A deployment whose holder died, to be marked `échec` first.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub recover: Option<Dep>,
     /// The rollback pin lifts: the manifests moved on from the release it held back.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lift_pin: bool,
     /// Pending deployments of other releases, superseded.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cancel: Vec<Dep>,
     /// The stored policy differs from the manifests'.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub update_policy: bool,
     /// The stored policy has fields this version does not know: applying is
     /// refused (exit 1) until shipctl is upgraded.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub policy_unknown: Vec<String>,
 }
 

@@ -10,10 +10,12 @@ use serde::Serialize;
 use std::io::{IsTerminal, Write};
 
 pub use plan::{DryRun, Ledger, ReconcileView, describe};
-pub use text::Text;
+pub use text::{Releases, Text};
 
 pub struct Printer {
     json: bool,
+    /// A stream of results (watch mode): JSON Lines, errors included.
+    stream: bool,
     style: Style,
     err_style: Style,
 }
@@ -29,6 +31,7 @@ impl Printer {
         let json = output == Output::Json;
         Printer {
             json,
+            stream: false,
             style: Style {
                 color: !json && !no_color && std::io::stdout().is_terminal(),
             },
@@ -40,24 +43,32 @@ impl Printer {
 
     pub fn emit<T: Serialize + Text>(&self, value: &T) {
         let out = if self.json {
-            match serde_json::to_string_pretty(value) {
-                Ok(s) => s,
-                Err(e) => format!("{{\"error\": {{\"message\": \"cannot encode output: {e}\"}}}}"),
-            }
+            self.json(value)
         } else {
             value.text(&self.style)
         };
         self.write_stdout(&out);
     }
 
-    /// One result of a stream (watch mode): compact JSON, one object per line.
-    pub fn emit_line<T: Serialize + Text>(&self, value: &T) {
-        if self.json {
-            let line = serde_json::to_string(value).unwrap_or_default();
-            self.write_stdout(&line);
+    /// From now on, results and errors are a stream (watch mode): in JSON,
+    /// one compact object per line.
+    pub fn stream(&mut self) {
+        self.stream = true;
+    }
+
+    fn json<T: Serialize>(&self, value: &T) -> String {
+        let encoded = if self.stream {
+            serde_json::to_string(value)
         } else {
-            self.write_stdout(&value.text(&self.style));
-        }
+            serde_json::to_string_pretty(value)
+        };
+        encoded.unwrap_or_else(|e| {
+            serde_json::json!({"error": {
+                "kind": "internal", "message": format!("cannot encode output: {e}"),
+                "hint": null, "exit_code": 1,
+            }})
+            .to_string()
+        })
     }
 
     /// A progress note for people, on stderr; nothing in JSON mode.
@@ -89,7 +100,7 @@ impl Printer {
                     "exit_code": e.exit_code(),
                 }
             });
-            self.write_stdout(&serde_json::to_string_pretty(&body).unwrap_or_default());
+            self.write_stdout(&self.json(&body));
         } else {
             // A message may quote stored text (a reason, a holder's name): on a
             // terminal its control characters are shown, not obeyed.

@@ -21,8 +21,16 @@ pub struct DryRun {
     pub held_back: Vec<crate::model::Env>,
     pub plan: Plan,
     /// What applying would execute, per environment that would deploy (shown, never run).
-    pub would_run: std::collections::BTreeMap<crate::model::Env, String>,
+    pub would_run: Vec<WouldRun>,
     pub diff: String,
+}
+
+/// What applying the plan would execute in one environment.
+#[derive(Debug, Serialize)]
+pub struct WouldRun {
+    pub env: crate::model::Env,
+    /// "simulated", "command: ./deploy.sh {version}", preceded by the gates it waits on.
+    pub run: String,
 }
 
 /// What a dry run planned from.
@@ -35,6 +43,13 @@ pub enum Ledger {
 }
 
 impl DryRun {
+    fn would_run(&self, env: crate::model::Env) -> Option<&str> {
+        self.would_run
+            .iter()
+            .find(|w| w.env == env)
+            .map(|w| w.run.as_str())
+    }
+
     pub fn new(
         manifests: String,
         desired: &Desired,
@@ -77,7 +92,10 @@ impl DryRun {
                     .filter(|p| !p.waiting.is_empty())
                     .map(|p| format!("{}; ", p.waiting.join("; ")))
                     .unwrap_or_default();
-                Some((e.env, format!("{waiting}{}", executes(policy))))
+                Some(WouldRun {
+                    env: e.env,
+                    run: format!("{waiting}{}", executes(policy)),
+                })
             })
             .collect();
         DryRun {
@@ -132,7 +150,7 @@ impl DryRun {
                 cell(
                     &describe(e)
                         .into_iter()
-                        .chain(self.would_run.get(&e.env).cloned())
+                        .chain(self.would_run(e.env).map(str::to_string))
                         .collect::<Vec<_>>()
                         .join("; ")
                 )
@@ -278,8 +296,8 @@ impl Text for DryRun {
         );
         for e in &self.plan.environments {
             let mut steps = describe(e);
-            if let Some(run) = self.would_run.get(&e.env) {
-                steps.push(run.clone());
+            if let Some(run) = self.would_run(e.env) {
+                steps.push(run.to_string());
             }
             let shown = if e.has_changes() {
                 s.yellow(&steps.join("; "))
@@ -400,14 +418,14 @@ fn env_text(env: &str, release: Option<&str>, p: &Policy) -> String {
     if let Some(x) = &p.executor {
         out.push_str(&format!(
             "  executor: {}\n",
-            serde_json::to_string(x).unwrap_or_default()
+            crate::manifest::stored::compact(x)
         ));
     }
     for g in &p.gates {
         out.push_str(&format!(
             "  gate {}: {}\n",
             g.name,
-            serde_json::to_string(&g.gate).unwrap_or_default()
+            crate::manifest::stored::compact(&g.gate)
         ));
     }
     out

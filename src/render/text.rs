@@ -7,6 +7,7 @@ use crate::engine::{
 };
 use crate::model::Etat;
 use crate::store::ledger::{AuditRow, Deployment, Release};
+use serde::Serialize;
 
 pub trait Text {
     fn text(&self, s: &Style) -> String;
@@ -147,13 +148,20 @@ impl Text for Release {
     }
 }
 
-impl Text for Vec<Release> {
+/// `release --list`.
+#[derive(Serialize)]
+pub struct Releases {
+    pub releases: Vec<Release>,
+}
+
+impl Text for Releases {
     fn text(&self, s: &Style) -> String {
-        if self.is_empty() {
+        if self.releases.is_empty() {
             return "No releases yet. Create one with `shipctl release --create 1.0.0 --tag v1.0.0`."
                 .into();
         }
         let rows: Vec<_> = self
+            .releases
             .iter()
             .map(|r| {
                 vec![

@@ -3,7 +3,7 @@
 
 use super::Dialect;
 use crate::manifest::Policy;
-use crate::model::{Env, Etat, OnFailure};
+use crate::model::{Env, Etat, OnFailure, Utc};
 use crate::since::Since;
 use serde::Serialize;
 use sqlx::any::AnyRow;
@@ -16,7 +16,7 @@ pub struct Release {
     pub id: i64,
     pub version: String,
     pub tag: String,
-    pub created_at: String,
+    pub created_at: Utc,
 }
 
 #[derive(Debug, Clone)]
@@ -80,7 +80,7 @@ pub struct Pin {
     /// The release the reconciler must not redeploy while the pin holds.
     pub blocks_release_id: Option<i64>,
     pub blocks_version: Option<String>,
-    pub since: Option<String>,
+    pub since: Option<Utc>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,25 +92,18 @@ pub struct Deployment {
     pub env: Env,
     #[serde(skip)]
     pub env_id: i64,
-    #[serde(rename = "etat")]
     pub state: Etat,
-    #[serde(rename = "date_deploiement")]
-    pub date: String,
+    /// `date_deploiement`: when the row last changed state (planned, claimed, finished).
+    pub date: Utc,
     pub attempts: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fencing_token: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lease_holder: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lease_expires_at: Option<String>,
+    pub lease_expires_at: Option<Utc>,
     /// An `en_cours` row whose lease has expired: its holder stopped heartbeating.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub lease_stale: bool,
     /// A pending row whose command gates a process is running now (an unexpired
     /// hold: `lease_holder` until `lease_expires_at`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gates_running: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub restores_id: Option<i64>,
 }
 
@@ -126,6 +119,15 @@ pub struct Audit<'a> {
     pub actor: &'a str,
 }
 
+/// A `{ts:…}` column.
+fn ts(row: &AnyRow, col: &str) -> Res<Utc> {
+    row.try_get(col).map(Utc::new)
+}
+
+fn ts_opt(row: &AnyRow, col: &str) -> Res<Option<Utc>> {
+    Ok(row.try_get::<Option<String>, _>(col)?.map(Utc::new))
+}
+
 // ---------------------------------------------------------------- releases
 
 const RELEASE_COLS: &str =
@@ -136,7 +138,7 @@ fn release(row: &AnyRow) -> Res<Release> {
         id: row.try_get("id")?,
         version: row.try_get("version")?,
         tag: row.try_get("tag_git")?,
-        created_at: row.try_get("date_creation")?,
+        created_at: ts(row, "date_creation")?,
     })
 }
 
@@ -204,7 +206,7 @@ fn env_from_row(row: &AnyRow, env: Env) -> Res<EnvRow> {
             version: row.try_get("pinned_version")?,
             blocks_release_id: row.try_get("pin_blocks_release_id")?,
             blocks_version: row.try_get("blocks_version")?,
-            since: row.try_get("pinned_at")?,
+            since: ts_opt(row, "pinned_at")?,
         }),
         None => None,
     };
@@ -239,8 +241,7 @@ pub async fn set_policy(
     env_id: i64,
     policy: &Policy,
 ) -> Res<()> {
-    let json =
-        serde_json::to_string(policy).map_err(|e| sqlx::Error::Encode(e.to_string().into()))?;
+    let json = crate::manifest::stored::compact(policy);
     sqlx::query(
         d.sql(
             "UPDATE environnements SET policy = ?, max_attempts = ?, on_failure = ? WHERE id = ?",
@@ -378,11 +379,11 @@ fn deployment(row: &AnyRow) -> Res<Deployment> {
         env: Env::parse(&nom).ok_or_else(|| bad("environment", &nom))?,
         env_id: row.try_get("id_env")?,
         state: Etat::parse(&etat).ok_or_else(|| bad("state", &etat))?,
-        date: row.try_get("date_deploiement")?,
+        date: ts(row, "date_deploiement")?,
         attempts: row.try_get("attempts")?,
         fencing_token: row.try_get("fencing_token")?,
         lease_holder: row.try_get("lease_holder")?,
-        lease_expires_at: row.try_get("lease_expires_at")?,
+        lease_expires_at: ts_opt(row, "lease_expires_at")?,
         lease_stale: row.try_get::<i64, _>("lease_stale")? == 1,
         gates_running: row.try_get::<i64, _>("gates_held")? == 1,
         restores_id: row.try_get("restores_id")?,
@@ -713,18 +714,19 @@ pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
 #[derive(Debug, Serialize)]
 pub struct AuditRow {
     pub id: i64,
+    #[serde(rename = "deployment_id")]
     pub deployment: Option<i64>,
     pub env: Option<String>,
     pub action: String,
-    #[serde(rename = "etat_avant")]
+    /// `etat_avant`.
+    #[serde(rename = "state_before")]
     pub before: Option<String>,
-    #[serde(rename = "etat_apres")]
+    /// `etat_apres`.
+    #[serde(rename = "state_after")]
     pub after: Option<String>,
     pub message: String,
-    #[serde(rename = "acteur")]
     pub actor: String,
-    #[serde(rename = "date_log")]
-    pub date: String,
+    pub date: Utc,
 }
 
 pub struct AuditFilter {
@@ -793,7 +795,7 @@ pub async fn audit_rows(c: &mut AnyConnection, d: Dialect, f: &AuditFilter) -> R
                 after: r.try_get("etat_apres")?,
                 message: r.try_get("message")?,
                 actor: r.try_get("acteur")?,
-                date: r.try_get("date_log")?,
+                date: ts(r, "date_log")?,
             })
         })
         .collect::<Res<Vec<_>>>()?;
@@ -819,18 +821,16 @@ pub async fn audit_count(c: &mut AnyConnection, d: Dialect, f: &AuditFilter) -> 
 #[derive(Debug, Clone, Serialize)]
 pub struct GateResult {
     pub id: i64,
-    #[serde(rename = "id_deploiement")]
+    #[serde(rename = "deployment_id")]
     pub deployment: i64,
     pub gate: String,
     /// `approval` or `command`.
     pub kind: String,
     /// `approved` / `rejected` for a person, `passed` / `failed` for a command.
     pub outcome: String,
-    #[serde(rename = "acteur")]
     pub actor: String,
     pub message: String,
-    #[serde(rename = "date_resultat")]
-    pub date: String,
+    pub date: Utc,
 }
 
 /// A gate result about to be written.
@@ -877,7 +877,7 @@ fn gate_result(row: &AnyRow) -> Res<GateResult> {
         outcome: row.try_get("outcome")?,
         actor: row.try_get("acteur")?,
         message: row.try_get("message")?,
-        date: row.try_get("date_resultat")?,
+        date: ts(row, "date_resultat")?,
     })
 }
 

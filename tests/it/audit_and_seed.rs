@@ -558,7 +558,7 @@ fn approve_recovers_a_dead_holder_in_its_environment() {
                 0,
             )
             .json();
-        assert!(j["recovered"].is_null(), "{j:#}");
+        assert!(j["recovered_id"].is_null(), "{j:#}");
         assert_eq!(
             db.scalar("SELECT COUNT(*) FROM deploiements WHERE etat = 'en_cours'"),
             "0"
@@ -601,7 +601,7 @@ fn unpin_recovers_a_dead_holder_in_its_environment() {
         let j = db
             .expect(&["unpin", "--env", "staging", "--output", "json"], 0)
             .json();
-        assert_eq!(j["recovered"], d4, "{j:#}");
+        assert_eq!(j["recovered_id"], d4, "{j:#}");
         assert_eq!(j["pin"]["version"], "1.0.0", "{j:#}");
         assert_eq!(db.state(d4), "échec");
         let (before, after, message) = expired_row(db, d4);

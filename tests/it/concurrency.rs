@@ -340,7 +340,7 @@ fn killed_holder_is_shown_stale_then_recovered_by_the_next_writer() {
             0,
         );
         let j = run.json();
-        assert_eq!(j["recovered"], d1, "{j:#}");
+        assert_eq!(j["recovered_id"], d1, "{j:#}");
         assert_eq!(j["outcome"], "succeeded");
         assert_eq!(db.state(d1), "échec");
         assert_eq!(db.state(d2), "réussi");
@@ -474,7 +474,7 @@ fn stale_holder_is_fenced(db: &TestDb, duration: Duration, wait_for_run_end: boo
         ],
         0,
     );
-    assert_eq!(run.json()["recovered"], d1);
+    assert_eq!(run.json()["recovered_id"], d1);
     assert_eq!(db.state(d1), "échec");
     assert_eq!(db.state(d2), "réussi");
     let expired = audit_rows(db, d1, "lease.expired");

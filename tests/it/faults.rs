@@ -665,7 +665,7 @@ fn a_server_down_longer_than_the_lease_fences_the_holder() {
             ],
             0,
         );
-        assert_eq!(out.json()["recovered"], d1, "{}", out.stdout);
+        assert_eq!(out.json()["recovered_id"], d1, "{}", out.stdout);
         assert_eq!(db.state(d1), "échec");
         assert_eq!(db.state(d2), "réussi");
         assert_eq!(

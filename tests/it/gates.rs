@@ -171,7 +171,7 @@ fn a_missing_approval_blocks_validate_until_someone_approves() {
         let st = db
             .expect(&["status", "--env", "prod", "--output", "json"], 0)
             .json();
-        assert_eq!(st["gates"][0]["id_deploiement"], id, "{st:#}");
+        assert_eq!(st["gates"][0]["deployment_id"], id, "{st:#}");
         let qa = gate(&st["gates"][0]["gates"], "qa");
         assert_eq!(qa["status"], "waiting");
         assert_eq!(qa["required"], 1);
@@ -191,7 +191,7 @@ fn a_missing_approval_blocks_validate_until_someone_approves() {
 
         let a = approve(db, id, "qa", &["--by", "alice"]);
         assert_eq!(a["decision"], "approved");
-        assert_eq!(a["acteur"], "alice");
+        assert_eq!(a["actor"], "alice");
         assert_eq!(a["recorded"], true);
         assert_eq!(a["ready"], true);
         assert_eq!(a["deployment"]["id"], id);
@@ -399,7 +399,7 @@ fn approving_twice_counts_once_and_two_approvals_need_two_people() {
         );
         assert_eq!(out.code, 0, "{}", out.stderr);
         let second = out.json();
-        assert_eq!(second["acteur"], "dave");
+        assert_eq!(second["actor"], "dave");
         assert_eq!(second["ready"], true);
         assert_eq!(
             gate(&second["gates"], "qa")["approved_by"],
@@ -963,27 +963,21 @@ fn history_and_audit_json_match_the_database() {
             let got = h["deployments"].as_array().expect("deployments");
             let want: Vec<Vec<String>> =
                 db.query(deployments_sql).into_iter().take(limit).collect();
-            let fields = ["id", "version", "tag", "etat", "attempts"];
-            same_rows(db, got, &fields, "date_deploiement", &want);
+            let fields = ["id", "version", "tag", "state", "attempts"];
+            same_rows(db, got, &fields, "date", &want);
             for (g, w) in got.iter().zip(&want) {
                 assert_eq!(g["env"], "prod");
                 let results = g["gate_results"].as_array().expect("gate_results");
                 let fields = [
                     "id",
-                    "id_deploiement",
+                    "deployment_id",
                     "gate",
                     "kind",
                     "outcome",
-                    "acteur",
+                    "actor",
                     "message",
                 ];
-                same_rows(
-                    db,
-                    results,
-                    &fields,
-                    "date_resultat",
-                    &db.query(&gates_sql(&w[0])),
-                );
+                same_rows(db, results, &fields, "date", &db.query(&gates_sql(&w[0])));
             }
             h
         };
@@ -992,7 +986,7 @@ fn history_and_audit_json_match_the_database() {
         // Newest first, and what happened to each, independently of the SQL above.
         let ids: Vec<i64> = deps.iter().map(|d| d["id"].as_i64().expect("id")).collect();
         assert_eq!(ids, [d3, d2, d1]);
-        let states: Vec<&str> = deps.iter().map(|d| d["etat"].as_str().unwrap()).collect();
+        let states: Vec<&str> = deps.iter().map(|d| d["state"].as_str().unwrap()).collect();
         assert_eq!(states, ["planifié", "échec", "réussi"]);
         let attempts: Vec<i64> = deps
             .iter()
@@ -1004,7 +998,7 @@ fn history_and_audit_json_match_the_database() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|r| (text(&r["acteur"]), text(&r["outcome"])))
+                .map(|r| (text(&r["actor"]), text(&r["outcome"])))
                 .collect()
         };
         let pair = |a: &str, o: &str| (a.to_string(), o.to_string());
@@ -1043,14 +1037,14 @@ fn history_and_audit_json_match_the_database() {
             ));
             let fields = [
                 "id",
-                "deployment",
+                "deployment_id",
                 "action",
-                "etat_avant",
-                "etat_apres",
+                "state_before",
+                "state_after",
                 "message",
-                "acteur",
+                "actor",
             ];
-            same_rows(db, got, &fields, "date_log", &want);
+            same_rows(db, got, &fields, "date", &want);
             assert!(got.iter().all(|g| g["env"] == "prod"), "{a:#}");
         }
         let a2 = db
@@ -1075,7 +1069,7 @@ fn history_and_audit_json_match_the_database() {
             ]
         );
         let rejected = &a2["rows"][2];
-        assert_eq!(rejected["acteur"], "bob");
+        assert_eq!(rejected["actor"], "bob");
         assert!(
             rejected["message"]
                 .as_str()
@@ -1517,7 +1511,12 @@ fn the_gated_example_runs_as_the_readme_shows() {
             .as_array()
             .expect("audit rows")
             .iter()
-            .filter_map(|r| Some((r["deployment"].as_i64()?, r["action"].as_str()?.to_string())))
+            .filter_map(|r| {
+                Some((
+                    r["deployment_id"].as_i64()?,
+                    r["action"].as_str()?.to_string(),
+                ))
+            })
             .collect();
         for (id, action) in [
             (1, "gate.approved"),

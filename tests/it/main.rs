@@ -13,6 +13,7 @@ mod faults;
 mod gates;
 mod help_text;
 mod interface_text;
+mod json_contract;
 mod ledger_access;
 mod limits;
 mod manifest_errors;

@@ -93,7 +93,7 @@ fn live(db: &TestDb, env: &str) -> Option<String> {
         .expect(&["status", "--env", env, "--output", "json"], 0)
         .json();
     if !st["live"].is_null() {
-        assert_eq!(st["live"]["etat"], "réussi", "{st:#}");
+        assert_eq!(st["live"]["state"], "réussi", "{st:#}");
     }
     st["live"]["version"].as_str().map(String::from)
 }

@@ -104,7 +104,7 @@ fn seed_scenario_on_every_backend() {
             .json();
         assert_eq!(st["live"]["version"], "1.0.1");
         assert_eq!(st["pending"][0]["id"], d2);
-        assert_eq!(st["pending"][0]["etat"], "planifié");
+        assert_eq!(st["pending"][0]["state"], "planifié");
         assert!(st["in_progress"].is_null());
         let text = db.expect(&["status", "--env", "prod"], 0).stdout;
         assert!(text.contains("live") && text.contains("1.0.1"), "{text}");
