@@ -20,4 +20,5 @@ mod newer_policy;
 mod progress;
 mod reconcile;
 mod seed_scenario;
+mod snapshots;
 mod watch;
