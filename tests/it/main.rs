@@ -8,6 +8,7 @@ mod bad_input;
 mod child_processes;
 mod command_executor;
 mod concurrency;
+mod docs;
 mod examples;
 mod faults;
 mod gates;
