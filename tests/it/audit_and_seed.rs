@@ -140,12 +140,6 @@ fn expired_row(db: &TestDb, deploy: i64) -> (String, String, String) {
     (rows[0][0].clone(), rows[0][1].clone(), rows[0][2].clone())
 }
 
-fn declare(db: &TestDb, text: &str) {
-    let dir = db.dir.path().join("manifests");
-    std::fs::create_dir_all(&dir).expect("manifest dir");
-    std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
-}
-
 // ---------------------------------------------------------------- --since
 
 #[test]

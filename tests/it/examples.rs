@@ -94,12 +94,6 @@ fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
     }
 }
 
-fn declare(db: &TestDb, text: &str) {
-    let dir = db.dir.path().join("manifests");
-    std::fs::create_dir_all(&dir).expect("manifest dir");
-    std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
-}
-
 const GATED: &str = r#"releases:
   - { version: "1.0", tag: v1.0 }
 environments:

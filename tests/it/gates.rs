@@ -34,13 +34,6 @@ fn manifest(releases: &[&str], release: &str, gates: &[&str], executor: &str) ->
     s
 }
 
-/// Replaces the whole desired state: `manifests/shipctl.yaml`.
-fn declare(db: &TestDb, text: &str) {
-    let dir = db.dir.path().join("manifests");
-    std::fs::create_dir_all(&dir).expect("manifest dir");
-    std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
-}
-
 fn exists(db: &TestDb, name: &str) -> bool {
     db.dir.path().join(name).exists()
 }

@@ -360,6 +360,13 @@ pub fn script(db: &TestDb, name: &str, body: &str) {
     std::fs::set_permissions(&path, perm).expect("chmod");
 }
 
+/// Replaces the whole desired state: `manifests/shipctl.yaml`.
+pub fn declare(db: &TestDb, text: &str) {
+    let dir = db.dir.path().join("manifests");
+    std::fs::create_dir_all(&dir).expect("manifest dir");
+    std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
+}
+
 /// Creates a release and returns its id.
 pub fn release(db: &TestDb, version: &str) -> i64 {
     db.expect(
