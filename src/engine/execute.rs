@@ -36,6 +36,9 @@ pub struct Execution {
     /// A stale deployment this command recovered on its way.
     #[serde(rename = "recovered_id")]
     pub recovered: Option<i64>,
+    /// After a failed run: what the environment's rollback command did to
+    /// restore the previous live release (`None`: no rollback command ran).
+    pub rollback_command: Option<RollbackCommand>,
     /// For a rollback: the deployment that was rolled back.
     pub rolled_back: Option<Deployment>,
     /// Where each gate stood when the deployment was validated (or rejected).
@@ -49,6 +52,16 @@ impl Execution {
             Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => Exit::Failed,
         }
     }
+}
+
+/// The rollback command's outcome after a failed run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackCommand {
+    /// The release it was restoring.
+    pub version: String,
+    pub succeeded: bool,
+    /// What happened, with the command's output when kept.
+    pub message: String,
 }
 
 /// What `validate` came to: a run (succeeded, failed, rejected), or an
@@ -123,7 +136,7 @@ struct Ended<'a> {
     /// The output worth keeping.
     output: &'a str,
     /// The rollback command's outcome, when one ran.
-    restored: &'a Option<(bool, String)>,
+    restored: &'a Option<RollbackCommand>,
     elapsed: &'a str,
 }
 
@@ -586,7 +599,7 @@ impl Engine {
                 if let Some(why) = back.lost {
                     return Err(lease_lost(claimed.dep.id, &why));
                 }
-                Some(match back.out {
+                let (succeeded, message) = match back.out {
                     Ok(out) => (
                         true,
                         format!(
@@ -599,6 +612,11 @@ impl Engine {
                         false,
                         format!("rollback command for {} failed: {e}", prev.version),
                     ),
+                };
+                Some(RollbackCommand {
+                    version: prev.version.clone(),
+                    succeeded,
+                    message,
                 })
             }
             _ => None,
@@ -628,6 +646,7 @@ impl Engine {
             duration_ms: started.elapsed().as_millis(),
             executor: exec.describe(),
             recovered: claimed.recovered,
+            rollback_command: restored,
             rolled_back,
             gates: Vec::new(),
         })
@@ -741,19 +760,19 @@ async fn finish_tx(
         };
         return Ok(Some((now, rolled_back)));
     }
-    if let Some((ok, message)) = restored {
+    if let Some(r) = restored {
         record(
             &mut tx,
             d,
             who.on(
                 dep.id,
-                if *ok {
+                if r.succeeded {
                     "rollback_command.succeeded"
                 } else {
                     "rollback_command.failed"
                 },
                 (None, None),
-                message.clone(),
+                r.message.clone(),
             ),
         )
         .await?;
@@ -890,6 +909,7 @@ async fn reject(
         duration_ms: started.elapsed().as_millis(),
         executor: exec.describe(),
         recovered,
+        rollback_command: None,
         rolled_back: None,
         gates: states,
     })))
@@ -1108,10 +1128,17 @@ async fn finish_failure(
             dep.id,
             "deployment.failed",
             (Some(Etat::EnCours), Some(to)),
-            format!(
-                "attempt {attempts}/{} of {} to {} failed: {why}; {next}",
-                env.max_attempts, dep.version, dep.env
-            ),
+            {
+                // The command's output, when kept, stays last: it is shown under the row.
+                let (headline, output) = match why.split_once("; output:\n") {
+                    Some((h, o)) => (h, format!("; output:\n{o}")),
+                    None => (why, String::new()),
+                };
+                format!(
+                    "attempt {attempts}/{} of {} to {} failed: {headline}; {next}{output}",
+                    env.max_attempts, dep.version, dep.env
+                )
+            },
         ),
     )
     .await?;

@@ -2,7 +2,7 @@
 //! diff of the actual state against the desired one (text, JSON or markdown).
 
 use super::Style;
-use super::text::{Text, esc};
+use super::text::{Text, esc, without_output};
 use crate::engine::{EnvOutcome, Reconciled};
 use crate::manifest::{Desired, Policy};
 use crate::plan::{Action, Actual, EnvPlan, Plan, ReleaseStep};
@@ -475,7 +475,7 @@ impl Text for ReconcileView {
                 EnvOutcome::Failed { execution: x } => format!(
                     "{} failed: {}; deployment {} is {}, {} stays on {from}",
                     s.red("✗"),
-                    x.error.as_deref().unwrap_or("unknown error"),
+                    without_output(x.error.as_deref().unwrap_or("unknown error")),
                     x.deployment.id,
                     x.deployment.state,
                     e.env

@@ -103,6 +103,14 @@ fn esc_output(text: &str) -> std::borrow::Cow<'_, str> {
     escape(text, &['\t'])
 }
 
+/// A message without the command output it may end with ("...; output:\n..."):
+/// that output was shown on stderr as it came, and `audit` keeps it.
+pub(super) fn without_output(message: &str) -> std::borrow::Cow<'_, str> {
+    esc(message
+        .split_once("; output:\n")
+        .map_or(message, |(h, _)| h))
+}
+
 /// `esc`, leaving the characters of `keep` as they are.
 pub(super) fn escape<'a>(text: &'a str, keep: &[char]) -> std::borrow::Cow<'a, str> {
     let unsafe_char = |c: char| crate::model::is_unsafe_char(c) && !keep.contains(&c);
@@ -234,15 +242,24 @@ impl Text for Execution {
                 d.env
             )),
             (_, rolled_back) => {
-                let err = escape(self.error.as_deref().unwrap_or("unknown error"), &['\n', '\t']);
+                let err = self.error.as_deref().unwrap_or("unknown error");
                 let what = match rolled_back {
                     Some(rb) => format!("Rollback of deployment {}", rb.id),
                     None => format!("Deployment {}", d.id),
                 };
                 out.push_str(&format!(
-                    "{} {what} failed after {secs}: {err}\n",
-                    s.red("✗")
+                    "{} {what} failed after {secs}: {}\n",
+                    s.red("✗"),
+                    without_output(err)
                 ));
+                if let Some(rc) = &self.rollback_command {
+                    let mark = if rc.succeeded {
+                        s.green("✓")
+                    } else {
+                        s.red("✗")
+                    };
+                    out.push_str(&format!("  {mark} {}\n", without_output(&rc.message)));
+                }
                 let next = match (d.state, rolled_back) {
                     (_, Some(rb)) => format!(
                         "  release {} stays live in {}; the restore (deployment {}) is {}",

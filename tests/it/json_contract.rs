@@ -149,7 +149,7 @@ fn declare(db: &TestDb, release: &str) {
         "releases:\n  - {{ version: \"1.0\", tag: v1.0 }}\n  - {{ version: \"1.1\", tag: v1.1 }}\n\
          environments:\n  \
          dev: {{ release: \"{release}\", executor: {SIM} }}\n  \
-         staging: {{ release: \"{release}\", requires: dev, executor: {{ command: {{ run: [\"true\"], \
+         staging: {{ release: \"{release}\", requires: dev, executor: {{ command: {{ run: [sh, -c, 'test \"$SHIPCTL_VERSION\" != 2.0'], \
          rollback: [\"true\"], timeout: 30s }} }} }}\n  \
          prod:\n    release: \"{release}\"\n    requires: staging\n    \
          gates:\n      qa: {{ approvals: 1, approvers: [alice, bob] }}\n      \
@@ -262,6 +262,18 @@ fn every_command_prints_what_docs_json_md_says() {
             0,
             "validate",
         );
+        // A command executor that fails, and its rollback command.
+        let s = id(
+            &c.run(
+                db,
+                &["deploy", "--release", &r2, "--env", "staging"],
+                0,
+                "deploy",
+            ),
+            "/id",
+        );
+        let failed = c.run(db, &["validate", "--deploy-id", &s], 3, "validate");
+        assert_eq!(failed["rollback_command"]["succeeded"], true, "{failed:#}");
         let back = c.run(
             db,
             &["rollback", "--deploy-id", &d, sim[0], sim[1], sim[2], "0"],
@@ -271,16 +283,8 @@ fn every_command_prints_what_docs_json_md_says() {
         assert_eq!(back["action"], "restored", "{back:#}");
         c.run(db, &["status", "--env", "dev"], 0, "status_env");
         c.run(db, &["unpin", "--env", "dev"], 0, "unpin");
-        let pending = id(
-            &c.run(
-                db,
-                &["deploy", "--release", &r2, "--env", "staging"],
-                0,
-                "deploy",
-            ),
-            "/id",
-        );
-        let cancelled = c.run(db, &["rollback", "--deploy-id", &pending], 0, "rollback");
+        // The failed attempt left it planned (on_failure: replan): cancelled.
+        let cancelled = c.run(db, &["rollback", "--deploy-id", &s], 0, "rollback");
         assert_eq!(cancelled["action"], "cancelled", "{cancelled:#}");
 
         // A rejection, then everything that reads.
