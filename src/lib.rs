@@ -16,4 +16,5 @@ pub mod render;
 pub mod since;
 pub mod store;
 pub mod supervisor;
+pub mod verify;
 pub mod watch;

@@ -5,12 +5,12 @@
 mod lex;
 pub mod schema;
 pub mod stored;
-mod words;
+pub mod words;
 
 use crate::error::{Error, Result};
 use crate::executor::command::check_kill_grace;
 use crate::model::{Env, MAX_POLICY_BYTES, OnFailure, check_argv, check_label};
-use schema::{ExecutorSpec, Gate, UNQUOTED_NUMBER};
+use schema::{ExecutorSpec, Gate, UNQUOTED_NUMBER, VerifySpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -57,6 +57,9 @@ pub struct Policy {
     pub gates: Vec<NamedGate>,
     #[serde(default)]
     pub executor: Option<ExecutorSpec>,
+    /// Checks after a successful run; the deployment succeeds only if they pass.
+    #[serde(default)]
+    pub verify: Option<VerifySpec>,
     /// Defaults only matter to a stored policy read leniently (`stored::read`).
     #[serde(default = "default_on_failure")]
     pub on_failure: OnFailure,
@@ -78,6 +81,7 @@ impl Default for Policy {
             requires: None,
             gates: Vec::new(),
             executor: None,
+            verify: None,
             on_failure: OnFailure::Replan,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
@@ -627,10 +631,14 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
         }
         None => {}
     }
+    if let Some(v) = &spec.verify {
+        check_verify(v).map_err(|(key, m, h)| bad(&key, m, &h))?;
+    }
     let policy = Policy {
         requires,
         gates,
         executor: spec.executor.clone(),
+        verify: spec.verify.clone(),
         on_failure: spec.on_failure.map(|o| o.0).unwrap_or(OnFailure::Replan),
         max_attempts,
     };
@@ -646,6 +654,88 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
         .hint("move long command lines into a script in the repository and call it"));
     }
     Ok(policy)
+}
+
+/// Checks `verify:`; `Err((key path under the environment, message, hint))`.
+fn check_verify(v: &VerifySpec) -> std::result::Result<(), (String, String, String)> {
+    let err = |key: &str, m: String, h: &str| (key.to_string(), m, h.to_string());
+    match (&v.command, &v.http) {
+        (Some(argv), None) => {
+            if argv.is_empty() || argv[0].is_empty() {
+                return Err(err(
+                    "verify.command",
+                    "the command is empty".into(),
+                    "write the program and its arguments, e.g. command: [\"./scripts/smoke.sh\"]",
+                ));
+            }
+            check_argv(argv).map_err(|m| err("verify.command", m, ARGV_HINT))?;
+        }
+        (None, Some(http)) => {
+            crate::verify::check_url(&http.url).map_err(|(m, h)| err("verify.http.url", m, &h))?;
+            if let Some(text) = &http.contains {
+                crate::verify::check_template(text)
+                    .map_err(|(m, h)| err("verify.http.contains", m, &h))?;
+                if text.is_empty() {
+                    return Err(err(
+                        "verify.http.contains",
+                        "the text is empty".into(),
+                        "remove contains, or write the text the body must hold, e.g. \"{version}\"",
+                    ));
+                }
+            }
+            if let Some(status) = http.status
+                && !(100..=599).contains(&status)
+            {
+                return Err(err(
+                    "verify.http.status",
+                    format!("{status} is not an HTTP status"),
+                    "use a status from 100 to 599, e.g. 200",
+                ));
+            }
+        }
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(err(
+                "verify",
+                "a verification has either command: [...] or http: { url: ... }".into(),
+                "keep exactly one of the two",
+            ));
+        }
+    }
+    if v.http.is_some() && v.kill_grace.is_some() {
+        return Err(err(
+            "verify.kill_grace",
+            "kill_grace applies to a command check only".into(),
+            "remove kill_grace",
+        ));
+    }
+    if let Some(t) = v.timeout {
+        check_timeout(t.0).map_err(|(m, h)| err("verify.timeout", m, &h))?;
+    }
+    if let Some(grace) = v.kill_grace {
+        check_kill_grace(grace.0).map_err(|(m, h)| err("verify.kill_grace", m, &h))?;
+    }
+    if let Some(r) = v.retries
+        && !(1..=100).contains(&r)
+    {
+        return Err(err(
+            "verify.retries",
+            format!("{r} is out of range"),
+            "use a number of tries from 1 to 100 (1: a single try)",
+        ));
+    }
+    if let Some(i) = v.interval
+        && i.0 > Duration::from_secs(3600)
+    {
+        return Err(err(
+            "verify.interval",
+            format!(
+                "an interval of {} is longer than 1h",
+                crate::duration::format(i.0)
+            ),
+            "use a duration up to 1h, e.g. 10s",
+        ));
+    }
+    Ok(())
 }
 
 /// A command's `timeout:` below this would stop it before it could do anything:

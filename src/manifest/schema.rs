@@ -37,6 +37,7 @@ pub struct Environment {
     pub executor: Option<ExecutorSpec>,
     pub on_failure: Option<OnFailureName>,
     pub max_attempts: Option<u32>,
+    pub verify: Option<VerifySpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -83,6 +84,44 @@ pub struct CommandSpec {
     /// Between SIGTERM and SIGKILL when the run or the rollback is stopped.
     #[serde(default)]
     pub kill_grace: Option<DurationText>,
+}
+
+/// `verify:` — how an environment proves a deployed release healthy (DESIGN §9):
+/// exactly one of `command` and `http` (checked by the loader).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySpec {
+    /// Exit 0 = healthy; run like the executor's command, with its variables.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub http: Option<HttpSpec>,
+    /// Per try; default 30s.
+    #[serde(default)]
+    pub timeout: Option<DurationText>,
+    /// Tries before verification counts as failed; default 1.
+    #[serde(default)]
+    pub retries: Option<u32>,
+    /// Between tries; default 5s.
+    #[serde(default)]
+    pub interval: Option<DurationText>,
+    /// Between SIGTERM and SIGKILL when a check's command is stopped.
+    #[serde(default)]
+    pub kill_grace: Option<DurationText>,
+}
+
+/// `verify.http`: a GET whose status (and body) says the release is healthy.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSpec {
+    /// `{version}`, `{tag}` and `{env}` are replaced, percent-encoded.
+    pub url: String,
+    /// The status wanted; default 200.
+    #[serde(default)]
+    pub status: Option<u16>,
+    /// Text the body must contain (`{version}`, `{tag}`, `{env}` replaced).
+    #[serde(default)]
+    pub contains: Option<String>,
 }
 
 /// A version or tag: a YAML string. An unquoted `1.10` is a number to YAML

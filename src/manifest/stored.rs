@@ -2,7 +2,7 @@
 //! version knows is kept, and what it does not know is named, never dropped silently.
 
 use super::Policy;
-use super::schema::{CommandSpec, ExecutorSpec, Gate, SimulateSpec};
+use super::schema::{CommandSpec, ExecutorSpec, Gate, HttpSpec, SimulateSpec, VerifySpec};
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
@@ -12,7 +12,7 @@ pub struct StoredPolicy {
     /// The fields this version knows, parsed.
     pub policy: Policy,
     /// Key paths of the fields this version does not know or cannot parse
-    /// (`gates.qa.sign`, `on_failure`, `verify`), sorted.
+    /// (`gates.qa.sign`, `on_failure`, `canary`), sorted.
     pub unknown: Vec<String>,
 }
 
@@ -70,6 +70,21 @@ pub fn read(json: &str) -> Result<StoredPolicy, String> {
         if !keep {
             unknown.push("executor".into());
             top.remove("executor");
+        }
+    }
+    if let Some(verify) = top.get_mut("verify") {
+        let keep = match verify {
+            Value::Object(x) => {
+                drop_unknown::<VerifySpec>(x, "verify", &mut unknown);
+                part::<HttpSpec>(x, "http", "verify", &mut unknown);
+                parse_or_blame::<VerifySpec>(x, "verify", &mut unknown).is_some()
+            }
+            Value::Null => true,
+            _ => false,
+        };
+        if !keep {
+            unknown.push("verify".into());
+            top.remove("verify");
         }
     }
     let policy = match parse_or_blame::<Policy>(&mut top, "", &mut unknown) {
@@ -278,7 +293,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named_and_known_ones_kept() {
-        let json = r#"{"requires":"staging","verify":{"command":["x"]},
+        let json = r#"{"requires":"staging","verify":{"command":["x"],"canary":2},
             "gates":[{"name":"qa","gate":{"approvals":2,"sign":true}},
                      {"name":"scan","gate":{"command":["scan"]}}],
             "executor":{"command":{"run":["d"],"canary":1}},
@@ -286,7 +301,7 @@ mod tests {
         let s = read(json).unwrap_or_default();
         assert_eq!(
             s.unknown,
-            ["executor.command.canary", "gates.qa.sign", "verify"]
+            ["executor.command.canary", "gates.qa.sign", "verify.canary"]
         );
         assert_eq!(s.policy.gates.len(), 2);
         assert_eq!(s.policy.gates[0].gate.approvals, Some(2));

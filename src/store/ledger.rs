@@ -30,7 +30,7 @@ pub struct EnvRow {
     /// it; `None`: never stored. Act on it only through `known_policy`.
     pub policy: Option<Policy>,
     /// Fields of the stored policy this version does not know (written by a
-    /// newer shipctl): `verify`, `gates.qa.sign`.
+    /// newer shipctl): `canary`, `gates.qa.sign`.
     pub policy_unknown: Vec<String>,
 }
 
@@ -45,7 +45,7 @@ impl EnvRow {
         Err(newer_policy_refusal(self.env, &self.policy_unknown))
     }
 
-    /// "policy written by a newer shipctl: verify; upgrade shipctl to deploy to prod".
+    /// "policy written by a newer shipctl: canary; upgrade shipctl to deploy to prod".
     pub fn newer_policy_note(&self) -> Option<String> {
         (!self.policy_unknown.is_empty()).then(|| newer_policy_note(self.env, &self.policy_unknown))
     }

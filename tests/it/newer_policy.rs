@@ -25,10 +25,10 @@ fn declare(db: &TestDb, release: &str) {
     .expect("write manifest");
 }
 
-/// What a newer shipctl could store: a verify step, a signed approval gate, and
+/// What a newer shipctl could store: a canary step, a signed approval gate, and
 /// an on_failure mode this version cannot parse.
-const NEWER: &str = r#"{"gates":[{"name":"qa","gate":{"approvals":1,"sign":true}}],"verify":{"command":["./smoke.sh"]},"executor":{"simulate":{"duration":"0s","failure_rate":0.0}},"on_failure":"hold","max_attempts":3}"#;
-const UNKNOWN: &str = "gates.qa.sign, on_failure, verify";
+const NEWER: &str = r#"{"gates":[{"name":"qa","gate":{"approvals":1,"sign":true}}],"canary":{"steps":[10,50]},"executor":{"simulate":{"duration":"0s","failure_rate":0.0}},"on_failure":"hold","max_attempts":3}"#;
+const UNKNOWN: &str = "canary, gates.qa.sign, on_failure";
 
 /// prod on 1.0.0 (approved, deployed), then a pending 1.1.0 deployment, then a
 /// newer shipctl's policy stored over this version's.
@@ -95,7 +95,7 @@ fn status_shows_a_newer_policy_and_nothing_acts_on_it() {
             .json();
         assert_eq!(
             json["newer_policy"]["unknown_fields"],
-            serde_json::json!(["gates.qa.sign", "on_failure", "verify"]),
+            serde_json::json!(["canary", "gates.qa.sign", "on_failure"]),
             "{json:#}"
         );
         assert!(json["live"]["version"] == "1.0.0", "{json:#}");
@@ -150,7 +150,7 @@ fn status_shows_a_newer_policy_and_nothing_acts_on_it() {
         assert_eq!(prod["env"], "prod", "{json:#}");
         assert_eq!(
             prod["policy_unknown"],
-            serde_json::json!(["gates.qa.sign", "on_failure", "verify"]),
+            serde_json::json!(["canary", "gates.qa.sign", "on_failure"]),
             "{json:#}"
         );
         assert_eq!(db.snapshot(), before);

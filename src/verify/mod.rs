@@ -1,0 +1,186 @@
+//! Verification (DESIGN §9): after a successful run, an environment's checks
+//! prove the release healthy, try after try, under the deployment's lease.
+//! A check is a command (exit 0 = healthy) or an HTTP GET (the status wanted,
+//! and text the body must contain).
+
+use std::time::Duration;
+
+/// What a check's `{version}`, `{tag}` and `{env}` stand for.
+#[derive(Debug, Clone)]
+pub struct Vars<'a> {
+    pub version: &'a str,
+    pub tag: &'a str,
+    pub env: &'a str,
+}
+
+/// The placeholders a check may use.
+pub const PLACEHOLDERS: [&str; 3] = ["{version}", "{tag}", "{env}"];
+
+/// Per try, without `timeout:`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between tries, without `interval:`.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+/// The status an HTTP check wants, without `status:`.
+pub const DEFAULT_STATUS: u16 = 200;
+
+impl Vars<'_> {
+    /// `template` with each placeholder replaced; percent-encoded (as a URL
+    /// path or query component) when `encode`.
+    pub fn fill(&self, template: &str, encode: bool) -> String {
+        let value = |v: &str| {
+            if encode {
+                percent_encoding::utf8_percent_encode(v, COMPONENT).to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        // One pass: a value that itself holds "{env}" is not replaced again.
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(at) = rest.find('{') {
+            out.push_str(&rest[..at]);
+            let tail = &rest[at..];
+            let hit = [
+                ("{version}", self.version),
+                ("{tag}", self.tag),
+                ("{env}", self.env),
+            ]
+            .into_iter()
+            .find(|(p, _)| tail.starts_with(p));
+            match hit {
+                Some((p, v)) => {
+                    out.push_str(&value(v));
+                    rest = &tail[p.len()..];
+                }
+                None => {
+                    out.push('{');
+                    rest = &tail[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
+/// Everything but unreserved characters is encoded: a version can add neither
+/// a path segment, a query parameter nor a fragment to the URL.
+const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `{something}` that is not one of the placeholders: a typo, refused.
+pub fn check_template(template: &str) -> Result<(), (String, String)> {
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        let tail = &rest[at..];
+        if let Some(end) = tail.find('}') {
+            let word = &tail[..=end];
+            let looks_like_one = word.len() > 2
+                && word[1..end]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if looks_like_one && !PLACEHOLDERS.contains(&word) {
+                return Err((
+                    format!("unknown placeholder {}", crate::manifest::words::cut(word)),
+                    format!("the placeholders are {}", PLACEHOLDERS.join(", ")),
+                ));
+            }
+        }
+        rest = &tail[1..];
+    }
+    Ok(())
+}
+
+/// An HTTP check's URL: http or https, a host, placeholders known.
+pub fn check_url(template: &str) -> Result<(), (String, String)> {
+    check_template(template)?;
+    let sample = Vars {
+        version: "1.0.0",
+        tag: "v1.0.0",
+        env: "prod",
+    }
+    .fill(template, true);
+    let hint = || "write a full URL, e.g. http://127.0.0.1:8080/version".to_string();
+    let url = url::Url::parse(&sample).map_err(|e| {
+        (
+            format!(
+                "{:?} is not a URL: {e}",
+                crate::manifest::words::cut(template)
+            ),
+            hint(),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err((
+            format!("the URL's scheme is {:?}; use http or https", url.scheme()),
+            hint(),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(("the URL has no host".into(), hint()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err((
+            "the URL holds credentials, which the ledger would store and print".into(),
+            "put credentials in the service's configuration, not in the manifests".into(),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: Vars = Vars {
+        version: "1.2.0",
+        tag: "v1.2.0",
+        env: "prod",
+    };
+
+    #[test]
+    fn placeholders_are_replaced_once_and_encoded_in_urls() {
+        assert_eq!(
+            V.fill("http://h/{env}/v?x={version}", true),
+            "http://h/prod/v?x=1.2.0"
+        );
+        let evil = Vars {
+            version: "$(touch pwned)/../a?b=c#d {env}",
+            ..V
+        };
+        assert_eq!(
+            evil.fill("http://h/{version}", true),
+            "http://h/%24%28touch%20pwned%29%2F..%2Fa%3Fb%3Dc%23d%20%7Benv%7D"
+        );
+        assert_eq!(
+            evil.fill("{version}", false),
+            "$(touch pwned)/../a?b=c#d {env}"
+        );
+        assert_eq!(V.fill("{ {x} {tag", false), "{ {x} {tag");
+    }
+
+    #[test]
+    fn templates_and_urls_are_checked() {
+        assert!(check_template("version {version} on {env}").is_ok());
+        assert!(check_template("json {\"a\": 1}").is_ok());
+        let (m, h) = check_template("{verison}").unwrap_err();
+        assert!(
+            m.contains("{verison}") && h.contains("{version}"),
+            "{m} {h}"
+        );
+        assert!(check_url("http://127.0.0.1:8080/version").is_ok());
+        assert!(check_url("https://example.test/{env}/health?v={version}").is_ok());
+        for bad in [
+            "127.0.0.1:8080/x",
+            "ftp://h/x",
+            "http://",
+            "not a url",
+            "http://u:p@h/",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+    }
+}
