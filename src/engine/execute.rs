@@ -39,6 +39,9 @@ pub struct Execution {
     /// After a failed run: what the environment's rollback command did to
     /// restore the previous live release (`None`: no rollback command ran).
     pub rollback_command: Option<RollbackCommand>,
+    /// The checks after a successful run (`None`: the environment has none, or
+    /// the run did not succeed).
+    pub verification: Option<crate::verify::Verification>,
     /// For a rollback: the deployment that was rolled back.
     pub rolled_back: Option<Deployment>,
     /// Where each gate stood when the deployment was validated (or rejected).
@@ -137,6 +140,8 @@ struct Ended<'a> {
     output: &'a str,
     /// The rollback command's outcome, when one ran.
     restored: &'a Option<RollbackCommand>,
+    /// The checks after a successful run, when the environment has some.
+    verification: &'a Option<crate::verify::Verification>,
     elapsed: &'a str,
 }
 
@@ -546,7 +551,7 @@ impl Engine {
         if let Some(why) = ran.lost {
             return Err(lease_lost(claimed.dep.id, &why));
         }
-        let (outcome, error, output) = match (ran.signal, ran.out) {
+        let (mut outcome, mut error, output) = match (ran.signal, ran.out) {
             (Some(s), out) => (
                 Outcome::Interrupted,
                 // Its own words on the way out (a trap releasing a lock) are kept.
@@ -564,6 +569,41 @@ impl Engine {
             (None, Ok(output)) => (Outcome::Succeeded, None, output),
             (None, Err(e)) => (Outcome::Failed, Some(e), String::new()),
         };
+        // A run that succeeded proves nothing yet: the environment's checks
+        // verify the release, under the same lease (renewed, fenced, stopped
+        // by a signal like the run).
+        let check = env.policy.as_ref().and_then(|p| p.verify.as_ref());
+        let mut verification = None;
+        if let (Outcome::Succeeded, Some(spec)) = (&outcome, check)
+            && supervisor::received().is_none()
+        {
+            crate::progress::step("verify");
+            let checked = lease
+                .supervise(&mut self.store, async |stop| {
+                    crate::verify::run(spec, &job, &stop).await
+                })
+                .await;
+            if let Some(why) = checked.lost {
+                return Err(lease_lost(claimed.dep.id, &why));
+            }
+            let v = checked.out;
+            match checked.signal {
+                Some(s) => {
+                    outcome = Outcome::Interrupted;
+                    error = Some(format!(
+                        "interrupted by {} during verification; {}",
+                        s.name(),
+                        v.failure()
+                    ));
+                }
+                None if !v.passed => {
+                    outcome = Outcome::Failed;
+                    error = Some(v.failure());
+                }
+                None => {}
+            }
+            verification = Some(v);
+        }
         // A failed run of a real command: its rollback command restores what was
         // live, under the same lease, once the lease is confirmed by a fenced
         // write. Not after a signal: the process was asked to stop, promptly.
@@ -629,6 +669,7 @@ impl Engine {
             error: &error,
             output: &output,
             restored: &restored,
+            verification: &verification,
             elapsed: &elapsed,
         };
         let written = self.finish(env, &claimed, &lease, &ended).await?;
@@ -647,6 +688,7 @@ impl Engine {
             executor: exec.describe(),
             recovered: claimed.recovered,
             rollback_command: restored,
+            verification,
             rolled_back,
             gates: Vec::new(),
         })
@@ -734,6 +776,7 @@ async fn finish_tx(
         error,
         output,
         restored,
+        verification,
         elapsed,
     } = *ended;
     let d = store.d;
@@ -760,6 +803,31 @@ async fn finish_tx(
         };
         return Ok(Some((now, rolled_back)));
     }
+    for t in verification.iter().flat_map(|v| &v.tries) {
+        record(
+            &mut tx,
+            d,
+            who.on(
+                dep.id,
+                if t.passed {
+                    "verification.passed"
+                } else {
+                    "verification.failed"
+                },
+                (None, None),
+                format!(
+                    "{} in {}: try {}/{} ({}): {}",
+                    dep.version,
+                    dep.env,
+                    t.number,
+                    t.of,
+                    crate::duration::format(Duration::from_millis(t.duration_ms)),
+                    t.message
+                ),
+            ),
+        )
+        .await?;
+    }
     if let Some(r) = restored {
         record(
             &mut tx,
@@ -784,7 +852,12 @@ async fn finish_tx(
         }
         Outcome::Failed | Outcome::Interrupted | Outcome::Rejected => {
             let why = error.clone().unwrap_or_default();
-            finish_failure(&mut tx, d, who, env, claimed, &why).await?
+            let kind = match outcome {
+                Outcome::Interrupted => Failure::Interrupted,
+                _ if verification.as_ref().is_some_and(|v| !v.passed) => Failure::Verification,
+                _ => Failure::Run,
+            };
+            finish_failure(&mut tx, d, who, env, claimed, &why, kind).await?
         }
     };
     if !finished {
@@ -900,6 +973,7 @@ async fn reject(
         ),
     )
     .await?;
+    hold(&mut tx, d, who, dep, "rejected at its gates").await?;
     let dep = load(&mut tx, d, dep.id).await?;
     tx.commit().await.db("committing the rejection")?;
     Ok(Validated::Ran(Box::new(Execution {
@@ -910,9 +984,40 @@ async fn reject(
         executor: exec.describe(),
         recovered,
         rollback_command: None,
+        verification: None,
         rolled_back: None,
         gates: states,
     })))
+}
+
+/// Holds the deployment's release in its environment (DESIGN §9), audited:
+/// reconcile does not plan it again until the manifests declare another
+/// release or a person plans it with `shipctl deploy`.
+async fn hold(
+    tx: &mut Tx<'_>,
+    d: Dialect,
+    who: &Who,
+    dep: &Deployment,
+    reason: &str,
+) -> Result<()> {
+    ledger::set_hold(tx, d, dep.env_id, dep.release_id, dep.id, reason)
+        .await
+        .db("holding the release")?;
+    record(
+        tx,
+        d,
+        who.on(
+            dep.id,
+            "hold.set",
+            (None, None),
+            format!(
+                "{} held in {}: {reason}; reconcile will not plan it again until the manifests \
+                 declare another release or `shipctl deploy --release {} --env {}` plans it",
+                dep.version, dep.env, dep.release_id, dep.env
+            ),
+        ),
+    )
+    .await
 }
 
 /// `planifié → validé` once the gates have passed, audited with what passed.
@@ -1083,6 +1188,17 @@ async fn finish_success(
     Ok(true)
 }
 
+/// What made a run fail, for what becomes of its deployment.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The executor failed.
+    Run,
+    /// The run succeeded, its verification did not.
+    Verification,
+    /// A signal stopped it: not the release's fault, so it is never held.
+    Interrupted,
+}
+
 async fn finish_failure(
     tx: &mut Tx<'_>,
     d: Dialect,
@@ -1090,21 +1206,36 @@ async fn finish_failure(
     env: &EnvRow,
     claimed: &Claimed,
     why: &str,
+    kind: Failure,
 ) -> Result<bool> {
     let ctx = "recording the failure";
     let dep = &claimed.dep;
     let attempts = dep.attempts;
-    let (to, next) = if claimed.restores.is_some() {
+    let counts = kind != Failure::Interrupted;
+    // (state, what next, the reason to hold the release)
+    let (to, next, held) = if claimed.restores.is_some() {
         (
             Etat::Annule,
             "the restore is abandoned and the live release is unchanged".to_string(),
+            None,
+        )
+    } else if kind == Failure::Verification {
+        (
+            Etat::Echec,
+            "the release failed its verification".to_string(),
+            Some("failed verification".to_string()),
         )
     } else if env.on_failure == OnFailure::Cancel {
-        (Etat::Annule, format!("{} cancels on failure", env.env))
+        (
+            Etat::Annule,
+            format!("{} cancels on failure", env.env),
+            counts.then(|| format!("failed, and {} cancels on failure", env.env)),
+        )
     } else if attempts >= env.max_attempts {
         (
             Etat::Annule,
             format!("all {} attempts used, cancelled", env.max_attempts),
+            counts.then(|| format!("all {} attempts failed", env.max_attempts)),
         )
     } else {
         (
@@ -1113,6 +1244,7 @@ async fn finish_failure(
                 "rolled back to planifié, {} attempt(s) left",
                 env.max_attempts - attempts
             ),
+            None,
         )
     };
     if !ledger::finish(tx, d, dep.id, claimed.token, to)
@@ -1142,6 +1274,9 @@ async fn finish_failure(
         ),
     )
     .await?;
+    if let Some(reason) = held {
+        hold(tx, d, who, dep, &reason).await?;
+    }
     Ok(true)
 }
 

@@ -164,6 +164,8 @@ pub struct EnvStatus {
     pub in_progress: Option<Deployment>,
     pub pending: Vec<Deployment>,
     pub pin: Option<Pin>,
+    /// A release reconcile will not plan again here (DESIGN §9).
+    pub hold: Option<ledger::Hold>,
     /// The stored policy has fields this version does not know: shown, and
     /// nothing acts on the environment's policy until shipctl is upgraded.
     pub newer_policy: Option<NewerPolicy>,
@@ -308,6 +310,27 @@ impl Engine {
             ),
         )
         .await?;
+        // A person asking for the held release lifts the hold (DESIGN §9).
+        if ledger::clear_hold(&mut tx, d, env_row.id, Some(release.id))
+            .await
+            .db("lifting the hold")?
+        {
+            record(
+                &mut tx,
+                d,
+                self.who.on(
+                    id,
+                    "hold.lifted",
+                    (None, None),
+                    format!(
+                        "{env}: hold on {} lifted: planned again by {}",
+                        release.version,
+                        self.who.actor()
+                    ),
+                ),
+            )
+            .await?;
+        }
         let dep = load(&mut tx, d, id).await?;
         tx.commit().await.db("committing the plan")?;
         Ok(dep)
@@ -481,6 +504,7 @@ async fn env_status(
             message,
         }),
         pin: o.env.pin,
+        hold: o.env.hold,
         gates,
         recent: o.recent,
     }))

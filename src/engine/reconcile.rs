@@ -10,7 +10,7 @@ use crate::executor::Overrides;
 use crate::exit::Exit;
 use crate::manifest::{Desired, EnvSpec, Policy};
 use crate::model::{Env, Etat};
-use crate::plan::{self, Action, Actual, ActualEnv, Dep, PinView, Plan, ReleaseStep};
+use crate::plan::{self, Action, Actual, ActualEnv, Dep, HoldView, PinView, Plan, ReleaseStep};
 use crate::store::ledger::{self, Deployment};
 use crate::store::{Dialect, Store, Tx};
 use serde::Serialize;
@@ -50,6 +50,11 @@ pub enum EnvOutcome {
     Blocked {
         message: String,
     },
+    /// The desired release is held here (DESIGN §9): not planned again.
+    Held {
+        version: String,
+        message: String,
+    },
     /// Not attempted: an earlier environment failed under --fail-fast, or a signal stopped the run.
     Skipped {
         reason: String,
@@ -82,6 +87,7 @@ impl Reconciled {
                 EnvOutcome::Pinned { .. }
                 | EnvOutcome::Busy { .. }
                 | EnvOutcome::Blocked { .. }
+                | EnvOutcome::Held { .. }
                 | EnvOutcome::Skipped { .. } => Exit::Blocked,
                 EnvOutcome::Interrupted { signal, .. } => Exit::Interrupted(*signal),
                 EnvOutcome::Unrecorded { .. } => Exit::Failed,
@@ -188,6 +194,12 @@ async fn actual_env(
             version: p.version,
             blocks: p.blocks_version,
         }),
+        hold: row.hold.map(|h| HoldView {
+            release_id: h.release_id,
+            version: h.version,
+            reason: h.reason,
+            deployment_id: h.deployment_id,
+        }),
         policy: row.policy,
         policy_unknown: row.policy_unknown,
     })
@@ -257,7 +269,7 @@ impl Engine {
                     desired: e.desired.clone(),
                     live_before: e.live.clone(),
                     steps: Vec::new(),
-                    outcome: passive_outcome(&e.action),
+                    outcome: passive_outcome(e.env, &e.action),
                 });
             }
             return Ok(out);
@@ -450,7 +462,7 @@ impl Engine {
         }
         let passive = match &p.action {
             Action::Deploy { .. } | Action::InSync => None,
-            other => Some(passive_outcome(other)),
+            other => Some(passive_outcome(env, other)),
         };
         if let Some(outcome) = passive {
             tx.commit().await.db("committing")?;
@@ -477,6 +489,22 @@ impl Engine {
             )
             .await?;
             steps.push("lifted the rollback pin".into());
+        }
+        if p.lift_hold && ledger::clear_hold(&mut tx, d, row.id, None).await.db(ctx)? {
+            record(
+                &mut tx,
+                d,
+                who.about(
+                    Some(env),
+                    "hold.lifted",
+                    format!(
+                        "{env}: hold lifted: the manifests now declare {}",
+                        spec.release
+                    ),
+                ),
+            )
+            .await?;
+            steps.push("lifted the hold".into());
         }
         for c in &p.cancel {
             ledger::transition(&mut tx, d, c.id, c.state, Etat::Annule)
@@ -589,7 +617,7 @@ fn untouched(env: Env, spec: &EnvSpec, outcome: EnvOutcome) -> EnvResult {
     }
 }
 
-fn passive_outcome(action: &Action) -> EnvOutcome {
+fn passive_outcome(env: Env, action: &Action) -> EnvOutcome {
     match action {
         Action::Pinned { pinned_to } => EnvOutcome::Pinned {
             pinned_to: pinned_to.clone(),
@@ -599,6 +627,10 @@ fn passive_outcome(action: &Action) -> EnvOutcome {
         },
         Action::Blocked { requires } => EnvOutcome::Blocked {
             message: format!("the release has not succeeded in {requires} (requires)"),
+        },
+        Action::Held { hold } => EnvOutcome::Held {
+            version: hold.version.clone(),
+            message: hold.message(env),
         },
         Action::InSync | Action::Deploy { .. } => EnvOutcome::InSync,
     }

@@ -49,6 +49,23 @@ pub fn check_kill_grace(grace: Duration) -> Result<(), (String, String)> {
     }
 }
 
+/// A command line as a person would type it: words quoted only where needed.
+pub fn shown(argv: &[String]) -> String {
+    argv.iter()
+        .map(|w| {
+            if !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:@".contains(c))
+            {
+                w.clone()
+            } else {
+                format!("'{}'", w.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// How long the output a command's background children still hold open is read
 /// after the command itself exited.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(200);

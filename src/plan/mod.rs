@@ -23,6 +23,7 @@ pub struct ActualEnv {
     /// Versions with a `réussi` deployment here (live or superseded, not rolled back).
     pub succeeded: Vec<String>,
     pub pin: Option<PinView>,
+    pub hold: Option<HoldView>,
     /// The stored policy; `None` when reconcile never stored one.
     pub policy: Option<Policy>,
     /// Fields of the stored policy this version does not know (a newer shipctl wrote it).
@@ -46,6 +47,34 @@ pub struct PinView {
     pub version: String,
     /// The release the pin holds back (the one that was rolled back).
     pub blocks: Option<String>,
+}
+
+/// A release held in the environment (DESIGN §9).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldView {
+    pub release_id: i64,
+    pub version: String,
+    /// "failed verification", "rejected at its gates", "all 3 attempts failed".
+    pub reason: String,
+    /// The deployment whose end set the hold.
+    pub deployment_id: Option<i64>,
+}
+
+impl HoldView {
+    /// "prod: 1.2.0 held: failed verification (deployment 7); declare another
+    /// release, or `shipctl deploy --release 4 --env prod` to try again".
+    pub fn message(&self, env: Env) -> String {
+        format!(
+            "{env}: {} held: {}{}; declare another release, or `shipctl deploy --release {} \
+             --env {env}` to try again",
+            self.version,
+            self.reason,
+            self.deployment_id
+                .map(|id| format!(" (deployment {id})"))
+                .unwrap_or_default(),
+            self.release_id
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -79,6 +108,8 @@ pub struct EnvPlan {
     pub recover: Option<Dep>,
     /// The rollback pin lifts: the manifests moved on from the release it held back.
     pub lift_pin: bool,
+    /// The hold lifts: the manifests declare another release than the held one.
+    pub lift_hold: bool,
     /// Pending deployments of other releases, superseded.
     pub cancel: Vec<Dep>,
     /// The stored policy differs from the manifests'.
@@ -110,6 +141,10 @@ pub enum Action {
     Blocked {
         requires: Env,
     },
+    /// The desired release is held here: not planned again (DESIGN §9).
+    Held {
+        hold: HoldView,
+    },
 }
 
 impl Plan {
@@ -140,6 +175,7 @@ impl EnvPlan {
         matches!(self.action, Action::Deploy { .. })
             || self.recover.is_some()
             || self.lift_pin
+            || self.lift_hold
             || !self.cancel.is_empty()
             || self.update_policy
     }
@@ -199,6 +235,7 @@ pub fn plan_env(
         action: Action::InSync,
         recover: None,
         lift_pin: false,
+        lift_hold: false,
         cancel: Vec::new(),
         update_policy: stored != *policy,
         policy_unknown: here.policy_unknown.clone(),
@@ -221,6 +258,13 @@ pub fn plan_env(
             return p;
         }
         p.lift_pin = true;
+    }
+    if let Some(hold) = &here.hold {
+        if hold.version == desired && p.live.as_deref() != Some(desired) {
+            p.action = Action::Held { hold: hold.clone() };
+            return p;
+        }
+        p.lift_hold = true;
     }
     let others = |keep: &str| -> Vec<Dep> {
         here.pending

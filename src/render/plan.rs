@@ -4,6 +4,7 @@
 use super::Style;
 use super::text::{Text, esc, without_output};
 use crate::engine::{EnvOutcome, Reconciled};
+use crate::executor::command::shown;
 use crate::manifest::{Desired, Policy};
 use crate::plan::{Action, Actual, EnvPlan, Plan, ReleaseStep};
 use serde::Serialize;
@@ -70,7 +71,10 @@ impl DryRun {
             .filter(|e| {
                 matches!(
                     e.action,
-                    Action::Pinned { .. } | Action::Busy { .. } | Action::Blocked { .. }
+                    Action::Pinned { .. }
+                        | Action::Busy { .. }
+                        | Action::Blocked { .. }
+                        | Action::Held { .. }
                 )
             })
             .map(|e| e.env)
@@ -200,36 +204,29 @@ fn executes(p: &Policy) -> String {
                 g.name,
                 if *n == 1 { "" } else { "s" }
             )),
-            (None, Some(c)) => parts.push(format!("gate {}: runs {}", g.name, argv(c))),
+            (None, Some(c)) => parts.push(format!("gate {}: runs {}", g.name, shown(c))),
             (None, None) => {}
         }
     }
     parts.push(match p.executor.as_ref().and_then(|x| x.command.as_ref()) {
         Some(c) => {
-            let mut out = format!("runs {}", argv(&c.run));
+            let mut out = format!("runs {}", shown(&c.run));
             if let Some(r) = &c.rollback {
-                out.push_str(&format!(" (on failure: {})", argv(r)));
+                out.push_str(&format!(" (on failure: {})", shown(r)));
             }
             out
         }
         None => "simulated".into(),
     });
+    if let Some(v) = &p.verify {
+        let tries = v.retries.unwrap_or(1);
+        parts.push(format!(
+            "then verifies: {} ({tries} {})",
+            crate::verify::describe(v),
+            if tries == 1 { "try" } else { "tries" }
+        ));
+    }
     parts.join("; ")
-}
-
-fn argv(a: &[String]) -> String {
-    a.iter()
-        .map(|w| {
-            if w.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./=:@".contains(c))
-            {
-                w.clone()
-            } else {
-                format!("'{}'", w.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// What reconcile would do in one environment, step by step.
@@ -246,6 +243,9 @@ pub fn describe(e: &EnvPlan) -> Vec<String> {
     }
     if e.lift_pin {
         steps.push("lift the rollback pin".into());
+    }
+    if e.lift_hold {
+        steps.push("lift the hold (the manifests declare another release)".into());
     }
     for c in &e.cancel {
         steps.push(format!(
@@ -281,6 +281,16 @@ pub fn describe(e: &EnvPlan) -> Vec<String> {
         Action::Blocked { requires } => format!(
             "blocked: {} has not succeeded in {requires} (requires)",
             e.desired
+        ),
+        Action::Held { hold } => format!(
+            "held: {}{}: not planned again (declare another release, or \
+             `shipctl deploy --release {} --env {}`)",
+            hold.reason,
+            hold.deployment_id
+                .map(|id| format!(" (deployment {id})"))
+                .unwrap_or_default(),
+            hold.release_id,
+            e.env
         ),
     };
     steps.push(main);
@@ -490,6 +500,11 @@ impl Text for ReconcileView {
                 }
                 EnvOutcome::Blocked { message } => {
                     format!("{} blocked: {}", s.yellow("!"), esc(message))
+                }
+                EnvOutcome::Held { message, .. } => {
+                    let env_prefix = format!("{}: ", e.env);
+                    let message = message.strip_prefix(&env_prefix).unwrap_or(message);
+                    format!("{} {}", s.yellow("!"), esc(message))
                 }
                 EnvOutcome::Skipped { reason } => {
                     format!("{} skipped: {}", s.dim("-"), esc(reason))

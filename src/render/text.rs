@@ -206,6 +206,19 @@ impl Text for Execution {
         for g in &self.gates {
             out.push_str(&gate_line(s, g));
         }
+        for t in self.verification.iter().flat_map(|v| &v.tries) {
+            out.push_str(&format!(
+                "  {} verify {}/{}: {}\n",
+                if t.passed {
+                    s.green("✓")
+                } else {
+                    s.red("✗")
+                },
+                t.number,
+                t.of,
+                without_output(&t.message)
+            ));
+        }
         match (&self.outcome, &self.rolled_back) {
             (Outcome::Rejected, _) => out.push_str(&format!(
                 "{} Deployment {} ({} to {}) rejected: {}\n  it is {}; nothing was deployed. \
@@ -260,7 +273,18 @@ impl Text for Execution {
                     };
                     out.push_str(&format!("  {mark} {}\n", without_output(&rc.message)));
                 }
+                let unverified = self.verification.as_ref().is_some_and(|v| !v.passed);
                 let next = match (d.state, rolled_back) {
+                    (Etat::Echec, None) if unverified => format!(
+                        "  {}; {} {} is held in {}: reconcile will not plan it again until the \
+                         manifests declare another release (or `shipctl deploy --release {} --env {}`)",
+                        state(s, d.state),
+                        s.yellow("release"),
+                        d.version,
+                        d.env,
+                        d.release_id,
+                        d.env
+                    ),
                     (_, Some(rb)) => format!(
                         "  release {} stays live in {}; the restore (deployment {}) is {}",
                         rb.version,
@@ -394,6 +418,22 @@ impl Text for EnvStatus {
                     .map(|b| format!(" (holding back {})", esc(b)))
                     .unwrap_or_default(),
                 pin.since.as_deref().unwrap_or("?"),
+                self.env
+            ));
+        }
+        if let Some(hold) = &self.hold {
+            out.push_str(&field("held"));
+            out.push_str(&format!(
+                "{} {}: {}{} since {} UTC; declare another release, or \
+                 `shipctl deploy --release {} --env {}` to try again\n",
+                s.yellow("release"),
+                esc(&hold.version),
+                esc(&hold.reason),
+                hold.deployment_id
+                    .map(|id| format!(" (deployment {id})"))
+                    .unwrap_or_default(),
+                hold.since,
+                hold.release_id,
                 self.env
             ));
         }

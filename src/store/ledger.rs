@@ -26,6 +26,7 @@ pub struct EnvRow {
     pub max_attempts: i64,
     pub on_failure: OnFailure,
     pub pin: Option<Pin>,
+    pub hold: Option<Hold>,
     /// What reconcile stored from the manifests, as far as this version knows
     /// it; `None`: never stored. Act on it only through `known_policy`.
     pub policy: Option<Policy>,
@@ -81,6 +82,19 @@ pub struct Pin {
     pub blocks_release_id: Option<i64>,
     pub blocks_version: Option<String>,
     pub since: Option<Utc>,
+}
+
+/// A release held in an environment (DESIGN §9): reconcile does not plan it
+/// again until the manifests declare another release or a person plans it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hold {
+    pub release_id: i64,
+    pub version: String,
+    /// The deployment whose end set the hold.
+    pub deployment_id: Option<i64>,
+    /// "failed verification", "rejected at gate qa", "all 3 attempts failed".
+    pub reason: String,
+    pub since: Utc,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,10 +197,13 @@ pub async fn insert_release(
 
 const ENV_SELECT: &str = "SELECT e.id AS env_row_id, e.max_attempts, e.on_failure, e.pinned_release_id, \
      p.version AS pinned_version, e.pin_blocks_release_id, b.version AS blocks_version, \
-     {ts:e.pinned_at} AS pinned_at, e.policy \
+     {ts:e.pinned_at} AS pinned_at, e.policy, \
+     e.held_release_id, h.version AS held_version, e.held_deployment_id, e.held_reason, \
+     {ts:e.held_at} AS held_at \
      FROM environnements e \
      LEFT JOIN releases p ON p.id = e.pinned_release_id \
      LEFT JOIN releases b ON b.id = e.pin_blocks_release_id \
+     LEFT JOIN releases h ON h.id = e.held_release_id \
      WHERE e.nom = ?";
 
 pub async fn env_row(c: &mut AnyConnection, d: Dialect, env: Env) -> Res<EnvRow> {
@@ -210,6 +227,18 @@ fn env_from_row(row: &AnyRow, env: Env) -> Res<EnvRow> {
         }),
         None => None,
     };
+    let hold = match row.try_get::<Option<i64>, _>("held_release_id")? {
+        Some(release_id) => Some(Hold {
+            release_id,
+            version: row.try_get("held_version")?,
+            deployment_id: row.try_get("held_deployment_id")?,
+            reason: row
+                .try_get::<Option<String>, _>("held_reason")?
+                .unwrap_or_default(),
+            since: ts(row, "held_at")?,
+        }),
+        None => None,
+    };
     let stored = match row.try_get::<Option<String>, _>("policy")? {
         Some(json) => Some(crate::manifest::stored::read(&json).map_err(|e| {
             sqlx::Error::Decode(
@@ -229,6 +258,7 @@ fn env_from_row(row: &AnyRow, env: Env) -> Res<EnvRow> {
         max_attempts: row.try_get("max_attempts")?,
         on_failure: OnFailure::parse(&on_failure).unwrap_or(OnFailure::Replan),
         pin,
+        hold,
         policy,
         policy_unknown,
     })
@@ -350,6 +380,50 @@ pub async fn clear_pin(c: &mut AnyConnection, d: Dialect, env_id: i64) -> Res<bo
          pinned_at = NULL WHERE id = ? AND pinned_release_id IS NOT NULL",
     ))
     .bind(env_id)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Holds `release_id` in the environment (replacing any other hold: a hold is
+/// about the release the manifests declare there).
+pub async fn set_hold(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+    release_id: i64,
+    deployment_id: i64,
+    reason: &str,
+) -> Res<()> {
+    sqlx::query(d.sql(
+        "UPDATE environnements SET held_release_id = ?, held_deployment_id = ?, \
+         held_reason = ?, held_at = {now} WHERE id = ?",
+    ))
+    .bind(release_id)
+    .bind(deployment_id)
+    .bind(reason.to_string())
+    .bind(env_id)
+    .execute(c)
+    .await
+    .map(|_| ())
+}
+
+/// Lifts the environment's hold (only if it holds `release`, when given);
+/// false when there was none.
+pub async fn clear_hold(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env_id: i64,
+    release: Option<i64>,
+) -> Res<bool> {
+    let done = sqlx::query(d.sql(
+        "UPDATE environnements SET held_release_id = NULL, held_deployment_id = NULL, \
+         held_reason = NULL, held_at = NULL WHERE id = ? AND held_release_id IS NOT NULL \
+         AND (? IS NULL OR held_release_id = ?)",
+    ))
+    .bind(env_id)
+    .bind(release)
+    .bind(release)
     .execute(c)
     .await?;
     Ok(done.rows_affected() == 1)

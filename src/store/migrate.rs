@@ -45,6 +45,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0004_gate_results.sql"),
         mysql: include_str!("../../migrations/mysql/0004_gate_results.sql"),
     },
+    Migration {
+        version: 5,
+        name: "holds",
+        sqlite: include_str!("../../migrations/sqlite/0005_holds.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_holds.sql"),
+        mysql: include_str!("../../migrations/mysql/0005_holds.sql"),
+    },
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

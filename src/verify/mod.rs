@@ -3,7 +3,13 @@
 //! A check is a command (exit 0 = healthy) or an HTTP GET (the status wanted,
 //! and text the body must contain).
 
+use crate::executor::command::{self, DEFAULT_KILL_GRACE, Job, Spec};
+use crate::manifest::schema::VerifySpec;
+use serde::Serialize;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub mod http;
 
 /// What a check's `{version}`, `{tag}` and `{env}` stand for.
 #[derive(Debug, Clone)]
@@ -129,6 +135,135 @@ pub fn check_url(template: &str) -> Result<(), (String, String)> {
         ));
     }
     Ok(())
+}
+
+/// How a verification went: each try, and whether one passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// What was checked: "GET http://127.0.0.1:8080/version" or "./smoke.sh".
+    pub check: String,
+    pub passed: bool,
+    /// False when a signal stopped it before a try passed or the tries ran out.
+    pub completed: bool,
+    pub tries: Vec<Try>,
+}
+
+/// One try of a verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Try {
+    /// From 1.
+    #[serde(rename = "try")]
+    pub number: u32,
+    pub of: u32,
+    pub passed: bool,
+    /// What the try found (an HTTP answer, a command's exit), with its output.
+    pub message: String,
+    pub duration_ms: u64,
+}
+
+impl Verification {
+    /// "verification failed after 3 tries: GET ... answered 500": the last try's words.
+    pub fn failure(&self) -> String {
+        let last = self
+            .tries
+            .last()
+            .map(|t| t.message.as_str())
+            .unwrap_or("no try ran");
+        let n = self.tries.len();
+        if self.completed {
+            format!(
+                "verification failed after {n} {}: {last}",
+                if n == 1 { "try" } else { "tries" }
+            )
+        } else {
+            format!(
+                "verification stopped after {n} of {} tries: {last}",
+                self.of()
+            )
+        }
+    }
+
+    fn of(&self) -> u32 {
+        self.tries.first().map_or(0, |t| t.of)
+    }
+}
+
+/// What `spec` checks, in words.
+pub fn describe(spec: &VerifySpec) -> String {
+    match (&spec.command, &spec.http) {
+        (Some(argv), _) => crate::executor::command::shown(argv),
+        (None, Some(h)) => format!("GET {}", h.url),
+        (None, None) => "nothing".into(),
+    }
+}
+
+/// Verifies the release `job` deployed: tries until one passes or `retries`
+/// have failed, `interval` apart, each bounded by `timeout`. `stop` (a signal,
+/// a lost lease) ends it at once: a command check's process group is stopped.
+pub async fn run(spec: &VerifySpec, job: &Job, stop: &CancellationToken) -> Verification {
+    let of = spec.retries.unwrap_or(1).max(1);
+    let timeout = spec.timeout.map_or(DEFAULT_TIMEOUT, |t| t.0);
+    let interval = spec.interval.map_or(DEFAULT_INTERVAL, |i| i.0);
+    let vars = Vars {
+        version: &job.version,
+        tag: &job.tag,
+        env: &job.env,
+    };
+    let mut v = Verification {
+        check: describe(spec),
+        passed: false,
+        completed: false,
+        tries: Vec::new(),
+    };
+    for number in 1..=of {
+        if stop.is_cancelled() {
+            return v;
+        }
+        crate::progress::step(&format!("verify {number}/{of}"));
+        let started = std::time::Instant::now();
+        let result = match (&spec.command, &spec.http) {
+            (Some(argv), _) => {
+                let cmd = Spec {
+                    argv,
+                    timeout: Some(timeout),
+                    kill_grace: spec.kill_grace.map_or(DEFAULT_KILL_GRACE, |g| g.0),
+                    echo: true,
+                };
+                command::run(&cmd, job, stop)
+                    .await
+                    .map(|out| format!("{} exited 0{}", v.check, command::output_note(&out)))
+            }
+            (None, Some(h)) => tokio::select! {
+                r = http::try_once(h, &vars, timeout) => r,
+                () = stop.cancelled() => Err(format!("{}: stopped", v.check)),
+            },
+            (None, None) => Err("no check is configured".into()),
+        };
+        let passed = result.is_ok();
+        v.tries.push(Try {
+            number,
+            of,
+            passed,
+            message: result.unwrap_or_else(|e| e),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+        if stop.is_cancelled() {
+            return v;
+        }
+        if passed {
+            v.passed = true;
+            v.completed = true;
+            return v;
+        }
+        if number < of {
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = stop.cancelled() => return v,
+            }
+        }
+    }
+    v.completed = true;
+    v
 }
 
 #[cfg(test)]

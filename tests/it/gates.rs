@@ -275,6 +275,7 @@ fn a_rejection_ends_the_deployment_as_echec_with_its_reason() {
                 row("deployment.planned", "NULL", "planifié"),
                 row("gate.rejected", "NULL", "NULL"),
                 row("deployment.rejected", "planifié", "échec"),
+                row("hold.set", "NULL", "NULL"),
             ]
         );
         assert!(audit_message(db, id, "gate.rejected").contains(reason));
@@ -546,6 +547,7 @@ fn a_failing_command_gate_rejects_the_deployment_and_keeps_its_output() {
                 row("gate.passed", "NULL", "NULL"),
                 row("gate.failed", "NULL", "NULL"),
                 row("deployment.rejected", "planifié", "échec"),
+                row("hold.set", "NULL", "NULL"),
             ],
             "on {:?}",
             db.backend
@@ -824,8 +826,17 @@ fn reconcile_with_a_failing_command_gate_exits_3() {
         assert!(rows[0][4].contains("CVE-2026-0001 found"), "{rows:?}");
         assert_eq!(live(db), None);
 
-        // Fixed: the next reconcile plans a new deployment, whose gate passes.
+        // Fixed, but a rejection holds the release: reconcile does not plan it
+        // again by itself (DESIGN §9) until a person asks for it.
         script(db, "scan.sh", "#!/bin/sh\necho clean\n");
+        let held = reconcile(db, 4);
+        assert!(
+            held.stdout.contains("1.0 held: rejected at its gates"),
+            "{}",
+            held.stdout
+        );
+        assert_eq!(newest(db), id);
+        db.expect(&["deploy", "--release", "1", "--env", "prod"], 0);
         reconcile(db, 0);
         let next = newest(db);
         assert!(next > id);
@@ -1058,7 +1069,8 @@ fn history_and_audit_json_match_the_database() {
                 "deployment.planned",
                 "gate.approved",
                 "gate.rejected",
-                "deployment.rejected"
+                "deployment.rejected",
+                "hold.set"
             ]
         );
         let rejected = &a2["rows"][2];

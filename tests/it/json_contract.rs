@@ -148,7 +148,8 @@ fn declare(db: &TestDb, release: &str) {
     let text = format!(
         "releases:\n  - {{ version: \"1.0\", tag: v1.0 }}\n  - {{ version: \"1.1\", tag: v1.1 }}\n\
          environments:\n  \
-         dev: {{ release: \"{release}\", executor: {SIM} }}\n  \
+         dev: {{ release: \"{release}\", executor: {SIM}, \
+         verify: {{ command: [\"true\"], retries: 2, interval: 0s }} }}\n  \
          staging: {{ release: \"{release}\", requires: dev, executor: {{ command: {{ run: [sh, -c, 'test \"$SHIPCTL_VERSION\" != 2.0'], \
          rollback: [\"true\"], timeout: 30s }} }} }}\n  \
          prod:\n    release: \"{release}\"\n    requires: staging\n    \
@@ -210,6 +211,8 @@ fn every_command_prints_what_docs_json_md_says() {
             rec["environments"][2]["outcome"]["kind"], "blocked",
             "{rec:#}"
         );
+        let verified = &rec["environments"][0]["outcome"]["execution"]["verification"];
+        assert_eq!(verified["passed"], true, "{rec:#}");
         let prod = c.run(db, &["status", "--env", "prod"], 0, "status_env");
         let waiting = id(&prod, "/pending/0/id");
         assert_eq!(prod["gates"][0]["deployment_id"].to_string(), waiting);
@@ -298,6 +301,21 @@ fn every_command_prints_what_docs_json_md_says() {
             &waiting,
             &["--by", "bob", "--reject", "--reason", "broken"],
         );
+        // The rejection ends it at its next validation, and holds 1.0 in prod.
+        let rejected = c.run(db, &["validate", "--deploy-id", &waiting], 3, "validate");
+        assert_eq!(rejected["outcome"], "rejected", "{rejected:#}");
+        let held = c.run(db, &["status", "--env", "prod"], 0, "status_env");
+        assert_eq!(held["hold"]["version"], "1.0", "{held:#}");
+        let rec = c.run(db, &["reconcile", m[0], m[1]], 4, "reconcile");
+        assert_eq!(rec["environments"][2]["outcome"]["kind"], "held", "{rec:#}");
+        let dry = c.run(db, &["reconcile", "--dry-run", m[0], m[1]], 0, "dry_run");
+        assert_eq!(
+            dry["plan"]["environments"][2]["action"]["kind"], "held",
+            "{dry:#}"
+        );
+        declare(db, "1.1");
+        let dry = c.run(db, &["reconcile", "--dry-run", m[0], m[1]], 2, "dry_run");
+        assert_eq!(dry["plan"]["environments"][2]["lift_hold"], true, "{dry:#}");
         c.run(db, &["status"], 0, "status");
         let h = c.run(db, &["history", "--env", "prod"], 0, "history");
         assert!(
