@@ -1,45 +1,56 @@
 //! The spinner of long runs: elapsed time and the current step (gates, claim,
-//! run, finish) on one line of stderr, redrawn ten times a second. Only on a
-//! terminal and only for text output: `commands` enables it; everything else
-//! just names steps, which costs an uncontended lock when it is off.
+//! run, finish) on one line of stderr, drawn by indicatif ten times a second.
+//! Only on a terminal and only for text output: `commands` enables it;
+//! everything else just names steps, which costs an uncontended lock when it
+//! is off.
+//!
+//! Whatever else is printed while it turns goes through `suspend` (our own
+//! lines) or `write_output` (a child's output), which take the line down
+//! first. A child's line left unfinished is not wiped by the next tick: the
+//! spinner stays down until the line is ended.
 
+use crate::render::Style;
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 struct Spinner {
+    run: Option<Run>,
+    /// Bumped by every start: the guard of a replaced run leaves the new one be.
+    generation: u64,
+    /// Whether the frames are coloured, decided once by `enable`.
+    style: Style,
+}
+
+/// One run on screen.
+struct Run {
+    generation: u64,
     label: String,
     step: String,
-    /// `Some` while a run is shown.
-    started: Option<Instant>,
-    /// Bumped by every start: the drawing thread of an ended run exits.
-    generation: u64,
-    /// Whether the spinner line is on screen now.
-    drawn: bool,
+    started: Instant,
+    /// `None` while a child's line is unfinished on screen.
+    bar: Option<ProgressBar>,
 }
 
 static STATE: Mutex<Spinner> = Mutex::new(Spinner {
-    label: String::new(),
-    step: String::new(),
-    started: None,
+    run: None,
     generation: 0,
-    drawn: false,
+    style: Style::PLAIN,
 });
 static ENABLED: AtomicBool = AtomicBool::new(false);
 /// A child's output echoed to stderr ended without a newline.
 static MID_LINE: AtomicBool = AtomicBool::new(false);
-static COLOR: AtomicBool = AtomicBool::new(false);
 
-const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+/// The last string is the finished frame, never shown: a run ends wiped.
+const FRAMES: [&str; 11] = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", " "];
 const TICK: Duration = Duration::from_millis(100);
-const CLEAR: &str = "\r\x1b[2K";
 
 /// Turns the spinner on for this process (stderr is a terminal, output is
-/// text); `NO_COLOR` keeps it plain.
+/// text); its colour is stderr's (`NO_COLOR` keeps it plain).
 pub fn enable() {
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    COLOR.store(!no_color, Ordering::SeqCst);
+    state().style = Style::of(&std::io::stderr());
     ENABLED.store(true, Ordering::SeqCst);
 }
 
@@ -48,125 +59,136 @@ fn state() -> std::sync::MutexGuard<'static, Spinner> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The state, when the spinner is on at all.
+fn state_if_enabled() -> Option<std::sync::MutexGuard<'static, Spinner>> {
+    ENABLED.load(Ordering::SeqCst).then(state)
+}
+
 /// Shows `label` with a spinner until the returned guard is dropped.
 #[must_use = "the spinner stops when the guard is dropped"]
 pub fn start(label: String) -> Guard {
-    if !ENABLED.load(Ordering::SeqCst) {
+    let Some(mut s) = state_if_enabled() else {
         return Guard(None);
-    }
-    let generation = {
-        let mut s = state();
-        s.label = label;
-        s.step = String::new();
-        s.started = Some(Instant::now());
-        s.generation += 1;
-        s.generation
     };
-    let spawned = std::thread::Builder::new()
-        .name("spinner".into())
-        .spawn(move || draw_loop(generation));
-    Guard(spawned.ok().map(|_| generation))
+    s.generation += 1;
+    if let Some(mut old) = s.run.take() {
+        old.hide();
+    }
+    s.run = Some(Run {
+        generation: s.generation,
+        label,
+        step: String::new(),
+        started: Instant::now(),
+        bar: None,
+    });
+    show(&mut s);
+    Guard(Some(s.generation))
 }
 
 /// Names the current step of the run on screen.
 pub fn step(step: &str) {
-    if ENABLED.load(Ordering::SeqCst) {
-        let mut s = state();
-        s.step.clear();
-        s.step.push_str(step);
+    if let Some(mut s) = state_if_enabled()
+        && let Some(run) = s.run.as_mut()
+    {
+        step.clone_into(&mut run.step);
+        if let Some(bar) = &run.bar {
+            bar.set_message(run.message());
+        }
     }
 }
 
-/// Removes the spinner line before something else is printed; the next tick
-/// draws it again below.
-pub fn clear() {
-    if ENABLED.load(Ordering::SeqCst) {
-        let mut s = state();
-        erase(&mut s);
+/// Runs `print` with the spinner line taken down, and puts it back after:
+/// for what shipctl itself prints while a run is shown.
+pub fn suspend<R>(print: impl FnOnce() -> R) -> R {
+    let s = state_if_enabled();
+    match s.as_ref().and_then(|s| s.run.as_ref()?.bar.as_ref()) {
+        Some(bar) => bar.suspend(print),
+        None => print(),
     }
 }
 
 /// Writes a child's output to stderr around the spinner line.
 pub fn write_output(bytes: &[u8]) {
-    if bytes.is_empty() {
+    let Some(&last) = bytes.last() else {
         return;
+    };
+    let mid_line = last != b'\n';
+    // Always our state before the bar's, as every path here takes them.
+    let mut s = state_if_enabled();
+    let shown = s.as_mut().and_then(|s| s.run.as_mut()).and_then(|run| {
+        if mid_line {
+            // The next tick would wipe an unfinished line: down until it ends.
+            run.hide();
+        }
+        run.bar.as_ref()
+    });
+    match shown {
+        Some(bar) => bar.suspend(|| echo(bytes)),
+        None => echo(bytes),
     }
-    // Always the state before stderr, as the drawing thread takes them.
-    let mut s = ENABLED.load(Ordering::SeqCst).then(state);
+    MID_LINE.store(mid_line, Ordering::SeqCst);
     if let Some(s) = s.as_mut() {
-        erase(s);
+        show(s);
     }
-    MID_LINE.store(bytes.last() != Some(&b'\n'), Ordering::SeqCst);
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(bytes);
-    let _ = err.flush();
 }
 
 /// A child has finished writing: end its last line if it did not, so that
 /// what is printed next (the spinner, the result) starts on a line of its own.
 pub fn end_output() {
-    let _s = ENABLED.load(Ordering::SeqCst).then(state);
+    let mut s = state_if_enabled();
     if MID_LINE.swap(false, Ordering::SeqCst) {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(b"\n");
-        let _ = err.flush();
+        echo(b"\n");
+    }
+    if let Some(s) = s.as_mut() {
+        show(s);
     }
 }
 
-fn erase(s: &mut Spinner) {
-    if s.drawn {
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(CLEAR.as_bytes());
-        let _ = err.flush();
-        s.drawn = false;
-    }
+fn echo(bytes: &[u8]) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(bytes);
+    let _ = err.flush();
 }
 
-fn draw_loop(generation: u64) {
-    let mut frame = 0usize;
-    loop {
-        std::thread::sleep(TICK);
-        let mut s = state();
-        let Some(started) = s.started.filter(|_| s.generation == generation) else {
-            return;
-        };
-        if MID_LINE.load(Ordering::SeqCst) {
-            continue;
+/// Puts the spinner of the current run up, unless it is up already or a
+/// child's line is unfinished.
+fn show(s: &mut Spinner) {
+    let style = s.style;
+    let Some(run) = s.run.as_mut() else {
+        return;
+    };
+    if run.bar.is_some() || MID_LINE.load(Ordering::SeqCst) {
+        return;
+    }
+    let frames = FRAMES.map(|f| style.cyan(f));
+    let frames: Vec<&str> = frames.iter().map(String::as_str).collect();
+    let look = ProgressStyle::with_template("{spinner} {msg} · {took}")
+        .expect("a valid template")
+        .tick_strings(&frames)
+        .with_key("took", |p: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = w.write_str(&elapsed(p.elapsed()));
+        });
+    let bar = ProgressBar::new_spinner()
+        .with_style(look)
+        .with_message(run.message())
+        .with_elapsed(run.started.elapsed());
+    bar.enable_steady_tick(TICK);
+    run.bar = Some(bar);
+}
+
+impl Run {
+    fn message(&self) -> String {
+        if self.step.is_empty() {
+            self.label.clone()
+        } else {
+            format!("{} · {}", self.label, self.step)
         }
-        let step = if s.step.is_empty() {
-            String::new()
-        } else {
-            format!(" · {}", s.step)
-        };
-        let spin = FRAMES[frame % FRAMES.len()];
-        let spin = if COLOR.load(Ordering::Relaxed) {
-            format!("\x1b[36m{spin}\x1b[0m")
-        } else {
-            spin.to_string()
-        };
-        // One screen line at most: a wrapped line could not be erased.
-        let text: String = format!("{}{step} · {}", s.label, elapsed(started.elapsed()))
-            .chars()
-            .take(columns().saturating_sub(3))
-            .collect();
-        let line = format!("{CLEAR}{spin} {text}");
-        let mut err = std::io::stderr().lock();
-        let _ = err.write_all(line.as_bytes());
-        let _ = err.flush();
-        s.drawn = true;
-        frame += 1;
     }
-}
 
-/// The terminal's width, 80 when it cannot be told.
-fn columns() -> usize {
-    // SAFETY: TIOCGWINSZ fills the winsize it is given, and nothing else.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 {
-            usize::from(ws.ws_col)
-        } else {
-            80
+    /// Takes the spinner down and wipes its line.
+    fn hide(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }
@@ -187,9 +209,10 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(generation) = self.0 {
             let mut s = state();
-            if s.generation == generation {
-                s.started = None;
-                erase(&mut s);
+            if s.run.as_ref().is_some_and(|r| r.generation == generation)
+                && let Some(mut run) = s.run.take()
+            {
+                run.hide();
             }
         }
     }

@@ -1,13 +1,17 @@
 //! The one printer: every byte shipctl writes to stdout goes through here, as
-//! text for people (colour only on a terminal, NO_COLOR honoured) or as JSON.
+//! text for people or as JSON. Whether text is coloured is anstream's call for
+//! each stream (a terminal; NO_COLOR, CLICOLOR, CLICOLOR_FORCE and TERM
+//! honoured); the styles are anstyle constants. Uncoloured text is written as
+//! is: nothing is painted, so nothing has to be stripped.
 
 mod plan;
 mod text;
 
 use crate::cli::Output;
 use crate::error::Error;
+use anstyle::AnsiColor;
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 pub use plan::{DryRun, Ledger, ReconcileView, describe};
 pub use text::{Releases, Text};
@@ -27,17 +31,16 @@ pub struct Style {
 
 impl Printer {
     pub fn new(output: Output) -> Printer {
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let json = output == Output::Json;
         Printer {
             json,
             stream: false,
-            style: Style {
-                color: !json && !no_color && std::io::stdout().is_terminal(),
+            style: if json {
+                Style::PLAIN
+            } else {
+                Style::of(&std::io::stdout())
             },
-            err_style: Style {
-                color: !no_color && std::io::stderr().is_terminal(),
-            },
+            err_style: Style::of(&std::io::stderr()),
         }
     }
 
@@ -74,9 +77,8 @@ impl Printer {
     /// A progress note for people, on stderr; nothing in JSON mode.
     pub fn note(&self, text: &str) {
         if !self.json {
-            crate::progress::clear();
             let text = text::escape(text, &['\n', '\t']);
-            let _ = writeln!(std::io::stderr(), "{}", self.err_style.dim(&text));
+            write_stderr(&self.err_style.dim(&text));
         }
     }
 
@@ -86,7 +88,6 @@ impl Printer {
     }
 
     pub fn error(&self, e: &Error) {
-        crate::progress::clear();
         // Messages are built from the redacted URL (`DbUrl::redacted`,
         // `DbUrl::redact_message`): nothing is searched and replaced here.
         let message = &e.message;
@@ -117,46 +118,84 @@ impl Printer {
                     text::escape(h, &['\n'])
                 ));
             }
-            let _ = writeln!(std::io::stderr(), "{out}");
+            write_stderr(&out);
         }
     }
 
     fn write_stdout(&self, text: &str) {
-        crate::progress::clear();
-        let mut stdout = std::io::stdout().lock();
-        // A closed pipe (`shipctl status | head -1`) is not an error worth a panic.
-        let _ = writeln!(stdout, "{}", text.trim_end_matches('\n'));
-        let _ = stdout.flush();
+        crate::progress::suspend(|| {
+            let mut stdout = std::io::stdout().lock();
+            // A closed pipe (`shipctl status | head -1`) is not an error worth a panic.
+            let _ = writeln!(stdout, "{}", text.trim_end_matches('\n'));
+            let _ = stdout.flush();
+        });
     }
 }
 
+/// A line for people on stderr, clear of the spinner.
+fn write_stderr(line: &str) {
+    crate::progress::suspend(|| {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    });
+}
+
+const BOLD: anstyle::Style = anstyle::Style::new().bold();
+const DIM: anstyle::Style = anstyle::Style::new().dimmed();
+const GREEN: anstyle::Style = AnsiColor::Green.on_default();
+const RED: anstyle::Style = AnsiColor::Red.on_default();
+const RED_BOLD: anstyle::Style = AnsiColor::Red.on_default().bold();
+const YELLOW: anstyle::Style = AnsiColor::Yellow.on_default();
+const CYAN: anstyle::Style = AnsiColor::Cyan.on_default();
+
 impl Style {
-    fn paint(&self, code: &str, s: &str) -> String {
+    pub const PLAIN: Style = Style { color: false };
+
+    /// Colour on `stream` when anstream would give it colour.
+    pub fn of(stream: &impl anstream::stream::RawStream) -> Style {
+        Style {
+            color: anstream::AutoStream::choice(stream) != anstream::ColorChoice::Never,
+        }
+    }
+
+    fn paint(&self, style: anstyle::Style, s: &str) -> String {
         if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
+            format!("{style}{s}{style:#}")
         } else {
             s.to_string()
         }
     }
     pub fn bold(&self, s: &str) -> String {
-        self.paint("1", s)
+        self.paint(BOLD, s)
     }
     pub fn dim(&self, s: &str) -> String {
-        self.paint("2", s)
+        self.paint(DIM, s)
     }
     pub fn green(&self, s: &str) -> String {
-        self.paint("32", s)
+        self.paint(GREEN, s)
     }
     pub fn red(&self, s: &str) -> String {
-        self.paint("31", s)
+        self.paint(RED, s)
     }
     pub fn red_bold(&self, s: &str) -> String {
-        self.paint("1;31", s)
+        self.paint(RED_BOLD, s)
     }
     pub fn yellow(&self, s: &str) -> String {
-        self.paint("33", s)
+        self.paint(YELLOW, s)
     }
     pub fn cyan(&self, s: &str) -> String {
-        self.paint("36", s)
+        self.paint(CYAN, s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Style;
+
+    #[test]
+    fn plain_text_is_left_as_it_is() {
+        assert_eq!(Style::PLAIN.red_bold("error:"), "error:");
+        let s = Style { color: true };
+        assert_eq!(s.red_bold("error:"), "\x1b[1m\x1b[31merror:\x1b[0m");
+        assert_eq!(s.dim("note"), "\x1b[2mnote\x1b[0m");
     }
 }

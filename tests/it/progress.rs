@@ -4,7 +4,7 @@
 use crate::common::*;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 
 /// A pseudo-terminal: (master, slave).
 fn pty() -> (OwnedFd, OwnedFd) {
@@ -27,14 +27,20 @@ fn pty() -> (OwnedFd, OwnedFd) {
 
 /// Runs shipctl with stderr on a terminal; returns (exit code, stdout, what the terminal got).
 fn on_terminal(db: &TestDb, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = db.cmd();
+    cmd.args(args);
+    run_on_terminal(cmd)
+}
+
+fn run_on_terminal(mut cmd: Command) -> (i32, String, String) {
     let (master, slave) = pty();
-    let mut child = db
-        .cmd()
-        .args(args)
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::from(slave))
         .spawn()
         .expect("run shipctl");
+    // It holds a copy of the terminal's slave side: the master would never see the end.
+    drop(cmd);
     // Read the terminal while the child writes, so it never blocks on a full buffer.
     let reader = std::thread::spawn(move || {
         let mut terminal = std::fs::File::from(master);
@@ -96,6 +102,27 @@ fn a_spinner_on_a_terminal_and_nothing_elsewhere() {
         !stdout.contains('\x1b'),
         "nothing of it on stdout: {stdout:?}"
     );
+    assert!(
+        !terminal.contains("\x1b[36m"),
+        "NO_COLOR: a plain spinner: {terminal:?}"
+    );
+
+    // Colour where it may be: the spinner's frames on the terminal, not stdout.
+    let d = plan(&db, release(&db, "1.0.1"), "prod");
+    let mut cmd = db.cmd();
+    cmd.args(["validate", "--deploy-id", &d.to_string()])
+        .args(["--duration", "300ms", "--failure-rate", "0"])
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env("TERM", "xterm");
+    let (code, stdout, terminal) = run_on_terminal(cmd);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(terminal.contains("\x1b[36m"), "cyan frames: {terminal:?}");
+    assert!(
+        !stdout.contains('\x1b'),
+        "stdout is not a terminal: {stdout:?}"
+    );
 
     // JSON output: a terminal on stderr, and still nothing.
     let d2 = plan(&db, release(&db, "1.1"), "prod");
@@ -138,5 +165,38 @@ fn a_spinner_on_a_terminal_and_nothing_elsewhere() {
         !out.stderr.contains('\x1b') && !out.stderr.contains('⠋'),
         "{:?}",
         out.stderr
+    );
+}
+
+#[test]
+fn a_childs_output_is_not_wiped_by_the_spinner() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    // A line written in two pieces, ticks apart, and a last one left unfinished.
+    script(
+        &db,
+        "deploy.sh",
+        "#!/bin/sh\nprintf 'half'; sleep 0.4; echo ' line'; sleep 0.4; printf 'tail'\n",
+    );
+    std::fs::create_dir_all(db.dir.path().join("manifests")).unwrap();
+    std::fs::write(
+        db.dir.path().join("manifests/m.yaml"),
+        "releases:\n  - version: '1.0'\n    tag: 'v1.0'\nenvironments:\n  prod:\n    release: '1.0'\n    executor:\n      command:\n        run: ['./deploy.sh']\n",
+    )
+    .unwrap();
+    let (code, stdout, terminal) = on_terminal(&db, &["reconcile", "--manifests", "manifests"]);
+    assert_eq!(code, 0, "stdout: {stdout}\nterminal: {terminal:?}");
+    // The terminal turns each newline into CR LF.
+    assert!(
+        terminal.contains("half line\r\n"),
+        "an unfinished line stays as it is until it ends: {terminal:?}"
+    );
+    let after = &terminal[terminal.find("half line").unwrap()..];
+    assert!(
+        after.contains("· run ·"),
+        "the spinner comes back once the line has ended: {terminal:?}"
+    );
+    assert!(
+        after.contains("tail\r\n"),
+        "a last line left unfinished is ended: {terminal:?}"
     );
 }
