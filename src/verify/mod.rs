@@ -3,6 +3,8 @@
 //! A check is a command (exit 0 = healthy) or an HTTP GET (the status wanted,
 //! and text the body must contain).
 
+pub mod http;
+
 use std::time::Duration;
 
 /// What a check's `{version}`, `{tag}` and `{env}` stand for.
@@ -135,7 +137,7 @@ pub fn check_url(template: &str) -> Result<(), (String, String)> {
 mod tests {
     use super::*;
 
-    const V: Vars = Vars {
+    pub(super) const V: Vars = Vars {
         version: "1.2.0",
         tag: "v1.2.0",
         env: "prod",
