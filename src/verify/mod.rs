@@ -209,6 +209,8 @@ pub async fn run(spec: &VerifySpec, job: &Job, stop: &CancellationToken) -> Veri
         tag: &job.tag,
         env: &job.env,
     };
+    // One client for every try: building it reads the system's certificates.
+    let checker = spec.http.as_ref().map(|_| http::Checker::new());
     let mut v = Verification {
         check: describe(spec),
         passed: false,
@@ -233,9 +235,13 @@ pub async fn run(spec: &VerifySpec, job: &Job, stop: &CancellationToken) -> Veri
                     .await
                     .map(|out| format!("{} exited 0{}", v.check, command::output_note(&out)))
             }
-            (None, Some(h)) => tokio::select! {
-                r = http::try_once(h, &vars, timeout) => r,
-                () = stop.cancelled() => Err(format!("{}: stopped", v.check)),
+            (None, Some(h)) => match &checker {
+                Some(Ok(client)) => tokio::select! {
+                    r = client.try_once(h, &vars, timeout) => r,
+                    () = stop.cancelled() => Err(format!("{}: stopped", v.check)),
+                },
+                Some(Err(e)) => Err(e.clone()),
+                None => Err("no HTTP client".into()),
             },
             (None, None) => Err("no check is configured".into()),
         };
@@ -270,7 +276,7 @@ pub async fn run(spec: &VerifySpec, job: &Job, stop: &CancellationToken) -> Veri
 mod tests {
     use super::*;
 
-    const V: Vars = Vars {
+    pub(super) const V: Vars = Vars {
         version: "1.2.0",
         tag: "v1.2.0",
         env: "prod",
