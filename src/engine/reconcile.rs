@@ -460,6 +460,22 @@ impl Engine {
             .await?;
             steps.push("stored the policy".into());
         }
+        if p.lift_hold && ledger::clear_hold(&mut tx, d, row.id, None).await.db(ctx)? {
+            record(
+                &mut tx,
+                d,
+                who.about(
+                    Some(env),
+                    "hold.lifted",
+                    format!(
+                        "{env}: hold lifted: the manifests now declare {}",
+                        spec.release
+                    ),
+                ),
+            )
+            .await?;
+            steps.push("lifted the hold".into());
+        }
         let passive = match &p.action {
             Action::Deploy { .. } | Action::InSync => None,
             other => Some(passive_outcome(env, other)),
@@ -489,22 +505,6 @@ impl Engine {
             )
             .await?;
             steps.push("lifted the rollback pin".into());
-        }
-        if p.lift_hold && ledger::clear_hold(&mut tx, d, row.id, None).await.db(ctx)? {
-            record(
-                &mut tx,
-                d,
-                who.about(
-                    Some(env),
-                    "hold.lifted",
-                    format!(
-                        "{env}: hold lifted: the manifests now declare {}",
-                        spec.release
-                    ),
-                ),
-            )
-            .await?;
-            steps.push("lifted the hold".into());
         }
         for c in &p.cancel {
             ledger::transition(&mut tx, d, c.id, c.state, Etat::Annule)

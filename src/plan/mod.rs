@@ -250,6 +250,12 @@ pub fn plan_env(
         Some(stale) => p.recover = Some(stale.clone()),
         None => {}
     }
+    // A hold is about the release the manifests declare: once they declare
+    // another (or it is live after all), it lifts, whatever else happens here.
+    p.lift_hold = here
+        .hold
+        .as_ref()
+        .is_some_and(|h| h.version != desired || p.live.as_deref() == Some(desired));
     if let Some(pin) = &here.pin {
         if pin.blocks.as_deref() == Some(desired) {
             p.action = Action::Pinned {
@@ -259,12 +265,9 @@ pub fn plan_env(
         }
         p.lift_pin = true;
     }
-    if let Some(hold) = &here.hold {
-        if hold.version == desired && p.live.as_deref() != Some(desired) {
-            p.action = Action::Held { hold: hold.clone() };
-            return p;
-        }
-        p.lift_hold = true;
+    if let Some(hold) = here.hold.as_ref().filter(|_| !p.lift_hold) {
+        p.action = Action::Held { hold: hold.clone() };
+        return p;
     }
     let others = |keep: &str| -> Vec<Dep> {
         here.pending

@@ -197,6 +197,52 @@ fn pin_holds_while_the_manifest_declares_the_rolled_back_release() {
 }
 
 #[test]
+fn a_held_release_is_not_planned_again_until_the_manifests_move_on() {
+    let mut a = live("1.0");
+    a.hold = Some(HoldView {
+        release_id: 2,
+        version: "2.0".into(),
+        reason: "failed verification".into(),
+        deployment_id: Some(7),
+    });
+    let releases = ["1.0", "2.0", "2.1"];
+    let held =
+        |d: &Desired, a: &ActualEnv| plan(d, &actual_with(vec![(Env::Prod, a.clone())], &releases));
+    // Still declared: held, nothing to do, the hold stays.
+    let p = held(&desired(&[(Env::Prod, "2.0", None)]), &a);
+    assert!(matches!(&only(&p).action, Action::Held { hold } if hold.deployment_id == Some(7)));
+    assert!(!only(&p).lift_hold);
+    assert!(!p.has_changes());
+    let message = a
+        .hold
+        .as_ref()
+        .map(|h| h.message(Env::Prod))
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        "prod: 2.0 held: failed verification (deployment 7); declare another release, or \
+         `shipctl deploy --release 2 --env prod` to try again"
+    );
+    // Another release declared: the hold lifts and it deploys.
+    let p = held(&desired(&[(Env::Prod, "2.1", None)]), &a);
+    assert!(only(&p).lift_hold);
+    assert!(matches!(only(&p).action, Action::Deploy { .. }));
+    // Back to the live release: in sync, and the hold lifts too.
+    let p = held(&desired(&[(Env::Prod, "1.0", None)]), &a);
+    assert!(only(&p).lift_hold && only(&p).action == Action::InSync);
+    // Moved on, but blocked upstream: the hold still lifts.
+    let mut b = a.clone();
+    b.policy = None;
+    let p = plan(
+        &desired(&[(Env::Prod, "2.1", Some(Env::Staging))]),
+        &actual_with(vec![(Env::Prod, b), (Env::Staging, live("1.0"))], &releases),
+    );
+    assert!(only(&p).lift_hold);
+    assert!(matches!(only(&p).action, Action::Blocked { .. }));
+    assert!(p.has_changes());
+}
+
+#[test]
 fn requires_blocks_until_the_release_succeeded_upstream() {
     let d = desired(&[(Env::Prod, "2.0", Some(Env::Staging))]);
     // staging unmanaged and without 2.0: blocked.
