@@ -343,6 +343,9 @@ impl Text for Checked {
             if !gates.is_empty() {
                 line.push_str(&format!("  gates: {}", gates.join(", ")));
             }
+            if let Some(v) = &spec.policy.verify {
+                line.push_str(&format!("  verifies: {}", crate::verify::describe(v)));
+            }
             out.push_str(&line);
             out.push('\n');
         }

@@ -716,18 +716,21 @@ fn watch_follows_a_re_pointed_symlink() {
     assert_eq!(status.code(), Some(0), "{}", w.log());
 }
 
-/// Six saves 200 ms apart (a script, a rebase): only the last one is applied,
-/// no intermediate release is deployed — with `--poll` and with events.
+/// Twelve saves 200 ms apart (a script, a rebase): only the last one is
+/// applied, no intermediate release is deployed — with `--poll` and with
+/// events. The burst lasts over two seconds, so at least two polls (1s apart)
+/// fall in its middle: a watch that applied what it saw would deploy one.
 #[test]
 fn quick_successive_saves_apply_only_the_last_state() {
     for extra in [&["--poll"][..], &[]] {
         let db = TestDb::new(Backend::Sqlite).expect("sqlite");
-        let versions: Vec<String> = (0..=6).map(|i| format!("1.0.{i}")).collect();
+        const LAST: usize = 12;
+        let versions: Vec<String> = (0..=LAST).map(|i| format!("1.0.{i}")).collect();
         let v: Vec<&str> = versions.iter().map(String::as_str).collect();
         save(&db, &manifest(&v[..1], v[0], SIM_OK));
         let mut w = Watch::start(&db, extra);
         wait_live(&db, "prod", v[0], &mut w);
-        for i in 1..=6 {
+        for i in 1..=LAST {
             if i > 1 {
                 // The pace of the writes is the scenario, not a wait for a state.
                 std::thread::sleep(Duration::from_millis(200));
@@ -738,11 +741,14 @@ fn quick_successive_saves_apply_only_the_last_state() {
                 std::time::SystemTime::now(),
             );
         }
-        wait_live(&db, "prod", v[6], &mut w);
+        wait_live(&db, "prod", v[LAST], &mut w);
         let intermediate = count(
             &db,
-            "SELECT COUNT(*) FROM deploiements d JOIN releases r ON r.id = d.id_release \
-             WHERE r.version IN ('1.0.1', '1.0.2', '1.0.3', '1.0.4', '1.0.5')",
+            &format!(
+                "SELECT COUNT(*) FROM deploiements d JOIN releases r ON r.id = d.id_release \
+                 WHERE r.version NOT IN ('{}', '{}')",
+                v[0], v[LAST]
+            ),
         );
         assert_eq!(intermediate, 0, "{extra:?}: {}", w.log());
         assert_eq!(rounds_for_changes(&w), 1, "{extra:?}: {}", w.log());
