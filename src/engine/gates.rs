@@ -36,6 +36,13 @@ pub struct GateState {
     /// Who may approve; `None`: anyone.
     pub approvers: Option<Vec<String>>,
     pub approved_by: Vec<String>,
+    /// Approvals that no longer count: older than the gate's `expires`.
+    pub expired: Vec<String>,
+    /// Who planned the deployment: under the four-eyes rule (`self_approval:
+    /// false`, the default), not someone who may approve it.
+    pub planned_by: Option<String>,
+    /// Whether `planned_by` may approve (the gate's `self_approval`).
+    pub self_approval: bool,
     pub rejected_by: Option<String>,
     /// A rejection's reason, or a command's outcome and output.
     pub message: Option<String>,
@@ -83,18 +90,33 @@ impl GateState {
                 if !self.approved_by.is_empty() {
                     s.push_str(&format!(" ({})", self.approved_by.join(", ")));
                 }
+                if !self.expired.is_empty() {
+                    s.push_str(&format!("; expired: {}", self.expired.join(", ")));
+                }
                 if self.status == GateStatus::Waiting {
-                    let may = self.approvers.as_ref().map(|names| {
-                        names
+                    let excluded = |n: &String| {
+                        self.approved_by.contains(n)
+                            || (!self.self_approval && self.planned_by.as_ref() == Some(n))
+                    };
+                    let may = match &self.approvers {
+                        Some(names) => names
                             .iter()
-                            .filter(|n| !self.approved_by.contains(n))
+                            .filter(|n| !excluded(n))
                             .cloned()
                             .collect::<Vec<_>>()
-                            .join(", ")
-                    });
+                            .join(", "),
+                        None => match self.planned_by.as_ref().filter(|_| !self.self_approval) {
+                            Some(p) => format!("anyone but {p}, who planned it"),
+                            None => "anyone".into(),
+                        },
+                    };
                     s.push_str(&format!(
                         "; may approve: {}",
-                        may.unwrap_or_else(|| "anyone".into())
+                        if may.is_empty() {
+                            "nobody left".into()
+                        } else {
+                            may
+                        }
                     ));
                 }
                 s
@@ -136,23 +158,53 @@ pub enum Verdict {
 /// Where each gate of `policy` stands for `deployment`, from gate results
 /// (oldest first; results of other deployments are ignored, so one batch can
 /// serve several). Command gates show their newest outcome, or `NotRun`.
-pub fn states(policy: Option<&Policy>, results: &[GateResult], deployment: i64) -> Vec<GateState> {
+pub fn states(policy: Option<&Policy>, decisions: &Decisions, deployment: i64) -> Vec<GateState> {
     let Some(policy) = policy else {
         return Vec::new();
     };
+    let planner = decisions.planners.get(&deployment).map(String::as_str);
     policy
         .gates
         .iter()
         .map(|g| {
-            let mine = results
+            let mine = decisions
+                .results
                 .iter()
                 .filter(|r| r.deployment == deployment && r.gate == g.name);
-            state(g, mine)
+            state(g, mine, planner)
         })
         .collect()
 }
 
-fn state<'a>(g: &NamedGate, results: impl Iterator<Item = &'a GateResult>) -> GateState {
+/// The gate results of some deployments and who planned each: what their
+/// gates' states are computed from.
+#[derive(Debug, Default)]
+pub struct Decisions {
+    pub results: Vec<GateResult>,
+    pub planners: BTreeMap<i64, String>,
+}
+
+/// Reads the decisions about `deployments` in two statements.
+pub async fn decisions(
+    c: &mut sqlx::AnyConnection,
+    d: Dialect,
+    deployments: &[i64],
+) -> Result<Decisions> {
+    Ok(Decisions {
+        results: ledger::gate_results(c, d, deployments)
+            .await
+            .db("reading the gate results")?,
+        planners: ledger::planners(c, d, deployments)
+            .await
+            .db("reading who planned the deployments")?,
+    })
+}
+
+fn state<'a>(
+    g: &NamedGate,
+    results: impl Iterator<Item = &'a GateResult>,
+    planner: Option<&str>,
+) -> GateState {
     let mut s = GateState {
         gate: g.name.clone(),
         kind: "approval",
@@ -160,6 +212,9 @@ fn state<'a>(g: &NamedGate, results: impl Iterator<Item = &'a GateResult>) -> Ga
         required: g.gate.approvals,
         approvers: g.gate.approvers.clone(),
         approved_by: Vec::new(),
+        expired: Vec::new(),
+        planned_by: planner.map(str::to_string),
+        self_approval: g.gate.self_approval.unwrap_or(false),
         rejected_by: None,
         message: None,
         command: g.gate.command.clone(),
@@ -198,6 +253,14 @@ fn state<'a>(g: &NamedGate, results: impl Iterator<Item = &'a GateResult>) -> Ga
                 s.rejected_by = Some(r.actor.clone());
                 s.message = Some(r.message.clone());
             }
+        } else if !s.self_approval && planner == Some(r.actor.as_str()) {
+            // Recorded before the policy forbade it: it does not count.
+        } else if g
+            .gate
+            .expires
+            .is_some_and(|e| r.age_s.max(0) as u64 > e.0.as_secs())
+        {
+            s.expired.push(r.actor.clone());
         } else {
             s.approved_by.push(r.actor.clone());
         }
@@ -260,10 +323,8 @@ pub(super) async fn current(
     if policy.is_none_or(|p| p.gates.is_empty()) {
         return Ok(Vec::new());
     }
-    let results = ledger::gate_results(tx, d, &[deployment])
-        .await
-        .db("reading the gate results")?;
-    Ok(states(policy, &results, deployment))
+    let decisions = decisions(tx, d, &[deployment]).await?;
+    Ok(states(policy, &decisions, deployment))
 }
 
 /// The exit-4 error of a deployment that waits for approvals.
@@ -625,6 +686,39 @@ impl Engine {
                 "ask one of them, or change environments.ENV.gates.GATE.approvers in the manifests",
             ));
         }
+        // The four-eyes rule: whoever planned it may reject it, not approve it.
+        if !decision.reject && !g.gate.self_approval.unwrap_or(false) {
+            let planners = ledger::planners(&mut tx, d, &[id])
+                .await
+                .db("reading who planned the deployment")?;
+            if planners.get(&id) == Some(&actor) {
+                let others: Vec<&String> = g
+                    .gate
+                    .approvers
+                    .iter()
+                    .flatten()
+                    .filter(|n| **n != actor)
+                    .collect();
+                return Err(Error::input(format!(
+                    "{actor} planned deployment {id} ({} to {}) and may not approve it: gate \
+                     {gate} follows the four-eyes rule (self_approval is false)",
+                    dep.version, dep.env
+                ))
+                .hint(format!(
+                    "ask {}; a reconcile plans as $SHIPCTL_ACTOR (CI should set it to the \
+                     committer), or set self_approval: true on the gate",
+                    if others.is_empty() {
+                        "someone else".to_string()
+                    } else {
+                        others
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" or ")
+                    }
+                )));
+            }
+        }
         let outcome = if decision.reject {
             "rejected"
         } else {
@@ -652,6 +746,10 @@ impl Engine {
             )
             .await
             .db("recording the decision")?;
+            // The server's word on who wrote it (PostgreSQL, MariaDB).
+            let db_user = ledger::db_user(&mut tx, d)
+                .await
+                .db("reading the database user")?;
             let mut audit = self.who.on(
                 id,
                 if decision.reject {
@@ -669,10 +767,12 @@ impl Engine {
                     } else {
                         format!(": {reason}")
                     },
-                    if actor == self.who.actor() {
-                        String::new()
-                    } else {
-                        format!(" (recorded by {})", self.who.actor())
+                    match (actor == self.who.actor(), db_user) {
+                        (true, None) => String::new(),
+                        (true, Some(u)) => format!(" (database user {u})"),
+                        (false, None) => format!(" (recorded by {})", self.who.actor()),
+                        (false, Some(u)) =>
+                            format!(" (recorded by {}, database user {u})", self.who.actor()),
                     }
                 ),
             );

@@ -482,13 +482,11 @@ async fn env_status(
             return Ok(None);
         }
         let ids: Vec<i64> = o.pending.iter().map(|p| p.id).collect();
-        let results = ledger::gate_results(c, d, &ids)
-            .await
-            .db("reading the gate results")?;
+        let decisions = gates::decisions(c, d, &ids).await?;
         ids.iter()
             .map(|&id| DeploymentGates {
                 deployment: id,
-                gates: gates::states(policy, &results, id),
+                gates: gates::states(policy, &decisions, id),
             })
             .collect()
     } else {

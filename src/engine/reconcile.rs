@@ -171,11 +171,9 @@ async fn actual_env(
         && !pending.is_empty()
     {
         let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
-        let results = ledger::gate_results(tx, d, &ids)
-            .await
-            .db("reading the gate results")?;
+        let decisions = gates::decisions(tx, d, &ids).await?;
         for p in &mut pending {
-            p.waiting = gates::states(Some(policy), &results, p.id)
+            p.waiting = gates::states(Some(policy), &decisions, p.id)
                 .iter()
                 .filter_map(|s| match s.status {
                     GateStatus::Waiting => Some(format!("waits for {}", s.summary())),

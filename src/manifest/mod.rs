@@ -542,7 +542,32 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
                     "remove kill_grace",
                 ));
             }
-            (Some(_), None) => {}
+            (Some(_), None) => {
+                if let Some(e) = gate.expires
+                    && e.0 < Duration::from_secs(1)
+                {
+                    return Err(bad(
+                        &format!("{key}.expires"),
+                        format!(
+                            "approvals that expire after {} would never count",
+                            crate::duration::format(e.0)
+                        ),
+                        "use a duration of at least 1s, e.g. 24h, or remove expires",
+                    ));
+                }
+            }
+            (None, Some(_)) if gate.self_approval.is_some() || gate.expires.is_some() => {
+                let field = if gate.self_approval.is_some() {
+                    "self_approval"
+                } else {
+                    "expires"
+                };
+                return Err(bad(
+                    &format!("{key}.{field}"),
+                    format!("{field} applies to approval gates only"),
+                    &format!("remove {field}"),
+                ));
+            }
             (None, Some(argv)) if argv.is_empty() || argv[0].is_empty() => {
                 return Err(bad(
                     &key,

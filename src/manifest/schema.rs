@@ -52,6 +52,13 @@ pub struct Gate {
     /// Between SIGTERM and SIGKILL when the gate's command is stopped.
     #[serde(default)]
     pub kill_grace: Option<DurationText>,
+    /// Whether whoever planned a deployment may approve it; default false
+    /// (the four-eyes rule).
+    #[serde(default)]
+    pub self_approval: Option<bool>,
+    /// Approvals older than this do not count; default: they never expire.
+    #[serde(default)]
+    pub expires: Option<DurationText>,
 }
 
 /// `simulate:` or `command:`, exactly one (checked by the loader).

@@ -277,6 +277,8 @@ mod tests {
                     command: None,
                     timeout: None,
                     kill_grace: None,
+                    self_approval: Some(true),
+                    expires: None,
                 },
             }],
             ..Policy::default()

@@ -649,10 +649,14 @@ impl Text for History {
                             _ => s.red("✗"),
                         };
                         let first = crate::engine::headline(&r.message);
+                        let by = match &r.db_user {
+                            Some(u) => format!("{} (database user {u})", r.actor),
+                            None => r.actor.clone(),
+                        };
                         let what = match r.kind.as_str() {
                             "command" => first.to_string(),
-                            _ if first.is_empty() => format!("{} by {}", r.outcome, r.actor),
-                            _ => format!("{} by {}: {first}", r.outcome, r.actor),
+                            _ if first.is_empty() => format!("{} by {by}", r.outcome),
+                            _ => format!("{} by {by}: {first}", r.outcome),
                         };
                         format!(
                             "      {mark} gate {} {}  {}",

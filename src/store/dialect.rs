@@ -7,7 +7,9 @@
 //! - `{now+ms}`: the database clock plus a number of milliseconds bound as `?`;
 //! - `{now-s}`: the database clock minus a whole number of seconds bound as `?`;
 //! - `{ts:EXPR}`: EXPR rendered as `YYYY-MM-DD HH:MM:SS` text in UTC;
-//! - `{ts_param}`: a `?` bound as `YYYY-MM-DD HH:MM:SS` text (UTC), as a timestamp.
+//! - `{ts_param}`: a `?` bound as `YYYY-MM-DD HH:MM:SS` text (UTC), as a timestamp;
+//! - `{age_s:EXPR}`: whole seconds from the timestamp EXPR to the database clock;
+//! - `{db_user}`: the user the server authenticated (NULL on SQLite).
 
 use super::url::Backend;
 use sqlx::AssertSqlSafe;
@@ -62,6 +64,21 @@ impl Dialect {
             ("ts_param", Backend::Sqlite) => "?".into(),
             ("ts_param", Backend::Postgres) => "CAST(? AS TIMESTAMP) AT TIME ZONE 'UTC'".into(),
             ("ts_param", Backend::MySql) => "CAST(? AS DATETIME(6))".into(),
+            ("db_user", Backend::Sqlite) => "NULL".into(),
+            ("db_user", Backend::Postgres) => "CAST(current_user AS TEXT)".into(),
+            ("db_user", Backend::MySql) => "CURRENT_USER()".into(),
+            (t, backend) if t.starts_with("age_s:") => {
+                let expr = &t["age_s:".len()..];
+                match backend {
+                    Backend::Sqlite => {
+                        format!("CAST((julianday('now') - julianday({expr})) * 86400 AS INTEGER)")
+                    }
+                    Backend::Postgres => {
+                        format!("CAST(EXTRACT(EPOCH FROM (now() - {expr})) AS BIGINT)")
+                    }
+                    Backend::MySql => format!("TIMESTAMPDIFF(SECOND, {expr}, NOW(6))"),
+                }
+            }
             (t, backend) => match t.strip_prefix("ts:") {
                 Some(expr) => match backend {
                     Backend::Sqlite => format!("substr({expr}, 1, 19)"),

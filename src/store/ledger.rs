@@ -905,6 +905,47 @@ pub struct GateResult {
     pub actor: String,
     pub message: String,
     pub date: Utc,
+    /// The database user that wrote it (PostgreSQL, MariaDB; `None` on SQLite).
+    pub db_user: Option<String>,
+    /// Its age by the database clock, when read: what `expires` is judged on.
+    #[serde(skip)]
+    pub age_s: i64,
+}
+
+/// The user the database server authenticated for this session; `None` on SQLite.
+pub async fn db_user(c: &mut AnyConnection, d: Dialect) -> Res<Option<String>> {
+    if d.0 == super::Backend::Sqlite {
+        return Ok(None);
+    }
+    sqlx::query_scalar(d.sql("SELECT {db_user}"))
+        .fetch_one(c)
+        .await
+}
+
+/// Who planned each of `deployments` (the actor of its `deployment.planned`
+/// row: the person the four-eyes rule keeps from approving it), in one statement.
+pub async fn planners(
+    c: &mut AnyConnection,
+    d: Dialect,
+    deployments: &[i64],
+) -> Res<std::collections::BTreeMap<i64, String>> {
+    if deployments.is_empty() {
+        return Ok(Default::default());
+    }
+    let marks = vec!["?"; deployments.len()].join(", ");
+    let sql = d.sql(&format!(
+        "SELECT id_deploiement, acteur FROM audit_logs WHERE id IN (SELECT MIN(id) \
+         FROM audit_logs WHERE id_deploiement IN ({marks}) AND action = 'deployment.planned' \
+         GROUP BY id_deploiement)"
+    ));
+    let mut q = sqlx::query(sql);
+    for id in deployments {
+        q = q.bind(*id);
+    }
+    let rows = q.fetch_all(c).await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("id_deploiement")?, r.try_get("acteur")?)))
+        .collect()
 }
 
 /// A gate result about to be written.
@@ -925,8 +966,8 @@ pub async fn insert_gate_result(
     insert(
         c,
         d,
-        "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message, date_resultat) \
-         VALUES (?, ?, ?, ?, ?, ?, {now})",
+        "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message, \
+         date_resultat, db_user) VALUES (?, ?, ?, ?, ?, ?, {now}, {db_user})",
         |q| {
             q.bind(g.deployment)
                 .bind(g.gate.to_string())
@@ -940,7 +981,8 @@ pub async fn insert_gate_result(
 }
 
 const GATE_SELECT: &str = "SELECT g.id, g.id_deploiement, g.gate, g.kind, g.outcome, g.acteur, \
-     g.message, {ts:g.date_resultat} AS date_resultat FROM gate_results g";
+     g.message, {ts:g.date_resultat} AS date_resultat, g.db_user, \
+     {age_s:g.date_resultat} AS age_s FROM gate_results g";
 
 fn gate_result(row: &AnyRow) -> Res<GateResult> {
     Ok(GateResult {
@@ -952,6 +994,8 @@ fn gate_result(row: &AnyRow) -> Res<GateResult> {
         actor: row.try_get("acteur")?,
         message: row.try_get("message")?,
         date: ts(row, "date_resultat")?,
+        db_user: row.try_get("db_user")?,
+        age_s: row.try_get("age_s")?,
     })
 }
 

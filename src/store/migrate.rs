@@ -52,6 +52,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0005_holds.sql"),
         mysql: include_str!("../../migrations/mysql/0005_holds.sql"),
     },
+    Migration {
+        version: 6,
+        name: "gate_db_user",
+        sqlite: include_str!("../../migrations/sqlite/0006_gate_db_user.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_gate_db_user.sql"),
+        mysql: include_str!("../../migrations/mysql/0006_gate_db_user.sql"),
+    },
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -497,7 +497,15 @@ fn approve_recovers_a_dead_holder_in_its_environment() {
             .parse()
             .expect("id");
         db.expect(
-            &["approve", "--deploy-id", &d1.to_string(), "--gate", "qa"],
+            &[
+                "approve",
+                "--deploy-id",
+                &d1.to_string(),
+                "--gate",
+                "qa",
+                "--by",
+                "alice",
+            ],
             0,
         );
         let r2 = db.scalar("SELECT id FROM releases WHERE version = '1.0.0'");

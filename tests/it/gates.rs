@@ -585,7 +585,7 @@ fn a_passing_command_gate_is_told_the_deployment_and_never_goes_through_a_shell(
         reconcile(db, 4);
         let id = newest(db);
         assert!(!exists(db, "gate.log"), "the gate ran before the approval");
-        approve(db, id, "qa", &[]);
+        approve(db, id, "qa", &["--by", "alice"]);
 
         let out = db.expect(
             &[
@@ -654,7 +654,7 @@ fn a_hanging_command_gate_is_stopped_at_its_timeout() {
     );
     reconcile(&db, 4);
     let id = newest(&db);
-    approve(&db, id, "qa", &[]);
+    approve(&db, id, "qa", &["--by", "alice"]);
     let started = Instant::now();
     validate(&db, id, 3);
     assert!(
