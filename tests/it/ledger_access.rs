@@ -4,6 +4,7 @@
 //! naming the cause; writers do not install shipctl's tables over another
 //! application's; a failed first migration on MariaDB completes when run again.
 
+use crate::common::account::Account;
 use crate::common::*;
 
 use std::collections::BTreeMap;
@@ -372,62 +373,6 @@ fn reading_a_rollback_journal_ledger_leaves_its_journal_mode() {
 }
 
 // ---------------------------------------------------------------- MariaDB migration
-
-/// A user (MariaDB) or role (PostgreSQL) of its own on the test's server,
-/// with the password `pw`; `drop` (run as admin) removes it at the end.
-struct Account {
-    admin: String,
-    name: String,
-    drop: String,
-    /// The test database's URL as this account.
-    url: String,
-}
-
-impl Account {
-    fn new(db: &TestDb, name: String, drop: String) -> Account {
-        let mut url = url::Url::parse(&db.url).expect("url");
-        url.set_username(&name).expect("user");
-        url.set_password(Some("pw")).expect("password");
-        Account {
-            admin: db.url.clone(),
-            name,
-            drop,
-            url: url.to_string(),
-        }
-    }
-
-    /// Runs `sql` as admin.
-    fn sql(&self, sql: &str) {
-        block_on(async {
-            use sqlx::Connection;
-            let mut c = sqlx::AnyConnection::connect(&self.admin)
-                .await
-                .expect("admin connect");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            c.close().await.expect("close");
-        });
-    }
-
-    /// shipctl on the test database as this account.
-    fn run(&self, db: &TestDb, args: &[&str]) -> Run {
-        let out = db
-            .cmd()
-            .env("SHIPCTL_DATABASE_URL", &self.url)
-            .args(args)
-            .output()
-            .expect("run shipctl");
-        Run::from(out)
-    }
-}
-
-impl Drop for Account {
-    fn drop(&mut self) {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.sql(&self.drop)));
-    }
-}
 
 #[test]
 fn a_first_migration_that_fails_midway_on_mariadb_completes_when_run_again() {

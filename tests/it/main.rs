@@ -3,6 +3,7 @@
 
 mod common;
 
+mod approvals;
 mod audit_and_seed;
 mod bad_input;
 mod child_processes;

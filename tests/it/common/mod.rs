@@ -8,6 +8,7 @@
 //! (as `.ci/run` sets it). Set but the server is unreachable: the test fails.
 #![allow(dead_code)]
 
+pub mod account;
 pub mod process;
 pub mod proxy;
 pub mod servers;
