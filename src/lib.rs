@@ -18,3 +18,4 @@ pub mod store;
 pub mod supervisor;
 pub mod verify;
 pub mod watch;
+pub mod window;

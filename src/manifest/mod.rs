@@ -10,7 +10,7 @@ pub mod words;
 use crate::error::{Error, Result};
 use crate::executor::command::check_kill_grace;
 use crate::model::{Env, MAX_POLICY_BYTES, OnFailure, check_argv, check_label};
-use schema::{ExecutorSpec, Gate, UNQUOTED_NUMBER, VerifySpec};
+use schema::{ExecutorSpec, Gate, UNQUOTED_NUMBER, VerifySpec, WindowsSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -60,6 +60,10 @@ pub struct Policy {
     /// Checks after a successful run; the deployment succeeds only if they pass.
     #[serde(default)]
     pub verify: Option<VerifySpec>,
+    /// When deployments may start (DESIGN §10), as the manifests wrote it:
+    /// `crate::window::parse` reads it; `None`: always open.
+    #[serde(default)]
+    pub windows: Option<WindowsSpec>,
     /// Defaults only matter to a stored policy read leniently (`stored::read`).
     #[serde(default = "default_on_failure")]
     pub on_failure: OnFailure,
@@ -82,6 +86,7 @@ impl Default for Policy {
             gates: Vec::new(),
             executor: None,
             verify: None,
+            windows: None,
             on_failure: OnFailure::Replan,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         }
@@ -659,11 +664,25 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
     if let Some(v) = &spec.verify {
         check_verify(v).map_err(|(key, m, h)| bad(&key, m, &h))?;
     }
+    if let Some(w) = &spec.windows {
+        crate::window::parse(w).map_err(|e| {
+            let place = match &e.near {
+                Some((key, value)) => at_value(path, text, key, value),
+                None => at(path, text, "windows"),
+            };
+            Error::input(format!(
+                "{place}: environments.{env}.{}: {}",
+                e.key, e.message
+            ))
+            .hint(e.hint)
+        })?;
+    }
     let policy = Policy {
         requires,
         gates,
         executor: spec.executor.clone(),
         verify: spec.verify.clone(),
+        windows: spec.windows.clone(),
         on_failure: spec.on_failure.map(|o| o.0).unwrap_or(OnFailure::Replan),
         max_attempts,
     };

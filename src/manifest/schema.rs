@@ -38,6 +38,7 @@ pub struct Environment {
     pub on_failure: Option<OnFailureName>,
     pub max_attempts: Option<u32>,
     pub verify: Option<VerifySpec>,
+    pub windows: Option<WindowsSpec>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -129,6 +130,34 @@ pub struct HttpSpec {
     /// Text the body must contain (`{version}`, `{tag}`, `{env}` replaced).
     #[serde(default)]
     pub contains: Option<String>,
+}
+
+/// `windows:` — when the environment may be deployed to (DESIGN §10), kept as
+/// the manifests wrote it; `crate::window::parse` reads and checks it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowsSpec {
+    /// An IANA name; UTC when absent.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Absent or empty: open at any time outside the deny windows.
+    #[serde(default)]
+    pub allow: Vec<WindowSpec>,
+    #[serde(default)]
+    pub deny: Vec<WindowSpec>,
+}
+
+/// One window: weekly (`days` with `from`/`to` as `"HH:MM"`, `to` may be
+/// `"24:00"`) or one-off (no `days`, `from`/`to` as `"YYYY-MM-DD HH:MM"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    #[serde(default)]
+    pub days: Option<Vec<String>>,
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// A version or tag: a YAML string. An unquoted `1.10` is a number to YAML

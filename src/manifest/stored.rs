@@ -2,7 +2,9 @@
 //! version knows is kept, and what it does not know is named, never dropped silently.
 
 use super::Policy;
-use super::schema::{CommandSpec, ExecutorSpec, Gate, HttpSpec, SimulateSpec, VerifySpec};
+use super::schema::{
+    CommandSpec, ExecutorSpec, Gate, HttpSpec, SimulateSpec, VerifySpec, WindowSpec, WindowsSpec,
+};
 use serde::de::{self, DeserializeOwned, Visitor};
 use serde_json::{Map, Value};
 
@@ -87,6 +89,33 @@ pub fn read(json: &str) -> Result<StoredPolicy, String> {
             top.remove("verify");
         }
     }
+    if let Some(windows) = top.get_mut("windows") {
+        let keep = match windows {
+            Value::Object(x) => {
+                drop_unknown::<WindowsSpec>(x, "windows", &mut unknown);
+                for list in ["allow", "deny"] {
+                    keep_windows(x, list, &mut unknown);
+                }
+                match parse_or_blame::<WindowsSpec>(x, "windows", &mut unknown) {
+                    // Read, but with a value this version does not accept (a
+                    // time zone or a day a newer version knows): named.
+                    Some(spec) => {
+                        if let Err(e) = crate::window::parse(&spec) {
+                            unknown.push(e.key);
+                        }
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Value::Null => true,
+            _ => false,
+        };
+        if !keep {
+            unknown.push("windows".into());
+            top.remove("windows");
+        }
+    }
     let policy = match parse_or_blame::<Policy>(&mut top, "", &mut unknown) {
         Some(p) => p,
         None => {
@@ -131,6 +160,41 @@ fn keep_gate(item: &mut Value, unknown: &mut Vec<String>) -> bool {
         return false;
     }
     true
+}
+
+/// The list `windows.<list>`: each window's unknown fields named and dropped.
+/// A window with a value this version cannot read is dropped whole (without
+/// its `days`, a weekly window would mean another thing), the value named
+/// (`windows.deny[2].days`), or the window when no one value explains it.
+fn keep_windows(windows: &mut Map<String, Value>, list: &str, unknown: &mut Vec<String>) {
+    let path = format!("windows.{list}");
+    match windows.get_mut(list) {
+        None => {}
+        Some(Value::Array(items)) => {
+            let mut i = 0;
+            items.retain_mut(|item| {
+                let here = format!("{path}[{i}]");
+                i += 1;
+                let Value::Object(w) = item else {
+                    unknown.push(here);
+                    return false;
+                };
+                drop_unknown::<WindowSpec>(w, &here, unknown);
+                let named = unknown.len();
+                match parse_or_blame::<WindowSpec>(&mut w.clone(), &here, unknown) {
+                    Some(_) => unknown.len() == named,
+                    None => {
+                        unknown.push(here);
+                        false
+                    }
+                }
+            });
+        }
+        Some(_) => {
+            unknown.push(path);
+            windows.remove(list);
+        }
+    }
 }
 
 /// A nested object `key` of `parent` read as `T`, its unknown fields dropped and
@@ -330,6 +394,65 @@ mod tests {
             unknown(r#"{"executor":{"http":{}},"on_failure":"replan","max_attempts":3}"#),
             ["executor.http"]
         );
+    }
+
+    #[test]
+    fn windows_are_read_leniently() {
+        let json = r#"{"windows":{"timezone":"Europe/Paris","moon":1,
+            "allow":[{"days":["mon"],"from":"09:00","to":"17:00","colour":"red"}],
+            "deny":[{"from":"2026-12-20 00:00","to":"2027-01-04 00:00","reason":"freeze"},
+                    {"days":"weekdays","from":"15:00","to":"24:00"}]},
+            "on_failure":"replan","max_attempts":3}"#;
+        let s = read(json).unwrap_or_default();
+        assert_eq!(
+            s.unknown,
+            [
+                "windows.allow[0].colour",
+                "windows.deny[1].days",
+                "windows.moon"
+            ]
+        );
+        let w = s
+            .policy
+            .windows
+            .unwrap_or_else(|| panic!("windows dropped"));
+        assert_eq!(w.timezone.as_deref(), Some("Europe/Paris"));
+        assert_eq!((w.allow.len(), w.deny.len()), (1, 1));
+
+        // Readable, but a value this version does not accept.
+        let json =
+            r#"{"windows":{"timezone":"Mars/Olympus"},"on_failure":"replan","max_attempts":3}"#;
+        assert_eq!(unknown(json), ["windows.timezone"]);
+        let json = r#"{"windows":{"deny":[{"days":["weekdays"],"from":"1:00","to":"2:00"}]},"on_failure":"replan","max_attempts":3}"#;
+        assert_eq!(unknown(json), ["windows.deny[0].days"]);
+        // Not an object at all.
+        assert_eq!(
+            unknown(r#"{"windows":[1],"on_failure":"replan","max_attempts":3}"#),
+            ["windows"]
+        );
+        assert_eq!(
+            unknown(r#"{"windows":{"allow":{}},"on_failure":"replan","max_attempts":3}"#),
+            ["windows.allow"]
+        );
+        // A policy of this version, windows included, reads back as it was.
+        let spec: WindowsSpec = serde_json::from_str(
+            r#"{"timezone":"UTC","deny":[{"days":["fri"],"from":"15:00","to":"24:00","reason":"no Friday deploys"}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let p = Policy {
+            windows: Some(spec),
+            ..Policy::default()
+        };
+        for json in [serde_json::to_string(&p).unwrap_or_default(), compact(&p)] {
+            assert_eq!(
+                read(&json),
+                Ok(StoredPolicy {
+                    policy: p.clone(),
+                    unknown: vec![]
+                }),
+                "{json}"
+            );
+        }
     }
 
     #[test]

@@ -225,6 +225,29 @@ fn expected(segs: &[(&str, bool)]) -> (&'static str, &'static str) {
         Some(("failure_rate", _)) => ("a number from 0.0 to 1.0", "failure_rate: 0.1"),
         Some(("on_failure", _)) => ("replan or cancel", "on_failure: replan"),
         Some(("max_attempts", _)) => ("a whole number from 1 to 100", "max_attempts: 3"),
+        Some(("windows", _)) => (
+            "a mapping with timezone:, allow: and deny:",
+            "windows: { timezone: Europe/Paris, deny: [{ days: [fri], from: \"15:00\", to: \"24:00\" }] }",
+        ),
+        Some(("timezone", _)) => ("an IANA time zone name", "timezone: Europe/Paris"),
+        Some(("allow" | "deny", false)) => (
+            "a list of windows",
+            "deny: [{ days: [fri], from: \"15:00\", to: \"24:00\" }]",
+        ),
+        Some(("allow" | "deny", true)) => (
+            "a mapping with from: and to: (and days: for a weekly window)",
+            "{ days: [fri], from: \"15:00\", to: \"24:00\" }",
+        ),
+        Some(("days", false)) => (
+            "a list of days (mon, tue, wed, thu, fri, sat, sun)",
+            "days: [mon, tue, wed, thu, fri]",
+        ),
+        Some(("days", true)) => ("a day: mon, tue, wed, thu, fri, sat or sun", "fri"),
+        Some(("from" | "to", _)) => (
+            "a quoted time (\"09:00\") or date and time (\"2026-12-20 00:00\")",
+            "from: \"09:00\"",
+        ),
+        Some(("reason", _)) => ("a string", "reason: holiday freeze"),
         Some(_) => (
             "another value",
             "the manifest in the README (GitOps section)",

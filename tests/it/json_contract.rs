@@ -141,7 +141,8 @@ impl Contract {
 
 const SIM: &str = "{ simulate: { duration: 0s, failure_rate: 0 } }";
 
-/// dev, staging (a command executor) and prod (two gates) all on `release`.
+/// dev, staging (a command executor) and prod (two gates, and windows that are
+/// always open) all on `release`.
 fn declare(db: &TestDb, release: &str) {
     let dir = db.dir.path().join("manifests");
     std::fs::create_dir_all(&dir).expect("manifest dir");
@@ -155,7 +156,10 @@ fn declare(db: &TestDb, release: &str) {
          prod:\n    release: \"{release}\"\n    requires: staging\n    \
          gates:\n      qa: {{ approvals: 1, approvers: [alice, bob] }}\n      \
          smoke: {{ command: [\"true\"], timeout: 10s }}\n    \
-         executor: {SIM}\n    max_attempts: 2\n"
+         executor: {SIM}\n    max_attempts: 2\n    \
+         windows:\n      \
+         allow: [{{ days: [mon, tue, wed, thu, fri, sat, sun], from: \"00:00\", to: \"24:00\" }}]\n      \
+         deny: [{{ from: \"2000-01-01 00:00\", to: \"2000-01-02 00:00\", reason: long past }}]\n"
     );
     std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
 }

@@ -975,6 +975,175 @@ fn long_keys_and_values_are_cut_in_messages() {
     }
 }
 
+// ---------------------------------------------------------------- issue 11: windows
+
+/// prod with `windows:` as written (block style, as DESIGN §10 writes it).
+fn with_windows(windows: &str) -> String {
+    format!("{RELEASE}environments:\n  prod:\n    release: \"1.1\"\n    windows:\n{windows}")
+}
+
+#[test]
+fn the_windows_of_design_section_10_are_accepted() {
+    let db = sqlite();
+    // DESIGN §10's windows, verbatim, comments included.
+    write(
+        &db,
+        "prod.yaml",
+        &with_windows(
+            r#"      timezone: Europe/Paris                  # IANA name, default UTC
+      allow:                                  # absent: always open
+        - { days: [mon, tue, wed, thu], from: "09:00", to: "17:00" }
+      deny:
+        - { from: "2026-12-20 00:00", to: "2027-01-04 00:00", reason: holiday freeze }
+        - { days: [fri], from: "15:00", to: "24:00", reason: no Friday deploys }
+"#,
+        ),
+    );
+    let r = check_offline(&db, 0, &[]);
+    assert!(r.stdout.contains("valid"), "{}", r.stdout);
+    // The policy keeps the windows as the manifests wrote them.
+    let r = db.expect(
+        &["check", "--manifests", "manifests", "--output", "json"],
+        0,
+    );
+    let j = r.json();
+    let prod = j["environments"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["env"] == "prod"))
+        .unwrap_or_else(|| panic!("no prod in {j:#}"));
+    let w = &prod["policy"]["windows"];
+    assert_eq!(w["timezone"], "Europe/Paris", "{j:#}");
+    assert_eq!(w["allow"][0]["days"][3], "thu", "{j:#}");
+    assert_eq!(w["deny"][0]["from"], "2026-12-20 00:00", "{j:#}");
+    assert_eq!(w["deny"][0]["days"], serde_json::Value::Null, "{j:#}");
+    assert_eq!(w["deny"][1]["to"], "24:00", "{j:#}");
+    assert_eq!(w["deny"][1]["reason"], "no Friday deploys", "{j:#}");
+
+    // Without a time zone (UTC), overnight, 24:00 in a one-off, times unquoted.
+    reset_manifests(&db);
+    write(
+        &db,
+        "prod.yaml",
+        &with_windows(
+            "      deny:\n        - { days: [sat, sun], from: 22:00, to: 06:00 }\n        \
+             - { from: \"2026-12-31 12:00\", to: \"2026-12-31 24:00\" }\n",
+        ),
+    );
+    check_offline(&db, 0, &[]);
+}
+
+#[test]
+fn windows_are_checked_with_their_key_paths() {
+    let db = sqlite();
+    let weekly = |entry: &str| format!("      deny:\n        - {entry}\n");
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "      timezone: Europe/Pariss\n".into(),
+            vec![
+                "w.yaml:7:",
+                "environments.prod.windows.timezone: unknown time zone \"Europe/Pariss\"",
+                "hint: use an IANA time zone name such as Europe/Paris",
+            ],
+        ),
+        (
+            weekly("{ days: [mon, fry], from: \"09:00\", to: \"17:00\" }"),
+            vec![
+                "w.yaml:8:",
+                "environments.prod.windows.deny[0].days: \"fry\" is not a day; \
+                 use mon, tue, wed, thu, fri, sat or sun",
+            ],
+        ),
+        (
+            weekly("{ days: [fri], from: \"15:00\", to: \"15:00\" }"),
+            vec![
+                "environments.prod.windows.deny[0]: from and to are both 15:00: \
+                 the window would be empty",
+                "hint: for the whole day write from: \"00:00\", to: \"24:00\"",
+            ],
+        ),
+        (
+            weekly("{ days: [fri], from: \"3pm\", to: \"24:00\" }"),
+            vec![
+                "environments.prod.windows.deny[0].from: \"3pm\" is not a time of day (HH:MM)",
+                "hint: write times as \"HH:MM\" on a 24-hour clock",
+            ],
+        ),
+        (
+            weekly("{ days: [fri], from: \"15:00\", to: \"25:00\" }"),
+            vec![
+                "environments.prod.windows.deny[0].to: \"25:00\" is not a time of day: \
+                 hours go from 00 to 23",
+            ],
+        ),
+        (
+            weekly("{ from: \"2027-01-04 00:00\", to: \"2026-12-20 00:00\", reason: freeze }"),
+            vec![
+                "w.yaml:8:",
+                "environments.prod.windows.deny[0].to: the window ends at 2026-12-20 00:00, \
+                 before it starts (2027-01-04 00:00)",
+            ],
+        ),
+        (
+            weekly("{ from: \"2026-12-20 00:00\", to: \"2026-12-20 00:00\" }"),
+            vec!["environments.prod.windows.deny[0].to: the window ends when it starts"],
+        ),
+        (
+            weekly("{ from: \"2026-12-20 00:00\", to: \"2026-13-01 00:00\" }"),
+            vec!["environments.prod.windows.deny[0].to: \"2026-13-01\" is not a date"],
+        ),
+        (
+            weekly("{ days: [sat], from: \"2026-12-20 00:00\", to: \"2027-01-04 00:00\" }"),
+            vec![
+                "environments.prod.windows.deny[0].days: days apply to weekly windows, \
+                 but from and to are dates",
+                "hint: remove days: for a one-off window",
+            ],
+        ),
+        (
+            weekly("{ from: \"15:00\", to: \"24:00\" }"),
+            vec![
+                "environments.prod.windows.deny[0]: days: is missing",
+                "hint: add days:, e.g. days: [mon, tue, wed, thu, fri]",
+            ],
+        ),
+        (
+            format!(
+                "      allow:\n        - {{ days: [mon], from: \"09:00\", to: \"17:00\" }}\n{}",
+                weekly("{ days: [fri], from: \"15:00\", to: \"24:00\", colour: red }")
+            ),
+            vec![
+                "w.yaml:10:",
+                "environments.prod.windows.deny[0]: unknown key `colour`; the keys allowed \
+                 here are `days`, `from`, `to`, `reason`",
+            ],
+        ),
+        (
+            "      timezone: Europe/Paris\n      allowed: []\n".into(),
+            vec!["environments.prod.windows: unknown key `allowed`"],
+        ),
+        (
+            weekly("{ days: fri, from: \"15:00\", to: \"24:00\" }"),
+            vec![
+                "environments.prod.windows.deny[0].days: expected a list of days \
+                 (mon, tue, wed, thu, fri, sat, sun), found the text \"fri\"",
+            ],
+        ),
+        (
+            weekly("{ days: [fri], from: \"15:00\", to: [24] }"),
+            vec!["environments.prod.windows.deny[0].to: expected a quoted time (\"09:00\")"],
+        ),
+    ];
+    for (windows, needles) in cases {
+        reset_manifests(&db);
+        write(&db, "w.yaml", &with_windows(&windows));
+        let r = check_offline(&db, 1, &needles);
+        in_user_words(&r.stderr);
+        assert!(r.stderr.contains("hint:"), "{}", r.stderr);
+        // And through reconcile and its dry run: exit 1, nothing written.
+        refused(&db, &needles);
+    }
+}
+
 // ---------------------------------------------------------------- the YAML test suite
 
 /// Every input of the official YAML test suite (vendored in
