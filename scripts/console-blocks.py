@@ -64,6 +64,8 @@ MASKS = [
     (re.compile(r"\b\d+\.\d+s\b"), "<duration>"),
     # measured: `ran 201ms`, `passed in 3ms`, `failed after 4ms`
     (re.compile(r"\b(ran|in|after) \d+ms\b"), r"\1 <duration>"),
+    # measured: a verification's `try 1/3 (8ms)`
+    (re.compile(r"\b(try \d+/\d+) \(\d+ms\)"), r"\1 (<duration>)"),
     # lease holders: host:pid:nonce
     (re.compile(r"[^\s:(]+:\d+:[0-9a-f]{8}\b"), "<holder>"),
     # the sandbox

@@ -1,8 +1,10 @@
 //! The files in `examples/` as a user runs them: the apply workflow's script
 //! with the real binary and ledger (a wait for approval passes the job, a failed
-//! deployment fails it), and the systemd pull unit's `git pull` applied by the
-//! watch that the watch unit runs, where the README installs it.
+//! deployment fails it), the systemd pull unit's `git pull` applied by the
+//! watch that the watch unit runs, where the README installs it, and the
+//! verified-deploy demo played end to end.
 
+use crate::common::servers::free_port;
 use crate::common::*;
 
 use std::path::{Path, PathBuf};
@@ -466,4 +468,133 @@ fn the_pull_unit_s_git_pull_is_applied_by_the_watch() {
         let status = w.wait_exit(Duration::from_secs(5), "SIGTERM");
         assert_eq!(status.code(), Some(0), "{}", w.log());
     });
+}
+
+// ---------------------------------------------------------------- verified
+
+/// `examples/verified/demo.sh` with the binary under test, in a directory and
+/// on a port of its own: 1.0.0 verified, 1.1.0 caught by its check and rolled
+/// back by the script, held (exit 4, a watch deploys nothing), 1.1.1 deployed
+/// once the manifests declare it; the service stopped at the end.
+#[test]
+fn the_verified_demo_catches_the_bad_release_holds_it_and_deploys_the_fix() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let dir = tmp.path().join("demo");
+    let port = free_port();
+    let mut cmd = Command::new("bash");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/verified/demo.sh"))
+        .env("SHIPCTL_BIN", env!("CARGO_BIN_EXE_shipctl"))
+        .env("VERIFIED_DEMO_DIR", &dir)
+        .env("VERIFIED_PORT", port.to_string())
+        .env("NO_COLOR", "1")
+        .env("SHIPCTL_ACTOR", "alice")
+        .env_remove("SHIPCTL_LEASE_TTL")
+        .stdin(std::process::Stdio::null());
+    let (run, took) = Proc::spawn(cmd, "examples/verified/demo.sh".into())
+        .finish(Duration::from_secs(60), "its last step");
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, 0, "{out}");
+
+    let serves = |v: &str| format!("http://127.0.0.1:{port}/version serves: {v}\n");
+    let after = |needle: &str| -> &str {
+        let at = out
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in the demo's output:\n{out}"));
+        &out[at + needle.len()..]
+    };
+    // 1.0.0, verified.
+    assert!(
+        after("prod     – → 1.0.0    ✓ deployed").starts_with(" (deployment 1,"),
+        "{out}"
+    );
+    // 1.1.0: deployed, caught, rolled back by the script, exit 3.
+    let bad = after("# manifests: prod now declares 1.1.0");
+    let caught = "✗ failed: verification failed after 3 tries: GET http://127.0.0.1:";
+    assert!(bad.contains(caught), "{out}");
+    let bad = after(caught);
+    assert!(
+        bad.contains("deployment 2 is échec, prod stays on 1.0.0\n(exit code 3)\n")
+            && bad.contains(&serves("1.0.0")),
+        "{out}"
+    );
+    // Held: exit 4, and a watch of 3 seconds plans nothing.
+    assert!(
+        bad.contains(
+            "! 1.1.0 held: failed verification (deployment 2); declare another release, \
+             or `shipctl deploy --release 2 --env prod` to try again\n(exit code 4)\n"
+        ),
+        "{out}"
+    );
+    // 1.1.1: the hold lifts, verified, served.
+    let fixed = after("# manifests: prod now declares 1.1.1");
+    assert!(
+        fixed.contains("prod     1.0.0 → 1.1.1    ✓ deployed (deployment 3,")
+            && fixed.contains("· lifted the hold")
+            && fixed.contains(&serves("1.1.1")),
+        "{out}"
+    );
+
+    // The demo's ledger says the same.
+    let shipctl = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_shipctl"))
+            .args(args)
+            .args(["--output", "json"])
+            .current_dir(&dir)
+            .env_remove("SHIPCTL_DATABASE_URL")
+            .output()
+            .expect("run shipctl");
+        Run::from(out).json()
+    };
+    let status = shipctl(&["status", "--env", "prod"]);
+    assert_eq!(status["live"]["version"], "1.1.1", "{status:#}");
+    assert!(status["hold"].is_null(), "{status:#}");
+    let deployments: Vec<(String, String)> = status["recent"]
+        .as_array()
+        .expect("recent")
+        .iter()
+        .map(|d| {
+            (
+                d["version"].as_str().expect("version").to_string(),
+                d["state"].as_str().expect("state").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        deployments,
+        [("1.1.1", "réussi"), ("1.1.0", "échec"), ("1.0.0", "réussi")]
+            .map(|(v, s)| (v.to_string(), s.to_string())),
+        "one deployment of 1.1.0, whatever the watch saw"
+    );
+    let audit = shipctl(&["audit", "--env", "prod"]);
+    let actions: Vec<&str> = audit["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["action"].as_str().expect("action"))
+        .filter(|a| {
+            a.starts_with("verification.") || a.starts_with("hold.") || a.starts_with("rollback_")
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "verification.passed",
+            "verification.failed",
+            "verification.failed",
+            "verification.failed",
+            "rollback_command.succeeded",
+            "hold.set",
+            "hold.lifted",
+            "verification.passed",
+        ],
+        "{audit:#}"
+    );
+
+    // Nothing left listening.
+    assert!(!dir.join("service.pid").exists());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the demo's service still listens on {port}"
+    );
+    eprintln!("examples/verified/demo.sh took {took:?}");
 }
