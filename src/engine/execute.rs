@@ -1222,7 +1222,7 @@ async fn finish_failure(
     } else if kind == Failure::Verification {
         (
             Etat::Echec,
-            "the release failed its verification".to_string(),
+            format!("the release is held in {}", env.env),
             Some("failed verification".to_string()),
         )
     } else if env.on_failure == OnFailure::Cancel {
@@ -1266,10 +1266,17 @@ async fn finish_failure(
                     Some((h, o)) => (h, format!("; output:\n{o}")),
                     None => (why, String::new()),
                 };
-                format!(
-                    "attempt {attempts}/{} of {} to {} failed: {headline}; {next}{output}",
-                    env.max_attempts, dep.version, dep.env
-                )
+                if kind == Failure::Verification {
+                    format!(
+                        "{} to {} failed: {headline}; {next}{output}",
+                        dep.version, dep.env
+                    )
+                } else {
+                    format!(
+                        "attempt {attempts}/{} of {} to {} failed: {headline}; {next}{output}",
+                        env.max_attempts, dep.version, dep.env
+                    )
+                }
             },
         ),
     )

@@ -466,7 +466,8 @@ impl Engine {
                     Some(env),
                     "hold.lifted",
                     format!(
-                        "{env}: hold lifted: the manifests now declare {}",
+                        "{env}: hold on {} lifted: the manifests now declare {}",
+                        here.hold.as_ref().map_or("?", |h| h.version.as_str()),
                         spec.release
                     ),
                 ),

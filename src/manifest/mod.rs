@@ -792,12 +792,13 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// and the hint.
 fn check_timeout(timeout: Duration) -> std::result::Result<(), (String, String)> {
     let hint = "use a duration from 1s to 24h, e.g. 10m; without timeout: a gate's command \
-                is stopped after 10m and a deployment command runs until it ends";
+                is stopped after 10m, a verification try after 30s, and a deployment command \
+                runs until it ends";
     if timeout < MIN_TIMEOUT {
         Err((
             format!(
-                "a timeout of {} would stop the command before it could do anything: \
-                 every run would fail",
+                "a timeout of {} would stop it before it could do anything: every try would \
+                 fail",
                 crate::duration::format(timeout)
             ),
             hint.into(),

@@ -438,6 +438,18 @@ fn env_text(env: &str, release: Option<&str>, p: &Policy) -> String {
             crate::manifest::stored::compact(&g.gate)
         ));
     }
+    if let Some(v) = &p.verify {
+        out.push_str(&format!(
+            "  verify: {}\n",
+            crate::manifest::stored::compact(v)
+        ));
+    }
+    if let Some(w) = &p.windows {
+        out.push_str(&format!(
+            "  windows: {}\n",
+            crate::manifest::stored::compact(w)
+        ));
+    }
     out
 }
 
@@ -483,12 +495,22 @@ impl Text for ReconcileView {
                     x.duration_ms as f64 / 1000.0
                 ),
                 EnvOutcome::Failed { execution: x } => format!(
-                    "{} failed: {}; deployment {} is {}, {} stays on {from}",
+                    "{} failed: {}; deployment {} is {}, {} {}",
                     s.red("✗"),
                     without_output(x.error.as_deref().unwrap_or("unknown error")),
                     x.deployment.id,
                     x.deployment.state,
-                    e.env
+                    e.env,
+                    match (&x.rollback_command, e.live_before.as_deref()) {
+                        (Some(rc), _) if rc.succeeded =>
+                            format!("is back on {} (its rollback command ran)", rc.version),
+                        (Some(rc), _) => format!(
+                            "may be broken: its rollback command for {} failed",
+                            rc.version
+                        ),
+                        (None, Some(live)) => format!("stays on {live}"),
+                        (None, None) => "has nothing deployed".to_string(),
+                    }
                 ),
                 EnvOutcome::Pinned { pinned_to } => format!(
                     "{} pinned to {pinned_to} by a rollback; not touched (`shipctl unpin --env {}`)",

@@ -513,7 +513,7 @@ fn the_verified_demo_catches_the_bad_release_holds_it_and_deploys_the_fix() {
     assert!(bad.contains(caught), "{out}");
     let bad = after(caught);
     assert!(
-        bad.contains("deployment 2 is échec, prod stays on 1.0.0\n(exit code 3)\n")
+        bad.contains("deployment 2 is échec, prod is back on 1.0.0 (its rollback command ran)\n(exit code 3)\n")
             && bad.contains(&serves("1.0.0")),
         "{out}"
     );
