@@ -161,9 +161,11 @@ pub enum Command {
     /// Validate and execute a planned deployment: claim, run, finish
     #[command(after_help = "Examples:\n  \
         shipctl validate --deploy-id 3\n  \
-        shipctl validate --deploy-id 3 --duration 2s --failure-rate 0.5 --seed 7\n\n\
+        shipctl validate --deploy-id 3 --duration 2s --failure-rate 0.5 --seed 7\n  \
+        shipctl validate --deploy-id 3 --override-window --reason \"hotfix for INC-42\"\n\n\
         Gates run first: approvals missing leave the deployment planifié (exit 4), a\n\
-        rejection or a failing command gate ends it as échec (exit 3).\n\n\
+        rejection or a failing command gate ends it as échec (exit 3). A closed deploy\n\
+        window (windows: in the manifests) leaves it pending (exit 4) unless overridden.\n\n\
         Exit codes: 0 succeeded, 1 error, 3 failed and rolled back (also when a signal stopped\n\
         the run) or rejected by a gate, 4 environment busy or waiting for approval,\n\
         130/143 stopped by SIGINT/SIGTERM before the claim.")]
@@ -171,6 +173,12 @@ pub enum Command {
         /// The deployment (ids are in `shipctl status` and `shipctl history`)
         #[arg(long, value_name = "ID")]
         deploy_id: i64,
+        /// Deploy even though the environment's deploy window is closed (audited)
+        #[arg(long, requires = "reason")]
+        override_window: bool,
+        /// Why the window is overridden (required with --override-window)
+        #[arg(long, value_name = "TEXT", requires = "override_window")]
+        reason: Option<String>,
         #[command(flatten)]
         sim: SimArgs,
     },

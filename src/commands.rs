@@ -144,8 +144,24 @@ async fn execute(
             printer.emit(&engine.plan(release, env).await?);
             Ok(Exit::Done)
         }
-        Command::Validate { deploy_id, sim } => {
-            match engine.validate(deploy_id, &overrides(&sim)).await? {
+        Command::Validate {
+            deploy_id,
+            override_window: _,
+            reason,
+            sim,
+        } => {
+            let reason = reason
+                .as_deref()
+                .map(|r| crate::model::check_reason("--reason", r))
+                .transpose()
+                .map_err(|m| {
+                    Error::input(format!("cannot override the window: {m}"))
+                        .hint("say why in a sentence, on one line: it goes to the audit log")
+                })?;
+            let validated = engine
+                .validate_in_window(deploy_id, &overrides(&sim), reason.as_deref())
+                .await?;
+            match validated {
                 engine::Validated::Ran(execution) => {
                     printer.emit(execution.as_ref());
                     Ok(execution.exit())

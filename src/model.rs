@@ -143,6 +143,11 @@ impl Utc {
     pub fn rfc3339(&self) -> String {
         format!("{}Z", self.0.replacen(' ', "T", 1))
     }
+
+    /// As an instant, for time arithmetic (deploy windows).
+    pub fn instant(&self) -> Option<jiff::Timestamp> {
+        self.rfc3339().parse().ok()
+    }
 }
 
 /// The ledger's text, for messages and tables.
@@ -227,6 +232,18 @@ pub fn check_text(field: &str, value: &str) -> Result<(), String> {
         )),
         None => Ok(()),
     }
+}
+
+/// A reason a person gives (`--reason`): one line of plain text, trimmed,
+/// not empty, at most `MAX_REASON_CHARS`.
+pub fn check_reason(field: &str, value: &str) -> Result<String, String> {
+    check_text(field, value)?;
+    let reason = value.trim();
+    if reason.is_empty() {
+        return Err(format!("{field} is empty"));
+    }
+    check_chars(field, reason, MAX_REASON_CHARS)?;
+    Ok(reason.to_string())
 }
 
 /// A person's name: `SHIPCTL_ACTOR`/`$USER`, `approve --by`, `approvers:`.

@@ -10,7 +10,7 @@
 //! restarted server costs a round, not the watch.
 
 use crate::cli::ReconcileArgs;
-use crate::engine::Engine;
+use crate::engine::{Engine, EnvOutcome};
 use crate::error::{Error, Result};
 use crate::executor::Overrides;
 use crate::exit::Exit;
@@ -130,12 +130,16 @@ pub async fn run(
             }
         };
         supervisor::idle();
+        let mut window_opens = None;
         match ended {
             RoundEnd::Stop => break,
             // A service asked to stop ends cleanly, also when that stopped a
             // deployment (recorded as failed, rolled back).
             RoundEnd::Interrupted => break,
-            RoundEnd::Done => desires.applied = desires.last_good.clone(),
+            RoundEnd::Done { opens } => {
+                desires.applied = desires.last_good.clone();
+                window_opens = opens.map(wake_at);
+            }
             // Whatever changes next is worth a round, even to the same state.
             RoundEnd::Failed => desires.applied = None,
         }
@@ -158,6 +162,7 @@ pub async fn run(
                     }
                 }
                 _ = resync.tick() => break "periodic resync",
+                () = sleep_until_some(window_opens) => break "a deploy window opened",
                 _ = approvals.tick(), if gated && seen.is_some() => {
                     let now = mark(engine).await;
                     if now.is_some() && now != seen {
@@ -598,7 +603,9 @@ async fn mark(engine: &mut Engine) -> Option<i64> {
 }
 
 enum RoundEnd {
-    Done,
+    /// `opens`: the earliest time a closed deploy window reopens, if any
+    /// environment waits for one: the watch wakes then.
+    Done { opens: Option<jiff::Timestamp> },
     /// The database failed: the connection is re-opened at the next round.
     Failed,
     /// A signal arrived and nothing was running.
@@ -624,7 +631,7 @@ async fn round(
     ));
     let Some(desired) = last_good else {
         printer.note("watch: no valid desired state yet; waiting for a fix");
-        return RoundEnd::Done;
+        return RoundEnd::Done { opens: None };
     };
     supervisor::phase();
     if let Err(e) = engine.store.settle().await {
@@ -634,6 +641,16 @@ async fn round(
     match engine.reconcile(desired, overrides, a.fail_fast).await {
         Ok(result) => {
             let interrupted = result.interrupted();
+            let opens = result
+                .environments
+                .iter()
+                .filter_map(|e| match &e.outcome {
+                    EnvOutcome::Closed {
+                        opens_at: Some(t), ..
+                    } => t.parse::<jiff::Timestamp>().ok(),
+                    _ => None,
+                })
+                .min();
             printer.emit(&ReconcileView {
                 manifests: dir.display().to_string(),
                 result,
@@ -643,7 +660,7 @@ async fn round(
             } else if supervisor::received().is_some() {
                 RoundEnd::Stop
             } else {
-                RoundEnd::Done
+                RoundEnd::Done { opens }
             }
         }
         Err(e) if matches!(e.kind, crate::error::Kind::Interrupted(_)) => {
@@ -663,6 +680,25 @@ async fn round(
             }
             RoundEnd::Failed
         }
+    }
+}
+
+/// When to wake for a deploy window that opens at `opens` (by the database
+/// clock): a little after it by this machine's clock, and never sooner than a
+/// second from now, so that clocks apart cannot make the watch spin.
+fn wake_at(opens: jiff::Timestamp) -> tokio::time::Instant {
+    const MARGIN: Duration = Duration::from_millis(300);
+    const AT_LEAST: Duration = Duration::from_secs(1);
+    let ahead = opens.duration_since(jiff::Timestamp::now());
+    let wait = Duration::try_from(ahead).unwrap_or(Duration::ZERO) + MARGIN;
+    tokio::time::Instant::now() + wait.max(AT_LEAST)
+}
+
+/// Sleeps until `at`, or forever when there is nothing to wake for.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -99,15 +99,21 @@ pub enum Why {
     Moved,
     /// Its state does not allow a validation (the id given was wrong).
     NotRunnable,
+    /// The environment's deploy window is closed (DESIGN §10): it stays
+    /// pending; `opens_at` is when the window next opens, if it does.
+    Closed { opens_at: Option<jiff::Timestamp> },
 }
 
 impl Refused {
     pub fn exit(&self) -> Exit {
         match self.why {
             Why::NotRunnable => Exit::Error,
-            Why::Waiting | Why::Busy | Why::GatesRunning | Why::Requires | Why::Moved => {
-                Exit::Blocked
-            }
+            Why::Waiting
+            | Why::Busy
+            | Why::GatesRunning
+            | Why::Requires
+            | Why::Moved
+            | Why::Closed { .. } => Exit::Blocked,
         }
     }
 
@@ -181,6 +187,17 @@ impl Engine {
     /// come meanwhile), and moves the deployment to validé and on to the claim.
     /// The environment's policy is always read under its lock.
     pub async fn validate(&mut self, id: i64, overrides: &Overrides) -> Result<Validated> {
+        self.validate_in_window(id, overrides, None).await
+    }
+
+    /// `validate`, deploying even in a closed window when `window_override`
+    /// gives the reason (`validate --override-window --reason TEXT`), audited.
+    pub async fn validate_in_window(
+        &mut self,
+        id: i64,
+        overrides: &Overrides,
+        window_override: Option<&str>,
+    ) -> Result<Validated> {
         supervisor::check()?;
         let started = Instant::now();
         let d = self.store.d;
@@ -355,6 +372,40 @@ impl Engine {
         if dep.state == Etat::Planifie {
             validated_in(&mut tx, d, &self.who, &dep, &states).await?;
         }
+        // The window is judged at the claim (approvals and gates may come
+        // before it opens); a person may override it, audited.
+        if let Some(closed) = window_closed(&mut tx, d, &env).await? {
+            match window_override {
+                Some(reason) => {
+                    record(
+                        &mut tx,
+                        d,
+                        self.who.on(
+                            id,
+                            "window.overridden",
+                            (None, None),
+                            format!(
+                                "{} to {} deployed in a closed window: {}; reason: {reason}",
+                                dep.version, dep.env, closed.message
+                            ),
+                        ),
+                    )
+                    .await?;
+                }
+                None => {
+                    let err = Error::blocked(closed.message).hint(format!(
+                        "it stays {}; approvals and gates may be given meanwhile. \
+                         `shipctl validate --deploy-id {id} --override-window --reason TEXT` \
+                         deploys anyway (audited)",
+                        Etat::Valide
+                    ));
+                    let why = Why::Closed {
+                        opens_at: closed.opens_at,
+                    };
+                    return refuse(tx, why, id, err).await;
+                }
+            }
+        }
         crate::progress::step("claim");
         let previous = ledger::live(&mut tx, d, env_id)
             .await
@@ -495,6 +546,25 @@ impl Engine {
                 )
                 .await?;
                 let restore = load(&mut tx, d, rid).await?;
+                // A closed deploy window does not stop a way out of an incident;
+                // that it was closed is on record.
+                if let Some(closed) = window_closed(&mut tx, d, &env).await? {
+                    record(
+                        &mut tx,
+                        d,
+                        self.who.on(
+                            rid,
+                            "window.overridden",
+                            (None, None),
+                            format!(
+                                "rollback of deployment {id} in a closed window: {}; a \
+                                 rollback is allowed while closed",
+                                closed.message
+                            ),
+                        ),
+                    )
+                    .await?;
+                }
                 // No gates: the release was live here before, and a rollback is
                 // the way out of an incident, not a new change to review.
                 record(
@@ -1355,6 +1425,41 @@ async fn refuse(tx: Tx<'_>, why: Why, deployment: i64, err: Error) -> Result<Val
         deployment,
         message: err.message,
         hint: err.hint,
+    }))
+}
+
+/// An environment whose deploy window is closed now.
+struct Closed {
+    /// "prod is closed until Mon 2026-12-07 09:00 Europe/Paris (no Friday deploys)".
+    message: String,
+    opens_at: Option<jiff::Timestamp>,
+}
+
+/// The environment's deploy windows by the database clock: `None` when open
+/// (or when it declares none).
+async fn window_closed(tx: &mut Tx<'_>, d: Dialect, env: &EnvRow) -> Result<Option<Closed>> {
+    let Some(spec) = env.policy.as_ref().and_then(|p| p.windows.as_ref()) else {
+        return Ok(None);
+    };
+    let windows = crate::window::parse(spec).map_err(|e| {
+        Error::input(format!(
+            "the deploy windows {} stored for {} cannot be read: {}",
+            e.key, env.env, e.message
+        ))
+        .hint("run `shipctl reconcile` with valid manifests to store them again")
+    })?;
+    let now = ledger::db_now(tx, d)
+        .await
+        .db("reading the database clock")?;
+    let now = now.instant().ok_or_else(|| {
+        Error::input(format!(
+            "the database clock reads {now:?}, which is not a time"
+        ))
+    })?;
+    let state = crate::window::state(&windows, now);
+    Ok((!state.open).then(|| Closed {
+        message: crate::window::message(env.env, &state),
+        opens_at: state.next_change.as_ref().map(|z| z.timestamp()),
     }))
 }
 

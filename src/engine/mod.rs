@@ -166,12 +166,46 @@ pub struct EnvStatus {
     pub pin: Option<Pin>,
     /// A release reconcile will not plan again here (DESIGN §9).
     pub hold: Option<ledger::Hold>,
+    /// Whether the deploy windows let a deployment start now (DESIGN §10);
+    /// `None`: the environment declares none.
+    pub window: Option<WindowStatus>,
     /// The stored policy has fields this version does not know: shown, and
     /// nothing acts on the environment's policy until shipctl is upgraded.
     pub newer_policy: Option<NewerPolicy>,
     /// Where the gates of each pending deployment stand (environments with gates).
     pub gates: Vec<DeploymentGates>,
     pub recent: Vec<Deployment>,
+}
+
+/// An environment's deploy windows at a moment.
+#[derive(Debug, Serialize)]
+pub struct WindowStatus {
+    pub open: bool,
+    /// "prod is closed until Mon 2026-12-07 09:00 Europe/Paris (no Friday deploys)".
+    pub message: String,
+    /// RFC 3339: when it next opens (closed) or closes (open).
+    pub next_change: Option<String>,
+}
+
+impl WindowStatus {
+    /// The windows of `policy` at `now`; `None` when it declares none or they
+    /// cannot be read (`check` refuses those; a stored one is re-stored by reconcile).
+    pub fn of(
+        env: Env,
+        policy: Option<&crate::manifest::Policy>,
+        now: &crate::model::Utc,
+    ) -> Option<WindowStatus> {
+        let windows = crate::window::parse(policy?.windows.as_ref()?).ok()?;
+        let state = crate::window::state(&windows, now.instant()?);
+        Some(WindowStatus {
+            open: state.open,
+            message: crate::window::message(env, &state),
+            next_change: state
+                .next_change
+                .as_ref()
+                .map(|z| z.timestamp().to_string()),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -501,6 +535,19 @@ async fn env_status(
             unknown_fields: o.env.policy_unknown.clone(),
             message,
         }),
+        window: match policy.filter(|p| p.windows.is_some()) {
+            Some(p) => {
+                // The clock is one more statement: read in the snapshot.
+                if !second {
+                    return Ok(None);
+                }
+                let now = ledger::db_now(c, d)
+                    .await
+                    .db("reading the database clock")?;
+                WindowStatus::of(env, Some(p), &now)
+            }
+            None => None,
+        },
         pin: o.env.pin,
         hold: o.env.hold,
         gates,

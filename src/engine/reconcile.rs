@@ -50,6 +50,12 @@ pub enum EnvOutcome {
     Blocked {
         message: String,
     },
+    /// The environment's deploy window is closed: the deployment waits for it
+    /// (DESIGN §10). `opens_at`: RFC 3339, when it next opens.
+    Closed {
+        message: String,
+        opens_at: Option<String>,
+    },
     /// The desired release is held here (DESIGN §9): not planned again.
     Held {
         version: String,
@@ -88,6 +94,7 @@ impl Reconciled {
                 | EnvOutcome::Busy { .. }
                 | EnvOutcome::Blocked { .. }
                 | EnvOutcome::Held { .. }
+                | EnvOutcome::Closed { .. }
                 | EnvOutcome::Skipped { .. } => Exit::Blocked,
                 EnvOutcome::Interrupted { signal, .. } => Exit::Interrupted(*signal),
                 EnvOutcome::Unrecorded { .. } => Exit::Failed,
@@ -148,7 +155,26 @@ async fn actual_in(tx: &mut Tx<'_>, d: Dialect, desired: &Desired) -> Result<Act
                 .push(spec.release.clone());
         }
     }
-    Ok(Actual { releases, envs })
+    // Deploy windows are judged by the database clock: one statement, only
+    // when some environment declares windows.
+    let now = if desired
+        .environments
+        .values()
+        .any(|s| s.policy.windows.is_some())
+    {
+        Some(
+            ledger::db_now(tx, d)
+                .await
+                .db("reading the database clock")?,
+        )
+    } else {
+        None
+    };
+    Ok(Actual {
+        releases,
+        envs,
+        now,
+    })
 }
 
 /// One environment's actual state. `declared`: the manifests' policy, to say what
@@ -576,6 +602,10 @@ impl Engine {
             Ok(Validated::Ran(execution)) => EnvOutcome::Failed { execution },
             Ok(Validated::Refused(r)) => match r.why {
                 Why::Waiting | Why::Requires => EnvOutcome::Blocked { message: r.message },
+                Why::Closed { opens_at } => EnvOutcome::Closed {
+                    message: r.message,
+                    opens_at: opens_at.map(|t| t.to_string()),
+                },
                 Why::Busy | Why::GatesRunning => EnvOutcome::Busy { message: r.message },
                 // Another process got there first: it runs or has run this deployment.
                 Why::Moved | Why::NotRunnable => {

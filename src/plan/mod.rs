@@ -13,6 +13,8 @@ pub struct Actual {
     /// version → tag of every release in the database.
     pub releases: BTreeMap<String, String>,
     pub envs: BTreeMap<Env, ActualEnv>,
+    /// The database clock, when some environment declares deploy windows.
+    pub now: Option<crate::model::Utc>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -52,6 +52,7 @@ fn actual_with(envs: Vec<(Env, ActualEnv)>, releases: &[&str]) -> Actual {
             .map(|v| (v.to_string(), format!("v{v}")))
             .collect(),
         envs: envs.into_iter().collect(),
+        now: None,
     }
 }
 

@@ -32,6 +32,9 @@ pub struct WouldRun {
     pub env: crate::model::Env,
     /// "simulated", "command: ./deploy.sh {version}", preceded by the gates it waits on.
     pub run: String,
+    /// The environment's deploy windows now (`None`: it declares none): a
+    /// closed one makes the deployment wait.
+    pub window: Option<crate::engine::WindowStatus>,
 }
 
 /// What a dry run planned from.
@@ -44,11 +47,15 @@ pub enum Ledger {
 }
 
 impl DryRun {
-    fn would_run(&self, env: crate::model::Env) -> Option<&str> {
-        self.would_run
-            .iter()
-            .find(|w| w.env == env)
-            .map(|w| w.run.as_str())
+    /// What applying would execute in `env`, and whether its window lets it now.
+    fn would_run(&self, env: crate::model::Env) -> Option<String> {
+        let w = self.would_run.iter().find(|w| w.env == env)?;
+        Some(match &w.window {
+            Some(window) if !window.open => {
+                format!("{}; waits: {}", w.run, window.message)
+            }
+            _ => w.run.clone(),
+        })
     }
 
     pub fn new(
@@ -79,6 +86,14 @@ impl DryRun {
             })
             .map(|e| e.env)
             .collect();
+        // No ledger to ask: this machine's clock.
+        let now = actual.now.clone().unwrap_or_else(|| {
+            crate::model::Utc::new(
+                jiff::Timestamp::now()
+                    .strftime("%Y-%m-%d %H:%M:%S")
+                    .to_string(),
+            )
+        });
         let would_run = plan
             .environments
             .iter()
@@ -99,6 +114,7 @@ impl DryRun {
                 Some(WouldRun {
                     env: e.env,
                     run: format!("{waiting}{}", executes(policy)),
+                    window: crate::engine::WindowStatus::of(e.env, Some(policy), &now),
                 })
             })
             .collect();
@@ -154,7 +170,7 @@ impl DryRun {
                 cell(
                     &describe(e)
                         .into_iter()
-                        .chain(self.would_run(e.env).map(str::to_string))
+                        .chain(self.would_run(e.env))
                         .collect::<Vec<_>>()
                         .join("; ")
                 )
@@ -307,7 +323,7 @@ impl Text for DryRun {
         for e in &self.plan.environments {
             let mut steps = describe(e);
             if let Some(run) = self.would_run(e.env) {
-                steps.push(run.to_string());
+                steps.push(run);
             }
             let shown = if e.has_changes() {
                 s.yellow(&steps.join("; "))
@@ -522,6 +538,9 @@ impl Text for ReconcileView {
                 }
                 EnvOutcome::Blocked { message } => {
                     format!("{} blocked: {}", s.yellow("!"), esc(message))
+                }
+                EnvOutcome::Closed { message, .. } => {
+                    format!("{} {}", s.yellow("!"), esc(message))
                 }
                 EnvOutcome::Held { message, .. } => {
                     let env_prefix = format!("{}: ", e.env);

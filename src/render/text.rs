@@ -421,6 +421,15 @@ impl Text for EnvStatus {
                 self.env
             ));
         }
+        if let Some(w) = &self.window {
+            out.push_str(&field("window"));
+            let shown = esc(&w.message);
+            out.push_str(&if w.open {
+                format!("{}\n", s.green(&shown))
+            } else {
+                format!("{}\n", s.yellow(&shown))
+            });
+        }
         if let Some(hold) = &self.hold {
             out.push_str(&field("held"));
             out.push_str(&format!(

@@ -9,7 +9,8 @@
 //! - `{ts:EXPR}`: EXPR rendered as `YYYY-MM-DD HH:MM:SS` text in UTC;
 //! - `{ts_param}`: a `?` bound as `YYYY-MM-DD HH:MM:SS` text (UTC), as a timestamp;
 //! - `{age_s:EXPR}`: whole seconds from the timestamp EXPR to the database clock;
-//! - `{db_user}`: the user the server authenticated (NULL on SQLite).
+//! - `{db_user}`: the user the server authenticated (NULL on SQLite);
+//! - `{now_text}`: the database clock as `{ts:…}` renders it.
 
 use super::url::Backend;
 use sqlx::AssertSqlSafe;
@@ -64,6 +65,7 @@ impl Dialect {
             ("ts_param", Backend::Sqlite) => "?".into(),
             ("ts_param", Backend::Postgres) => "CAST(? AS TIMESTAMP) AT TIME ZONE 'UTC'".into(),
             ("ts_param", Backend::MySql) => "CAST(? AS DATETIME(6))".into(),
+            ("now_text", b) => Dialect(b).token(&format!("ts:{}", Dialect(b).token("now"))),
             ("db_user", Backend::Sqlite) => "NULL".into(),
             ("db_user", Backend::Postgres) => "CAST(current_user AS TEXT)".into(),
             ("db_user", Backend::MySql) => "CURRENT_USER()".into(),

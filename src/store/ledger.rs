@@ -912,6 +912,14 @@ pub struct GateResult {
     pub age_s: i64,
 }
 
+/// The database clock, UTC to the second: what deploy windows are judged by.
+pub async fn db_now(c: &mut AnyConnection, d: Dialect) -> Res<Utc> {
+    sqlx::query_scalar(d.sql("SELECT {now_text}"))
+        .fetch_one(c)
+        .await
+        .map(Utc::new)
+}
+
 /// The user the database server authenticated for this session; `None` on SQLite.
 pub async fn db_user(c: &mut AnyConnection, d: Dialect) -> Res<Option<String>> {
     if d.0 == super::Backend::Sqlite {
