@@ -362,6 +362,14 @@ impl Text for Checked {
             if let Some(v) = &spec.policy.verify {
                 line.push_str(&format!("  verifies: {}", crate::verify::describe(v)));
             }
+            if let Some(w) = &spec.policy.windows {
+                line.push_str(&format!(
+                    "  windows: {} allow, {} deny ({})",
+                    w.allow.len(),
+                    w.deny.len(),
+                    w.timezone.as_deref().unwrap_or("UTC")
+                ));
+            }
             out.push_str(&line);
             out.push('\n');
         }
