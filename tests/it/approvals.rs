@@ -173,18 +173,7 @@ fn the_database_user_that_recorded_a_decision_is_kept() {
         };
         let account = Account::new(&db, name.clone(), drop);
         account.sql(&grant);
-        let r = account.run(
-            &db,
-            &[
-                "approve",
-                "--deploy-id",
-                &id,
-                "--gate",
-                "qa",
-                "--by",
-                "alice",
-            ],
-        );
+        let r = account.run(&db, &approval(&id, "alice"));
         assert_eq!(r.code, 0, "{backend:?}: {}\n{}", r.stdout, r.stderr);
         let recorded = db.scalar("SELECT db_user FROM gate_results");
         assert!(recorded.starts_with(&name), "{backend:?}: {recorded}");

@@ -93,17 +93,7 @@ fn with_credentials(db: &TestDb, user: &str, password: &str, database: Option<&s
 /// Runs `sql` on the test database as the server's admin (no prepared
 /// statement: `CREATE USER` and raw control bytes go through as written).
 fn admin_sql(db: &TestDb, sql: &str) {
-    block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::AnyConnection::connect(&db.url)
-            .await
-            .expect("admin connect");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-            .execute(&mut c)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let _ = c.close().await;
-    });
+    crate::common::account::raw_sql(&db.url, sql);
 }
 
 /// A MariaDB user that is dropped at the end, whatever happens.
@@ -520,18 +510,7 @@ fn control_characters_in_what_a_person_gives_are_refused_and_nothing_is_written(
         );
         assert_eq!(db.snapshot(), before);
         // Plain text still goes through.
-        db.expect(
-            &[
-                "approve",
-                "--deploy-id",
-                &id,
-                "--gate",
-                "qa",
-                "--by",
-                "alice",
-            ],
-            0,
-        );
+        db.expect(&approval(&id, "alice"), 0);
     });
 }
 

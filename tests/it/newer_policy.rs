@@ -173,18 +173,7 @@ fn a_policy_of_this_version_is_acted_on() {
         declare(db, "1.0.0");
         db.expect(&["reconcile", "--manifests", "manifests"], 4);
         let id = db.scalar("SELECT MAX(id) FROM deploiements");
-        db.expect(
-            &[
-                "approve",
-                "--deploy-id",
-                &id,
-                "--gate",
-                "qa",
-                "--by",
-                "alice",
-            ],
-            0,
-        );
+        db.expect(&approval(&id, "alice"), 0);
         let status = db
             .expect(&["status", "--env", "prod", "--output", "json"], 0)
             .json();

@@ -462,18 +462,7 @@ fn an_approval_wakes_the_watch() {
         }
         assert_eq!(live(db, "prod"), None);
         let id = db.scalar("SELECT MAX(id) FROM deploiements");
-        db.expect(
-            &[
-                "approve",
-                "--deploy-id",
-                &id,
-                "--gate",
-                "qa",
-                "--by",
-                "alice",
-            ],
-            0,
-        );
+        db.expect(&approval(&id, "alice"), 0);
         wait_live(db, "prod", "1.0", &mut w);
         w.wait_stderr(
             "watch: reconciling (an approval or a rejection was recorded)",

@@ -2,6 +2,22 @@
 
 use super::{Run, TestDb, block_on};
 
+/// Runs `sql` on the database at `url` as written (no prepared statement:
+/// `CREATE USER`, several statements, raw bytes go through as they are).
+pub fn raw_sql(url: &str, sql: &str) {
+    block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::AnyConnection::connect(url)
+            .await
+            .expect("admin connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&mut c)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let _ = c.close().await;
+    });
+}
+
 /// A user (MariaDB) or role (PostgreSQL) of its own on the test's server,
 /// with the password `pw`; `drop` (run as admin) removes it at the end.
 pub struct Account {
@@ -27,17 +43,7 @@ impl Account {
 
     /// Runs `sql` as admin.
     pub fn sql(&self, sql: &str) {
-        block_on(async {
-            use sqlx::Connection;
-            let mut c = sqlx::AnyConnection::connect(&self.admin)
-                .await
-                .expect("admin connect");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-                .execute(&mut c)
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-            c.close().await.expect("close");
-        });
+        raw_sql(&self.admin, sql);
     }
 
     /// shipctl on the test database as this account.

@@ -368,6 +368,11 @@ pub fn declare(db: &TestDb, text: &str) {
     std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
 }
 
+/// `approve --deploy-id ID --gate qa --by BY`: the approval most tests give.
+pub fn approval<'a>(id: &'a str, by: &'a str) -> [&'a str; 7] {
+    ["approve", "--deploy-id", id, "--gate", "qa", "--by", by]
+}
+
 /// Creates a release and returns its id.
 pub fn release(db: &TestDb, version: &str) -> i64 {
     db.expect(
