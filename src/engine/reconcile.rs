@@ -461,6 +461,8 @@ impl Engine {
             steps.push("stored the policy".into());
         }
         if p.lift_hold && ledger::clear_hold(&mut tx, d, row.id, None).await.db(ctx)? {
+            // Said like `deploy` says it: which release was held.
+            let held = here.hold.as_ref().map_or("", |h| h.version.as_str());
             record(
                 &mut tx,
                 d,
@@ -468,7 +470,7 @@ impl Engine {
                     Some(env),
                     "hold.lifted",
                     format!(
-                        "{env}: hold lifted: the manifests now declare {}",
+                        "{env}: hold on {held} lifted: the manifests now declare {}",
                         spec.release
                     ),
                 ),
