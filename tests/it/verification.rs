@@ -782,9 +782,12 @@ fn sigterm_between_tries_or_during_an_http_try_stops_at_once() {
         "{ command: [\"./check.sh\"], retries: 5, interval: 1m }",
     );
     let mut p = Proc::start(&db, &["reconcile", "--manifests", "manifests"]);
-    let pid = path(&db, "check.pid");
-    p.wait_until("the first try", WAIT, || {
-        pid.exists() && !alive(read_pid(&db, "check.pid"))
+    // Its pid written and the process gone: the runner waits for the next try.
+    p.wait_until("the first try to end", WAIT, || {
+        read(&db, "check.pid")
+            .trim()
+            .parse()
+            .is_ok_and(|pid| !alive(pid))
     });
     stopped_promptly(p);
     assert_eq!(db.state(1), "planifié");
