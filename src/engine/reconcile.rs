@@ -485,6 +485,8 @@ impl Engine {
             steps.push("stored the policy".into());
         }
         if p.lift_hold && ledger::clear_hold(&mut tx, d, row.id, None).await.db(ctx)? {
+            // Said like `deploy` says it: which release was held.
+            let held = here.hold.as_ref().map_or("", |h| h.version.as_str());
             record(
                 &mut tx,
                 d,
@@ -492,8 +494,7 @@ impl Engine {
                     Some(env),
                     "hold.lifted",
                     format!(
-                        "{env}: hold on {} lifted: the manifests now declare {}",
-                        here.hold.as_ref().map_or("?", |h| h.version.as_str()),
+                        "{env}: hold on {held} lifted: the manifests now declare {}",
                         spec.release
                     ),
                 ),

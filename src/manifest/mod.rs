@@ -753,7 +753,15 @@ fn check_verify(v: &VerifySpec) -> std::result::Result<(), (String, String, Stri
         ));
     }
     if let Some(t) = v.timeout {
-        check_timeout(t.0).map_err(|(m, h)| err("verify.timeout", m, &h))?;
+        // The hint for commands speaks of gates and deployments: a try has its own default.
+        check_timeout(t.0).map_err(|(m, _)| {
+            let hint = format!(
+                "use a duration from 1s to 24h, e.g. 10s; without timeout: each try is \
+                 stopped after {}",
+                crate::duration::format(crate::verify::DEFAULT_TIMEOUT)
+            );
+            err("verify.timeout", m, &hint)
+        })?;
     }
     if let Some(grace) = v.kill_grace {
         check_kill_grace(grace.0).map_err(|(m, h)| err("verify.kill_grace", m, &h))?;

@@ -24,4 +24,5 @@ mod progress;
 mod reconcile;
 mod seed_scenario;
 mod snapshots;
+mod verification;
 mod watch;

@@ -615,7 +615,8 @@ fn check_offline(db: &TestDb, code: i32, needles: &[&str]) -> Run {
     for n in needles {
         assert!(r.stderr.contains(n), "no {n:?} in:\n{}", r.stderr);
     }
-    assert!(!r.stderr.contains("127.0.0.1"), "{}", r.stderr);
+    // The database's address (a hint may show another URL on 127.0.0.1).
+    assert!(!r.stderr.contains("127.0.0.1:1/"), "{}", r.stderr);
     r
 }
 
@@ -812,6 +813,105 @@ fn requires_naming_an_unmanaged_environment_is_refused() {
         ];
         check_offline(&db, 1, &needles);
         refused(&db, &needles);
+    }
+}
+
+#[test]
+fn a_bad_verify_is_refused_with_its_key_path() {
+    let db = sqlite();
+    let either = "a verification has either command: [...] or http: { url: ... }";
+    let url_hint = "hint: write a full URL, e.g. http://127.0.0.1:8080/version";
+    let placeholders = "hint: the placeholders are {version}, {tag}, {env}";
+    let cases: [(&str, &str, &[&str]); 11] = [
+        (
+            "{ command: [\"./smoke.sh\"], http: { url: \"http://127.0.0.1:8080/version\" } }",
+            "environments.dev.verify",
+            &[either, "hint: keep exactly one of the two"],
+        ),
+        ("{ retries: 2 }", "environments.dev.verify", &[either]),
+        (
+            "{ http: { url: \"/version\" } }",
+            "environments.dev.verify.http.url",
+            &["\"/version\" is not a URL", url_hint],
+        ),
+        (
+            "{ http: { url: \"localhost:8080/version\" } }",
+            "environments.dev.verify.http.url",
+            &[
+                "the URL's scheme is \"localhost\"; use http or https",
+                url_hint,
+            ],
+        ),
+        (
+            "{ http: { url: \"ftp://127.0.0.1/version\" } }",
+            "environments.dev.verify.http.url",
+            &["the URL's scheme is \"ftp\"; use http or https"],
+        ),
+        (
+            "{ http: { url: \"http://127.0.0.1:8080/{verison}\" } }",
+            "environments.dev.verify.http.url",
+            &["unknown placeholder {verison}", placeholders],
+        ),
+        (
+            "{ http: { url: \"http://127.0.0.1:8080/\", contains: \"{verison}\" } }",
+            "environments.dev.verify.http.contains",
+            &["unknown placeholder {verison}", placeholders],
+        ),
+        (
+            "{ command: [\"./smoke.sh\"], retries: 0 }",
+            "environments.dev.verify.retries",
+            &[
+                "0 is out of range",
+                "hint: use a number of tries from 1 to 100",
+            ],
+        ),
+        (
+            "{ command: [\"./smoke.sh\"], timeout: 0s }",
+            "environments.dev.verify.timeout",
+            &[
+                "a timeout of 0ms",
+                "hint: use a duration from 1s to 24h, e.g. 10s; without timeout: each try is \
+                 stopped after 30s",
+            ],
+        ),
+        (
+            "{ http: { url: \"http://127.0.0.1:8080/\" }, kill_grace: 1s }",
+            "environments.dev.verify.kill_grace",
+            &[
+                "kill_grace applies to a command check only",
+                "hint: remove kill_grace",
+            ],
+        ),
+        (
+            "{ command: [\"./smoke.sh\"], retry: 3 }",
+            "environments.dev.verify",
+            &["unknown key `retry`", "`retries`"],
+        ),
+    ];
+    for (verify, key, needles) in cases {
+        reset_manifests(&db);
+        write(
+            &db,
+            "v.yaml",
+            &format!("{RELEASE}environments:\n  dev: {{ release: \"1.1\", verify: {verify} }}\n"),
+        );
+        let mut all = vec!["v.yaml", key];
+        all.extend_from_slice(needles);
+        check_offline(&db, 1, &all);
+        refused(&db, &all);
+    }
+    // Good ones: a command with every setting, an HTTP check with every placeholder.
+    for verify in [
+        "{ command: [\"./smoke.sh\", \"{version}\"], timeout: 5s, retries: 5, interval: 0s, kill_grace: 1s }",
+        "{ http: { url: \"https://example.test/{env}/v?v={version}&t={tag}\", status: 204, contains: \"{version}\" } }",
+    ] {
+        reset_manifests(&db);
+        write(
+            &db,
+            "v.yaml",
+            &format!("{RELEASE}environments:\n  dev: {{ release: \"1.1\", verify: {verify} }}\n"),
+        );
+        check_offline(&db, 0, &[]);
     }
 }
 
