@@ -26,3 +26,4 @@ mod seed_scenario;
 mod snapshots;
 mod verification;
 mod watch;
+mod windows;
