@@ -1,8 +1,9 @@
 //! The files in `examples/` as a user runs them: the apply workflow's script
 //! with the real binary and ledger (a wait for approval passes the job, a failed
 //! deployment fails it), the systemd pull unit's `git pull` applied by the
-//! watch that the watch unit runs, where the README installs it, and the
-//! verified-deploy demo played end to end.
+//! watch that the watch unit runs, where the README installs it, the README's
+//! deploy-windows example checked and stored, and the verified-deploy demo
+//! played end to end.
 
 use crate::common::servers::free_port;
 use crate::common::*;
@@ -333,6 +334,71 @@ fn the_service_runs_shipctl_where_the_readme_installs_it() {
         );
     }
     assert!(readme.contains("systemctl enable --now shipctl-watch.service shipctl-pull.timer"));
+}
+
+// ------------------------------------------------------------ README
+
+/// The first ```yaml block after the README's heading `heading`.
+fn readme_yaml(heading: &str) -> String {
+    let readme = example("README.md");
+    let section = readme
+        .split_once(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("the README has no {heading:?}"))
+        .1;
+    let block = section
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("\n```"))
+        .unwrap_or_else(|| panic!("no yaml block under {heading:?}"))
+        .0;
+    format!("{block}\n")
+}
+
+#[test]
+fn the_readme_s_windows_example_passes_check() {
+    let example = readme_yaml("## Deploy windows and four-eyes approvals");
+    for needle in [
+        "timezone: Europe/Paris",
+        "allow:",
+        "days: [fri], from: \"14:00\", to: \"24:00\"",
+        "holiday freeze",
+        "approvals: 2",
+        "self_approval: false",
+        "expires: 24h",
+    ] {
+        assert!(example.contains(needle), "{needle:?} in:\n{example}");
+    }
+    each_backend(|db| {
+        let dir = db.dir.path().join("manifests");
+        std::fs::create_dir_all(&dir).expect("manifests");
+        std::fs::write(dir.join("prod.yaml"), &example).expect("write");
+        std::fs::write(
+            dir.join("releases.yaml"),
+            "releases:\n  - { version: \"2.0.0\", tag: v2.0.0 }\n",
+        )
+        .expect("write");
+        let r = db.expect(&["check", "--manifests", "manifests"], 0);
+        assert!(r.stdout.contains("prod"), "{}", r.stdout);
+        // Stored as written: whatever the time, status says when prod next
+        // changes, on Paris's clock; it waits for two approvals first.
+        let r = db.expect(&["reconcile", "--manifests", "manifests"], 4);
+        assert!(r.stdout.contains("0 of 2 approvals"), "{}", r.stdout);
+        let st = db
+            .expect(&["status", "--env", "prod", "--output", "json"], 0)
+            .json();
+        let message = st["window"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("prod is ") && message.contains(" Europe/Paris"),
+            "{st:#}"
+        );
+        // check reads the windows: a misspelled day is refused.
+        std::fs::write(
+            dir.join("prod.yaml"),
+            example.replace("days: [fri]", "days: [friday]"),
+        )
+        .expect("write");
+        let r = db.expect(&["check", "--manifests", "manifests"], 1);
+        assert!(r.stderr.contains("windows.deny[0].days"), "{}", r.stderr);
+    });
 }
 
 fn git(repo: &Path, args: &[&str]) {
