@@ -426,15 +426,6 @@ fn manifest(releases: &[&str], release: &str) -> String {
     s
 }
 
-fn live_in_prod(db: &TestDb) -> Option<String> {
-    db.query(
-        "SELECT r.version FROM deploiements d JOIN releases r ON r.id = d.id_release \
-         WHERE d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1",
-    )
-    .first()
-    .map(|r| r[0].clone())
-}
-
 /// The watch unit's command, run in a clone; the pull unit's command, run on
 /// that clone after a push: the pushed release goes live, nothing restarted.
 #[test]
@@ -492,8 +483,8 @@ fn the_pull_unit_s_git_pull_is_applied_by_the_watch() {
         w.wait_until_or(
             "1.0 live in prod",
             Duration::from_secs(20),
-            || live_in_prod(db).as_deref() == Some("1.0"),
-            || format!("\n(live: {:?})", live_in_prod(db)),
+            || db.live("prod").as_deref() == Some("1.0"),
+            || format!("\n(live: {:?})", db.live("prod")),
         );
 
         std::fs::write(
@@ -521,8 +512,8 @@ fn the_pull_unit_s_git_pull_is_applied_by_the_watch() {
         w.wait_until_or(
             "2.0 live in prod after the pull",
             Duration::from_secs(20),
-            || live_in_prod(db).as_deref() == Some("2.0"),
-            || format!("\n(live: {:?})", live_in_prod(db)),
+            || db.live("prod").as_deref() == Some("2.0"),
+            || format!("\n(live: {:?})", db.live("prod")),
         );
         assert!(
             w.stderr()

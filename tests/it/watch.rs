@@ -67,23 +67,12 @@ fn save_at(db: &TestDb, text: &str, at: std::time::SystemTime) {
     std::fs::rename(&tmp, dir.join("shipctl.yaml")).expect("rename over the manifest");
 }
 
-/// The live release of `env`, read directly (the watch holds no lock between runs).
-fn live(db: &TestDb, env: &str) -> Option<String> {
-    db.query(&format!(
-        "SELECT r.version FROM deploiements d JOIN releases r ON r.id = d.id_release \
-         JOIN environnements e ON e.id = d.id_env \
-         WHERE e.nom = '{env}' AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1"
-    ))
-    .first()
-    .map(|r| r[0].clone())
-}
-
 fn wait_live(db: &TestDb, env: &str, version: &str, w: &mut Watch) {
     w.wait_until_or(
         &format!("{version} to be live in {env} on {:?}", db.backend),
         APPLY,
-        || live(db, env).as_deref() == Some(version),
-        || format!("\n(live in {env}: {:?})", live(db, env)),
+        || db.live(env).as_deref() == Some(version),
+        || format!("\n(live in {env}: {:?})", db.live(env)),
     );
 }
 
@@ -162,11 +151,11 @@ fn watch_scenario(db: &TestDb, extra: &[&str]) {
     save(db, &manifest(&["1.0"], "1.0", SIM_OK));
     let mut w = Watch::start(db, extra);
     wait_live(db, "prod", "1.0", &mut w);
-    assert_eq!(live(db, "dev").as_deref(), Some("1.0"), "{}", w.log());
+    assert_eq!(db.live("dev").as_deref(), Some("1.0"), "{}", w.log());
 
     save(db, &manifest(&["1.0", "2.0"], "2.0", SIM_OK));
     wait_live(db, "prod", "2.0", &mut w);
-    assert_eq!(live(db, "dev").as_deref(), Some("2.0"), "{}", w.log());
+    assert_eq!(db.live("dev").as_deref(), Some("2.0"), "{}", w.log());
     w.wait_stderr("watch: reconciling (manifests changed)", 1);
 
     // An invalid manifest that would declare 3.0: reported, the last good
@@ -225,7 +214,7 @@ fn watch_scenario(db: &TestDb, extra: &[&str]) {
     assert!(took < STOP, "took {took:?}");
     assert!(w.stderr().contains("watch: stopped"), "{}", w.log());
     assert_eq!(en_cours(db), 0, "{}", w.log());
-    assert_eq!(live(db, "prod").as_deref(), Some("3.0"), "{}", w.log());
+    assert_eq!(db.live("prod").as_deref(), Some("3.0"), "{}", w.log());
     // The invalid manifest left the desired state as it was: no round for it.
     assert_eq!(
         w.stderr()
@@ -293,12 +282,12 @@ fn poll_notices_a_second_save_within_the_same_second() {
     assert_eq!(mtime(&dir), dir_was);
     // The poll interval is 1s: 10s is ten polls.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while live(&db, "prod").as_deref() != Some("2.0") {
+    while db.live("prod").as_deref() != Some("2.0") {
         assert!(
             Instant::now() < deadline,
             "--poll never noticed the new manifest (saved in the same second as the previous \
              one, different content): prod is still on {:?}\nstderr:\n{}",
-            live(&db, "prod"),
+            db.live("prod"),
             w.stderr()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -439,7 +428,7 @@ fn watch_resyncs_on_its_interval_to_correct_drift() {
     w.wait_stderr("periodic resync", 1);
     let (status, _) = w.terminate();
     assert_eq!(status.code(), Some(0), "{}", w.stderr());
-    assert_eq!(live(&db, "prod").as_deref(), Some("1.0"));
+    assert_eq!(db.live("prod").as_deref(), Some("1.0"));
 }
 
 /// An approval recorded on another machine wakes the watch: no manifest change
@@ -460,7 +449,7 @@ fn an_approval_wakes_the_watch() {
             assert!(Instant::now() < deadline, "{}", w.log());
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(live(db, "prod"), None);
+        assert_eq!(db.live("prod"), None);
         let id = db.scalar("SELECT MAX(id) FROM deploiements");
         db.expect(&approval(&id, "alice"), 0);
         wait_live(db, "prod", "1.0", &mut w);
@@ -540,8 +529,8 @@ fn applied_soon(db: &TestDb, version: &str, since: Instant, w: &mut Watch, what:
     w.wait_until_or(
         &format!("{version} live in prod within {FOLLOW:?} of {what}"),
         left,
-        || live(db, "prod").as_deref() == Some(version),
-        || format!("\n(live in prod: {:?})", live(db, "prod")),
+        || db.live("prod").as_deref() == Some(version),
+        || format!("\n(live in prod: {:?})", db.live("prod")),
     );
 }
 

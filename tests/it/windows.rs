@@ -81,60 +81,60 @@ fn rfc3339(at: DateTime) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// A freeze that closes prod now and for at least a day: from yesterday
-/// 00:00 to the day after tomorrow 00:00, UTC. Its `windows:` block, and the
-/// message a refusal gives.
-struct Freeze {
-    windows: String,
-    ends: DateTime,
+/// prod's `windows:` block, built from the database clock, with when it next
+/// changes and what the binary says about it.
+struct Windows {
+    yaml: String,
+    /// When prod next opens (closed now) or closes (open now).
+    changes: DateTime,
+    /// What refusals, `status` and the dry run say.
+    message: String,
 }
 
-impl Freeze {
-    fn now(db: &TestDb) -> Freeze {
+/// A one-off deny window, as a manifest line.
+fn deny_once(from: DateTime, to: DateTime) -> String {
+    format!(
+        "        - {{ from: \"{}\", to: \"{}\", reason: change freeze }}\n",
+        hh_mm(from),
+        hh_mm(to)
+    )
+}
+
+impl Windows {
+    /// Closed now and for at least a day: a freeze from yesterday 00:00 to the
+    /// day after tomorrow 00:00, UTC.
+    fn closed(db: &TestDb) -> Windows {
         let now = db_now(db);
-        let (from, ends) = (midnight(now, -1), midnight(now, 2));
-        Freeze {
-            windows: format!(
-                "    windows:\n      deny:\n        - {{ from: \"{}\", to: \"{}\", \
-                 reason: change freeze }}\n",
-                hh_mm(from),
-                hh_mm(ends)
+        let ends = midnight(now, 2);
+        Windows {
+            yaml: format!(
+                "    windows:\n      deny:\n{}",
+                deny_once(midnight(now, -1), ends)
             ),
-            ends,
+            changes: ends,
+            message: format!("prod is closed until {} (change freeze)", shown(ends)),
         }
     }
 
-    fn message(&self) -> String {
-        format!("prod is closed until {} (change freeze)", shown(self.ends))
-    }
-}
-
-/// Open now: allowed on every day from 00:00 to 24:00; the next change is a
-/// one-off freeze that starts in three days (midnight UTC), so that the
-/// environment is "open until" then.
-struct Open {
-    windows: String,
-    closes: DateTime,
-}
-
-impl Open {
-    fn now(db: &TestDb) -> Open {
+    /// Open now: allowed every day from 00:00 to 24:00, until a one-day freeze
+    /// that starts in three days (midnight UTC).
+    fn open(db: &TestDb) -> Windows {
         let now = db_now(db);
-        let (closes, reopens) = (midnight(now, 3), midnight(now, 4));
-        Open {
-            windows: format!(
+        let closes = midnight(now, 3);
+        Windows {
+            yaml: format!(
                 "    windows:\n      allow:\n        - {{ days: [mon, tue, wed, thu, fri, sat, sun], \
-                 from: \"00:00\", to: \"24:00\" }}\n      deny:\n        - {{ from: \"{}\", \
-                 to: \"{}\", reason: release party }}\n",
-                hh_mm(closes),
-                hh_mm(reopens)
+                 from: \"00:00\", to: \"24:00\" }}\n      deny:\n{}",
+                deny_once(closes, midnight(now, 4))
             ),
-            closes,
+            changes: closes,
+            message: format!("prod is open until {}", shown(closes)),
         }
     }
 
-    fn message(&self) -> String {
-        format!("prod is open until {}", shown(self.closes))
+    /// As JSON gives it (`window` in status and the dry run).
+    fn json(&self, open: bool) -> Value {
+        json!({ "open": open, "message": self.message, "next_change": rfc3339(self.changes) })
     }
 }
 
@@ -193,7 +193,7 @@ fn assert_unclaimed(db: &TestDb, id: i64, state: &str) {
     );
 }
 
-/// The messages of the audit rows with `action` for deployment `id`.
+/// (message, actor) of the audit rows with `action` for deployment `id`.
 fn audit_messages(db: &TestDb, id: i64, action: &str) -> Vec<(String, String)> {
     db.query(&format!(
         "SELECT message, acteur FROM audit_logs \
@@ -204,13 +204,18 @@ fn audit_messages(db: &TestDb, id: i64, action: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-fn live(db: &TestDb) -> Option<String> {
-    db.query(
-        "SELECT r.version FROM deploiements d JOIN releases r ON r.id = d.id_release \
-         WHERE d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1",
-    )
-    .first()
-    .map(|r| r[0].clone())
+/// `validate --deploy-id ID --override-window --reason REASON` and `extra`.
+fn override_window(db: &TestDb, id: &str, reason: &str, extra: &[&str], code: i32) -> Run {
+    let mut args = vec![
+        "validate",
+        "--deploy-id",
+        id,
+        "--override-window",
+        "--reason",
+        reason,
+    ];
+    args.extend(extra);
+    db.expect(&args, code)
 }
 
 // ---------------------------------------------------------------- closed
@@ -218,12 +223,12 @@ fn live(db: &TestDb) -> Option<String> {
 #[test]
 fn a_closed_window_leaves_the_deployment_pending_and_claims_nothing() {
     each_backend(|db| {
-        let freeze = Freeze::now(db);
-        declare(db, &manifest(&["1.0"], "1.0", &freeze.windows, ""));
+        let freeze = Windows::closed(db);
+        declare(db, &manifest(&["1.0"], "1.0", &freeze.yaml, ""));
 
         let r = reconcile(db, 4);
         assert!(
-            r.stdout.contains(&format!("! {}", freeze.message())),
+            r.stdout.contains(&format!("! {}", freeze.message)),
             "{:?}:\n{}",
             db.backend,
             r.stdout
@@ -239,8 +244,8 @@ fn a_closed_window_leaves_the_deployment_pending_and_claims_nothing() {
             *outcome,
             json!({
                 "kind": "closed",
-                "message": freeze.message(),
-                "opens_at": rfc3339(freeze.ends),
+                "message": freeze.message,
+                "opens_at": rfc3339(freeze.changes),
             }),
             "{j:#}"
         );
@@ -250,7 +255,7 @@ fn a_closed_window_leaves_the_deployment_pending_and_claims_nothing() {
         // validate says the same, with the way to override it.
         let r = db.expect(&["validate", "--deploy-id", &id.to_string()], 4);
         assert!(
-            r.stderr.contains(&format!("error: {}", freeze.message())),
+            r.stderr.contains(&format!("error: {}", freeze.message)),
             "{}",
             r.stderr
         );
@@ -265,21 +270,21 @@ fn a_closed_window_leaves_the_deployment_pending_and_claims_nothing() {
         );
         let e = json(db, &["validate", "--deploy-id", &id.to_string()], 4);
         assert_eq!(e["error"]["kind"], "blocked", "{e:#}");
-        assert_eq!(e["error"]["message"], freeze.message(), "{e:#}");
+        assert_eq!(e["error"]["message"], freeze.message, "{e:#}");
         assert_eq!(e["error"]["exit_code"], 4, "{e:#}");
         assert_unclaimed(db, id, "validé");
-        assert_eq!(live(db), None);
+        assert_eq!(db.live("prod"), None);
     });
 }
 
 #[test]
 fn approvals_and_command_gates_run_while_closed() {
     each_backend(|db| {
-        let freeze = Freeze::now(db);
+        let freeze = Windows::closed(db);
         script(db, "smoke.sh", "#!/bin/sh\necho ran >> smoke.ran\n");
         let gates = "    gates:\n      qa: { approvals: 1 }\n      \
                      smoke: { command: [\"./smoke.sh\"] }\n";
-        declare(db, &manifest(&["1.0"], "1.0", &freeze.windows, gates));
+        declare(db, &manifest(&["1.0"], "1.0", &freeze.yaml, gates));
 
         // Planned by ci; the approval comes first, the window after.
         let out = db
@@ -295,15 +300,8 @@ fn approvals_and_command_gates_run_while_closed() {
         assert_unclaimed(db, id, "planifié");
 
         // The planner's own approval is refused, whether or not the window is open.
-        let own = db.run(&[
-            "approve",
-            "--deploy-id",
-            &id.to_string(),
-            "--gate",
-            "qa",
-            "--by",
-            "ci",
-        ]);
+        let id_text = id.to_string();
+        let own = db.run(&approval(&id_text, "ci"));
         assert_eq!(own.code, 1, "{}", own.stderr);
         assert!(
             own.stderr.contains("ci planned deployment"),
@@ -312,18 +310,7 @@ fn approvals_and_command_gates_run_while_closed() {
         );
 
         // An approval is recorded while closed.
-        db.expect(
-            &[
-                "approve",
-                "--deploy-id",
-                &id.to_string(),
-                "--gate",
-                "qa",
-                "--by",
-                "alice",
-            ],
-            0,
-        );
+        db.expect(&approval(&id_text, "alice"), 0);
         assert_eq!(
             db.query("SELECT acteur, outcome FROM gate_results ORDER BY id"),
             [["alice", "approved"]],
@@ -333,7 +320,7 @@ fn approvals_and_command_gates_run_while_closed() {
 
         // The next reconcile runs the command gate, validates, and stops at the window.
         let r = reconcile(db, 4);
-        assert!(r.stdout.contains(&freeze.message()), "{}", r.stdout);
+        assert!(r.stdout.contains(&freeze.message), "{}", r.stdout);
         let ran = std::fs::read_to_string(db.dir.path().join("smoke.ran")).unwrap_or_default();
         assert_eq!(ran, "ran\n", "the command gate ran once");
         assert_eq!(
@@ -369,8 +356,8 @@ fn approvals_and_command_gates_run_while_closed() {
 #[test]
 fn override_window_with_a_reason_deploys_and_is_audited() {
     each_backend(|db| {
-        let freeze = Freeze::now(db);
-        declare(db, &manifest(&["1.0"], "1.0", &freeze.windows, ""));
+        let freeze = Windows::closed(db);
+        declare(db, &manifest(&["1.0"], "1.0", &freeze.yaml, ""));
         reconcile(db, 4);
         let id = last_deployment(db).to_string();
         let before = db.snapshot();
@@ -385,43 +372,21 @@ fn override_window_with_a_reason_deploys_and_is_audited() {
             ("line one\nline two", "control character"),
             ("", "--reason is empty"),
         ] {
-            let r = db.expect(
-                &[
-                    "validate",
-                    "--deploy-id",
-                    &id,
-                    "--override-window",
-                    "--reason",
-                    reason,
-                ],
-                1,
-            );
+            let r = override_window(db, &id, reason, &[], 1);
             assert!(r.stderr.contains(says), "{reason:?}: {}", r.stderr);
         }
         assert_eq!(db.snapshot(), before, "a refused override wrote something");
 
-        let r = db.expect(
-            &[
-                "validate",
-                "--deploy-id",
-                &id,
-                "--override-window",
-                "--reason",
-                "hotfix",
-                "--output",
-                "json",
-            ],
-            0,
-        );
+        let r = override_window(db, &id, "hotfix", &["--output", "json"], 0);
         assert_eq!(r.json()["deployment"]["state"], "réussi", "{}", r.stdout);
-        assert_eq!(live(db).as_deref(), Some("1.0"));
+        assert_eq!(db.live("prod").as_deref(), Some("1.0"));
         let id: i64 = id.parse().expect("id");
         assert_eq!(
             audit_messages(db, id, "window.overridden"),
             [(
                 format!(
                     "1.0 to prod deployed in a closed window: {}; reason: hotfix",
-                    freeze.message()
+                    freeze.message
                 ),
                 "tester".to_string()
             )],
@@ -463,11 +428,11 @@ fn a_rollback_goes_through_a_closed_window_and_is_audited() {
         declare(db, &manifest(&["1.0", "2.0"], "2.0", "", ""));
         reconcile(db, 0);
         let bad = last_deployment(db);
-        assert_eq!(live(db).as_deref(), Some("2.0"));
+        assert_eq!(db.live("prod").as_deref(), Some("2.0"));
 
         // ... then a freeze: the manifests are in sync, nothing to wait for.
-        let freeze = Freeze::now(db);
-        declare(db, &manifest(&["1.0", "2.0"], "2.0", &freeze.windows, ""));
+        let freeze = Windows::closed(db);
+        declare(db, &manifest(&["1.0", "2.0"], "2.0", &freeze.yaml, ""));
         reconcile(db, 0);
 
         let r = db.expect(&["rollback", "--deploy-id", &bad.to_string()], 0);
@@ -476,7 +441,7 @@ fn a_rollback_goes_through_a_closed_window_and_is_audited() {
             "{}",
             r.stdout
         );
-        assert_eq!(live(db).as_deref(), Some("1.0"));
+        assert_eq!(db.live("prod").as_deref(), Some("1.0"));
         let restore = last_deployment(db);
         assert_ne!(restore, bad);
         assert_eq!(db.state(restore), "réussi");
@@ -486,7 +451,7 @@ fn a_rollback_goes_through_a_closed_window_and_is_audited() {
                 format!(
                     "rollback of deployment {bad} in a closed window: {}; a rollback is \
                      allowed while closed",
-                    freeze.message()
+                    freeze.message
                 ),
                 "tester".to_string()
             )],
@@ -514,17 +479,13 @@ fn status_and_the_dry_run_say_closed_or_open_and_until_when() {
 
         // Closed: the dry run says what would wait for it, before and after
         // the policy is stored.
-        let freeze = Freeze::now(db);
-        declare(db, &manifest(&["1.0", "2.0"], "2.0", &freeze.windows, ""));
-        let closed = json!({
-            "open": false,
-            "message": freeze.message(),
-            "next_change": rfc3339(freeze.ends),
-        });
+        let freeze = Windows::closed(db);
+        declare(db, &manifest(&["1.0", "2.0"], "2.0", &freeze.yaml, ""));
+        let closed = freeze.json(false);
         for stored in [false, true] {
             let r = db.expect(&["reconcile", "--manifests", "manifests", "--dry-run"], 2);
             assert!(
-                r.stdout.contains(&format!("waits: {}", freeze.message())),
+                r.stdout.contains(&format!("waits: {}", freeze.message)),
                 "stored: {stored}\n{}",
                 r.stdout
             );
@@ -543,15 +504,15 @@ fn status_and_the_dry_run_say_closed_or_open_and_until_when() {
         }
         let text = db.expect(&["status", "--env", "prod"], 0).stdout;
         assert!(
-            text.contains(&format!("  window       {}\n", freeze.message())),
+            text.contains(&format!("  window       {}\n", freeze.message)),
             "{text}"
         );
         let st = json(db, &["status", "--env", "prod"], 0);
         assert_eq!(st["window"], closed, "{st:#}");
 
         // Open, until a freeze in three days: the dry run runs it without waiting.
-        let open = Open::now(db);
-        declare(db, &manifest(&["1.0", "2.0"], "2.0", &open.windows, ""));
+        let open = Windows::open(db);
+        declare(db, &manifest(&["1.0", "2.0"], "2.0", &open.yaml, ""));
         let r = db.expect(&["reconcile", "--manifests", "manifests", "--dry-run"], 2);
         assert!(!r.stdout.contains("waits:"), "{}", r.stdout);
         let j = json(
@@ -559,17 +520,13 @@ fn status_and_the_dry_run_say_closed_or_open_and_until_when() {
             &["reconcile", "--manifests", "manifests", "--dry-run"],
             2,
         );
-        let opened = json!({
-            "open": true,
-            "message": open.message(),
-            "next_change": rfc3339(open.closes),
-        });
+        let opened = open.json(true);
         assert_eq!(j["would_run"][0]["window"], opened, "{j:#}");
         reconcile(db, 0);
-        assert_eq!(live(db).as_deref(), Some("2.0"));
+        assert_eq!(db.live("prod").as_deref(), Some("2.0"));
         let text = db.expect(&["status", "--env", "prod"], 0).stdout;
         assert!(
-            text.contains(&format!("  window       {}\n", open.message())),
+            text.contains(&format!("  window       {}\n", open.message)),
             "{text}"
         );
         let st = json(db, &["status", "--env", "prod"], 0);
@@ -602,9 +559,8 @@ fn watch_deploys_within_two_seconds_of_the_window_opening() {
         opens = opens.checked_add(1.minute()).expect("a minute later");
     }
     let windows = format!(
-        "    windows:\n      deny:\n        - {{ from: \"{}\", to: \"{}\", reason: change freeze }}\n",
-        hh_mm(opens.checked_sub(1.day()).expect("a day before")),
-        hh_mm(opens)
+        "    windows:\n      deny:\n{}",
+        deny_once(opens.checked_sub(1.day()).expect("a day before"), opens)
     );
     declare(&db, &manifest(&["1.0"], "1.0", &windows, ""));
 
@@ -633,7 +589,7 @@ fn watch_deploys_within_two_seconds_of_the_window_opening() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
-        live(&db),
+        db.live("prod"),
         None,
         "deployed before the window opened\n{}",
         w.log()
@@ -645,7 +601,7 @@ fn watch_deploys_within_two_seconds_of_the_window_opening() {
     w.wait_until(
         "1.0 to be live once the window opens",
         Duration::try_from(wait).unwrap_or(Duration::from_secs(15)),
-        || live(&db).is_some(),
+        || db.live("prod").is_some(),
     );
     let seen = Timestamp::now();
     assert!(

@@ -178,6 +178,17 @@ impl TestDb {
         ))
     }
 
+    /// The release live in `env`: the newest `réussi` deployment's, by fencing token.
+    pub fn live(&self, env: &str) -> Option<String> {
+        self.query(&format!(
+            "SELECT r.version FROM deploiements d JOIN releases r ON r.id = d.id_release \
+             JOIN environnements e ON e.id = d.id_env \
+             WHERE e.nom = '{env}' AND d.etat = 'réussi' ORDER BY d.fencing_token DESC LIMIT 1"
+        ))
+        .first()
+        .map(|r| r[0].clone())
+    }
+
     /// (action, etat_avant, etat_apres) of one deployment's audit rows, in order.
     pub fn audit(&self, deploy_id: i64) -> Vec<(String, String, String)> {
         self.query(&format!(
