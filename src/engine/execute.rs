@@ -44,6 +44,9 @@ pub struct Execution {
     pub verification: Option<crate::verify::Verification>,
     /// For a rollback: the deployment that was rolled back.
     pub rolled_back: Option<Deployment>,
+    /// The closed deploy window this run went through (an override, or a
+    /// rollback, which a closed window allows); `None` when it was open.
+    pub closed_window: Option<String>,
     /// Where each gate stood when the deployment was validated (or rejected).
     pub gates: Vec<GateState>,
 }
@@ -374,9 +377,11 @@ impl Engine {
         }
         // The window is judged at the claim (approvals and gates may come
         // before it opens); a person may override it, audited.
+        let mut closed_window = None;
         if let Some(closed) = window_closed(&mut tx, d, &env).await? {
             match window_override {
                 Some(reason) => {
+                    closed_window = Some(closed.message.clone());
                     record(
                         &mut tx,
                         d,
@@ -425,6 +430,7 @@ impl Engine {
         };
         let mut execution = self.run_and_finish(&env, claimed, lease, &exec).await?;
         execution.gates = states;
+        execution.closed_window = closed_window;
         execution.duration_ms = started.elapsed().as_millis();
         Ok(Validated::Ran(Box::new(execution)))
     }
@@ -548,7 +554,8 @@ impl Engine {
                 let restore = load(&mut tx, d, rid).await?;
                 // A closed deploy window does not stop a way out of an incident;
                 // that it was closed is on record.
-                if let Some(closed) = window_closed(&mut tx, d, &env).await? {
+                let closed_window = window_closed(&mut tx, d, &env).await?;
+                if let Some(closed) = &closed_window {
                     record(
                         &mut tx,
                         d,
@@ -596,7 +603,8 @@ impl Engine {
                     previous: Some(dep.clone()),
                     restores: Some(dep),
                 };
-                let execution = self.run_and_finish(&env, claimed, lease, &exec).await?;
+                let mut execution = self.run_and_finish(&env, claimed, lease, &exec).await?;
+                execution.closed_window = closed_window.map(|c| c.message);
                 Ok(RollbackReport::Restored(Box::new(execution)))
             }
         }
@@ -760,6 +768,7 @@ impl Engine {
             rollback_command: restored,
             verification,
             rolled_back,
+            closed_window: None,
             gates: Vec::new(),
         })
     }
@@ -1056,6 +1065,7 @@ async fn reject(
         rollback_command: None,
         verification: None,
         rolled_back: None,
+        closed_window: None,
         gates: states,
     })))
 }

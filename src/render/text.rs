@@ -206,6 +206,13 @@ impl Text for Execution {
         for g in &self.gates {
             out.push_str(&gate_line(s, g));
         }
+        if let Some(w) = &self.closed_window {
+            out.push_str(&format!(
+                "  {} {}: went through anyway (audited window.overridden)\n",
+                s.yellow("!"),
+                esc(w)
+            ));
+        }
         for t in self.verification.iter().flat_map(|v| &v.tries) {
             out.push_str(&format!(
                 "  {} verify {}/{}: {}\n",

@@ -379,6 +379,12 @@ fn override_window_with_a_reason_deploys_and_is_audited() {
 
         let r = override_window(db, &id, "hotfix", &["--output", "json"], 0);
         assert_eq!(r.json()["deployment"]["state"], "réussi", "{}", r.stdout);
+        assert_eq!(
+            r.json()["closed_window"],
+            freeze.message.as_str(),
+            "{}",
+            r.stdout
+        );
         assert_eq!(db.live("prod").as_deref(), Some("1.0"));
         let id: i64 = id.parse().expect("id");
         assert_eq!(
@@ -438,6 +444,12 @@ fn a_rollback_goes_through_a_closed_window_and_is_audited() {
         let r = db.expect(&["rollback", "--deploy-id", &bad.to_string()], 0);
         assert!(
             r.stdout.contains("release 1.0 restored in prod"),
+            "{}",
+            r.stdout
+        );
+        assert!(
+            r.stdout
+                .contains("went through anyway (audited window.overridden)"),
             "{}",
             r.stdout
         );
