@@ -186,7 +186,11 @@ async fn execute(
         }
         Command::Status { env: None } => {
             let environments = engine.status(&Env::ALL).await?;
-            printer.emit(&AllStatus { environments });
+            let leader = engine.leader().await?;
+            printer.emit(&AllStatus {
+                environments,
+                leader,
+            });
             Ok(Exit::Done)
         }
         Command::Check { .. } => unreachable!("handled before the database is opened"),
@@ -380,10 +384,28 @@ impl Text for Checked {
 #[derive(Serialize)]
 struct AllStatus {
     environments: Vec<EnvStatus>,
+    /// The watcher that applies the manifests, when `reconcile --watch` runs.
+    leader: Option<crate::store::ledger::Leader>,
 }
 
 impl Text for AllStatus {
     fn text(&self, s: &Style) -> String {
-        self.environments.text(s)
+        let mut out = self.environments.text(s);
+        if let Some(l) = &self.leader {
+            out.push_str(&format!(
+                "\nwatch leader  {} since {} UTC{}\n",
+                crate::render::escape_text(&l.holder),
+                l.since.as_deref().unwrap_or("?"),
+                if l.expired {
+                    format!(
+                        "; its lease expired at {} UTC: a standby takes over",
+                        l.expires_at.as_deref().unwrap_or("?")
+                    )
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        out
     }
 }

@@ -297,6 +297,8 @@ pub enum Holding {
     Deployment { id: i64, token: i64 },
     /// A pending deployment whose command gates this process runs.
     Gates { id: i64, holder: String },
+    /// The leadership of the watchers of a ledger, and its fencing token.
+    Leader { token: i64 },
 }
 
 /// A lease this process holds, and when it was last confirmed by the database.
@@ -455,6 +457,7 @@ impl Lease {
         match &self.holding {
             Holding::Deployment { id, .. } => format!("deployment {id}"),
             Holding::Gates { id, .. } => format!("the gates of deployment {id}"),
+            Holding::Leader { .. } => "the watch leadership".to_string(),
         }
     }
 
@@ -552,6 +555,9 @@ async fn renew_bounded(
             }
             Holding::Gates { id, holder } => {
                 ledger::renew_gate_hold(store.conn(), d, *id, holder, Some(ttl_ms)).await
+            }
+            Holding::Leader { token } => {
+                ledger::renew_leadership(store.conn(), d, *token, ttl_ms).await
             }
         };
         renewed.map_err(|e| Error::database("renewing the lease", e))

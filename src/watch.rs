@@ -14,6 +14,7 @@ use crate::engine::{Engine, EnvOutcome};
 use crate::error::{Error, Result};
 use crate::executor::Overrides;
 use crate::exit::Exit;
+use crate::leader::{Change, Leadership};
 use crate::manifest::{self, Desired};
 use crate::render::{Printer, ReconcileView};
 use crate::supervisor;
@@ -82,6 +83,14 @@ pub async fn run(
     };
 
     let stop = supervisor::token();
+    // One active watcher per ledger: this one applies only while it leads.
+    let mut leadership = Leadership::start(
+        engine.store.url(),
+        engine.store.limits,
+        engine.who.holder.clone(),
+        engine.who.lease_ttl,
+    )
+    .await?;
     let mut desires = Desires::new(&dir);
     let mut resync = tokio::time::interval(a.interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -102,15 +111,26 @@ pub async fn run(
         }
         // Read before the round: a decision recorded while it runs is not missed.
         let seen = mark(engine).await;
-        let this = round(
-            engine,
-            a,
-            overrides,
-            printer,
-            &dir,
-            desires.last_good.as_ref(),
-            reason,
-        );
+        let leads = leadership.leads();
+        let this = async {
+            if leads {
+                round(
+                    engine,
+                    a,
+                    overrides,
+                    printer,
+                    &dir,
+                    desires.last_good.as_ref(),
+                    reason,
+                )
+                .await
+            } else {
+                printer.note(&format!(
+                    "watch: standby ({reason}): another watcher leads; this one applies nothing"
+                ));
+                RoundEnd::Standby
+            }
+        };
         // A round waiting on the database is dropped on a signal (it has
         // claimed nothing) or when the server stops answering; its connection
         // is re-opened by the next round.
@@ -141,7 +161,7 @@ pub async fn run(
                 window_opens = opens.map(wake_at);
             }
             // Whatever changes next is worth a round, even to the same state.
-            RoundEnd::Failed => desires.applied = None,
+            RoundEnd::Failed | RoundEnd::Standby => desires.applied = None,
         }
         let gated = desires.last_good.as_ref().is_some_and(has_approval_gates);
         reason = loop {
@@ -169,6 +189,20 @@ pub async fn run(
                         break "an approval or a rejection was recorded";
                     }
                 }
+                Some(change) = leadership.changes.recv() => match change {
+                    Change::Became(token) => {
+                        printer.note(&format!(
+                            "watch: this watcher leads now (fencing token {token})"
+                        ));
+                        break "became the leader";
+                    }
+                    Change::Lost(why) => printer.note(&format!(
+                        "watch: no longer the leader ({why}); applying nothing until it leads again"
+                    )),
+                    Change::Standby(holder) => printer.note(&format!(
+                        "watch: standby: {holder} leads; this one takes over if it stops renewing"
+                    )),
+                },
                 _ = stop.cancelled() => break "stop",
             }
         };
@@ -176,6 +210,7 @@ pub async fn run(
             break;
         }
     }
+    leadership.stop().await;
     printer.note("watch: stopped");
     Ok(Exit::Done)
 }
@@ -612,6 +647,8 @@ enum RoundEnd {
     Stop,
     /// A signal stopped a deployment (recorded as failed).
     Interrupted,
+    /// Another watcher leads: nothing was applied.
+    Standby,
 }
 
 /// One reconcile of the last good desired state, on a connection re-opened

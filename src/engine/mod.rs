@@ -370,6 +370,14 @@ impl Engine {
         Ok(dep)
     }
 
+    /// The watcher that leads (`reconcile --watch`), if any ever did.
+    pub async fn leader(&mut self) -> Result<Option<ledger::Leader>> {
+        let d = self.store.d;
+        ledger::leader(self.store.conn(), d)
+            .await
+            .db("reading the watch leader")
+    }
+
     /// Live, in progress, pending and recent deployments, from one snapshot,
     /// without writing (a stale lease is shown as stale, not recovered).
     pub async fn status(&mut self, envs: &[Env]) -> Result<Vec<EnvStatus>> {

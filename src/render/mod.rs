@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::io::Write;
 
 pub use plan::{DryRun, Ledger, ReconcileView, describe};
-pub use text::{Releases, Text};
+pub use text::{Releases, Text, esc as escape_text};
 
 pub struct Printer {
     json: bool,

@@ -429,6 +429,95 @@ pub async fn clear_hold(
     Ok(done.rows_affected() == 1)
 }
 
+// ---------------------------------------------------------------- watch leader
+
+/// Who leads the watchers of this ledger (DESIGN §11).
+#[derive(Debug, Clone, Serialize)]
+pub struct Leader {
+    pub holder: String,
+    pub since: Option<Utc>,
+    pub expires_at: Option<Utc>,
+    /// Its lease has expired: the next watcher to look takes over.
+    pub expired: bool,
+}
+
+/// Takes the watch leadership for `holder` when nobody holds it or its lease
+/// expired: the new fencing token, or `None` when another watcher leads.
+pub async fn take_leadership(
+    c: &mut AnyConnection,
+    d: Dialect,
+    holder: &str,
+    ttl_ms: i64,
+) -> Res<Option<i64>> {
+    let took = sqlx::query(d.sql(
+        "UPDATE watch_leader SET holder = ?, token = token + 1, since = {now}, \
+         expires_at = {now+ms} \
+         WHERE id = 1 AND (holder IS NULL OR expires_at IS NULL OR expires_at < {now})",
+    ))
+    .bind(holder.to_string())
+    .bind(ttl_ms)
+    .execute(&mut *c)
+    .await?;
+    if took.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let token: i64 = sqlx::query_scalar(d.sql("SELECT token FROM watch_leader WHERE id = 1"))
+        .fetch_one(c)
+        .await?;
+    Ok(Some(token))
+}
+
+/// Renews the leadership whose fencing token is `token`: false when another
+/// watcher has taken it since.
+pub async fn renew_leadership(
+    c: &mut AnyConnection,
+    d: Dialect,
+    token: i64,
+    ttl_ms: i64,
+) -> Res<bool> {
+    let done = sqlx::query(
+        d.sql("UPDATE watch_leader SET expires_at = {now+ms} WHERE id = 1 AND token = ?"),
+    )
+    .bind(ttl_ms)
+    .bind(token)
+    .execute(c)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives the leadership up (a watcher that stops): a standby takes over at once.
+pub async fn release_leadership(c: &mut AnyConnection, d: Dialect, token: i64) -> Res<()> {
+    sqlx::query(
+        d.sql(
+            "UPDATE watch_leader SET holder = NULL, expires_at = NULL WHERE id = 1 AND token = ?",
+        ),
+    )
+    .bind(token)
+    .execute(c)
+    .await
+    .map(|_| ())
+}
+
+/// The current leader, if any watcher leads (or led and its lease expired).
+pub async fn leader(c: &mut AnyConnection, d: Dialect) -> Res<Option<Leader>> {
+    let row = sqlx::query(d.sql(
+        "SELECT holder, {ts:since} AS since, {ts:expires_at} AS expires_at, \
+         CASE WHEN expires_at < {now} THEN 1 ELSE 0 END AS expired \
+         FROM watch_leader WHERE id = 1 AND holder IS NOT NULL",
+    ))
+    .fetch_optional(c)
+    .await?;
+    row.map(|r| {
+        Ok(Leader {
+            holder: r.try_get("holder")?,
+            since: ts_opt(&r, "since")?,
+            expires_at: ts_opt(&r, "expires_at")?,
+            expired: r.try_get::<i64, _>("expired")? == 1,
+        })
+    })
+    .transpose()
+}
+
 // ---------------------------------------------------------------- deployments
 
 const DEPLOYMENT_SELECT: &str = "SELECT d.id, d.id_release, r.version, r.tag_git, e.nom, d.id_env, d.etat, \

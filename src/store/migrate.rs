@@ -59,17 +59,25 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0006_gate_db_user.sql"),
         mysql: include_str!("../../migrations/mysql/0006_gate_db_user.sql"),
     },
+    Migration {
+        version: 8,
+        name: "watch_leader",
+        sqlite: include_str!("../../migrations/sqlite/0008_watch_leader.sql"),
+        postgres: include_str!("../../migrations/postgres/0008_watch_leader.sql"),
+        mysql: include_str!("../../migrations/mysql/0008_watch_leader.sql"),
+    },
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// The tables the migrations create: a database that holds one of them without
 /// `shipctl_migrations` belongs to another application.
-const LEDGER_TABLES: [&str; 5] = [
+const LEDGER_TABLES: [&str; 6] = [
     "releases",
     "environnements",
     "deploiements",
     "audit_logs",
     "gate_results",
+    "watch_leader",
 ];
 const HOW_TO_CREATE: &str = "a writing command creates it, for example `shipctl reconcile` or \
      `shipctl release --create VERSION --tag TAG`";

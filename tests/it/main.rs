@@ -16,6 +16,7 @@ mod gates;
 mod help_text;
 mod interface_text;
 mod json_contract;
+mod leader;
 mod ledger_access;
 mod limits;
 mod manifest_errors;
