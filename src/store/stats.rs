@@ -47,9 +47,10 @@ pub struct Durations {
     pub buckets: Vec<i64>,
 }
 
-/// How long finished deployments (`réussi`, `échec`) took, per environment:
-/// from their last `deployment.started` audit row (the last attempt's claim)
-/// to the row's last change of state (its finish). The ledger keeps no start
+/// How long finished deployments took, per environment: those that ran (a
+/// `deployment.started` audit row) and ended (`réussi`, `échec`, `annulé`),
+/// from their last start (the last attempt's claim) to the row's last change
+/// of state (its finish). The ledger keeps no start
 /// time on the deployment itself; the audit log does, in the same
 /// transaction as the claim. Bucketed by the database, in one statement.
 pub async fn durations(c: &mut AnyConnection, d: Dialect) -> Res<Vec<Durations>> {
@@ -65,7 +66,7 @@ pub async fn durations(c: &mut AnyConnection, d: Dialect) -> Res<Vec<Durations>>
                JOIN (SELECT a.id_deploiement, MAX(a.date_log) AS started FROM audit_logs a \
                      WHERE a.action = 'deployment.started' GROUP BY a.id_deploiement) st \
                  ON st.id_deploiement = d.id \
-               WHERE d.etat IN ('réussi', 'échec')) x \
+               WHERE d.etat IN ('réussi', 'échec', 'annulé')) x \
          JOIN environnements e ON e.id = x.id_env \
          GROUP BY e.nom"
     );
