@@ -10,15 +10,6 @@ use crate::model::{Env, Etat};
 use crate::store::stats::BUCKETS;
 use std::fmt::Write;
 
-const STATES: [Etat; 6] = [
-    Etat::Planifie,
-    Etat::Valide,
-    Etat::EnCours,
-    Etat::Reussi,
-    Etat::Echec,
-    Etat::Annule,
-];
-
 pub fn render(reading: &Reading, watched: Option<&State>) -> String {
     let mut out = Exposition::default();
     if let Ok(ledger) = &reading.ledger {
@@ -29,7 +20,7 @@ pub fn render(reading: &Reading, watched: Option<&State>) -> String {
              A deployment is counted in its current state: the final states only grow.",
         );
         for env in Env::ALL {
-            for state in STATES {
+            for state in Etat::ALL {
                 let n = ledger
                     .counts
                     .iter()
