@@ -337,6 +337,11 @@ pub struct ReconcileArgs {
     /// With --watch: poll the directory instead of waiting for file-system events
     #[arg(long, requires = "watch")]
     pub poll: bool,
+    /// With --watch: serve /metrics, /healthz, /api/status and a dashboard (/) over
+    /// HTTP on IP:PORT, such as 127.0.0.1:9464 (port 0: any free port). There is no
+    /// authentication: keep it on loopback or behind a proxy that has some
+    #[arg(long, value_name = "IP:PORT", requires = "watch")]
+    pub listen: Option<std::net::SocketAddr>,
     /// Stop at the first environment whose deployment fails
     #[arg(long)]
     pub fail_fast: bool,

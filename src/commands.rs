@@ -2,14 +2,14 @@
 //! code of a command that completed; errors go back to `main`.
 
 use crate::cli::{Cli, Command, Output, ReconcileArgs, SimArgs};
-use crate::engine::{self, Decision, Engine, EnvStatus, Who};
+use crate::engine::{self, Decision, Engine, Who};
 use crate::error::{Error, Result};
 use crate::executor::Overrides;
 use crate::exit::Exit;
 use crate::manifest::{self, Desired};
 use crate::model::Env;
 use crate::plan::{self, Actual};
-use crate::render::{DryRun, Ledger, ReconcileView};
+use crate::render::{AllStatus, DryRun, Ledger, ReconcileView};
 use crate::render::{Printer, Style, Text};
 use crate::store::ledger::AuditFilter;
 use crate::store::{DbUrl, Limits, Store, url::DEFAULT_URL};
@@ -59,6 +59,14 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
     if watch {
         printer.stream();
     }
+    // Bound before the ledger is opened: a port in use changes nothing.
+    let listener = match &cli.command {
+        Command::Reconcile(a) if a.watch => match a.listen {
+            Some(addr) => Some(listen(addr, printer).await?),
+            None => None,
+        },
+        _ => None,
+    };
     let work = async {
         if let (Command::Reconcile(a), Some(desired)) = (&cli.command, &desired)
             && a.dry_run
@@ -75,7 +83,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
             Store::open(&url, limits).await?
         };
         let mut engine = Engine::new(store, who);
-        let result = execute(cli.command, desired, &mut engine, printer).await;
+        let result = execute(cli.command, desired, listener, &mut engine, printer).await;
         // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean
         // goodbye. Bounded: a server that stopped answering gets no goodbye.
         let _guard = supervisor::guard();
@@ -103,6 +111,20 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
     }
 }
 
+/// Binds `--listen`; says where, and warns when it is not loopback only.
+async fn listen(addr: std::net::SocketAddr, printer: &Printer) -> Result<crate::serve::Listener> {
+    let listener = crate::serve::bind(addr).await?;
+    printer.notice(&format!("watch: serving http://{}/", listener.addr));
+    if !addr.ip().is_loopback() {
+        printer.notice(&format!(
+            "warning: {} is reachable from other machines and the endpoints have no \
+             authentication: anyone who can reach it sees the ledger's status and audit log",
+            listener.addr
+        ));
+    }
+    Ok(listener)
+}
+
 /// Whether the command may write the ledger (and so records an actor).
 fn writes(command: &Command) -> bool {
     let offline_or_dry = match command {
@@ -126,6 +148,7 @@ fn reads_only(command: &Command) -> bool {
 async fn execute(
     command: Command,
     desired: Option<Desired>,
+    listener: Option<crate::serve::Listener>,
     engine: &mut Engine,
     printer: &Printer,
 ) -> Result<Exit> {
@@ -195,7 +218,7 @@ async fn execute(
         }
         Command::Check { .. } => unreachable!("handled before the database is opened"),
         Command::Reconcile(a) if a.watch => {
-            crate::watch::run(engine, &a, &overrides(&a.sim), printer).await
+            crate::watch::run(engine, &a, &overrides(&a.sim), listener, printer).await
         }
         Command::Reconcile(a) => {
             let desired = desired.unwrap_or_else(|| unreachable!("loaded above"));
@@ -376,35 +399,6 @@ impl Text for Checked {
             }
             out.push_str(&line);
             out.push('\n');
-        }
-        out
-    }
-}
-
-#[derive(Serialize)]
-struct AllStatus {
-    environments: Vec<EnvStatus>,
-    /// The watcher that applies the manifests, when `reconcile --watch` runs.
-    leader: Option<crate::store::ledger::Leader>,
-}
-
-impl Text for AllStatus {
-    fn text(&self, s: &Style) -> String {
-        let mut out = self.environments.text(s);
-        if let Some(l) = &self.leader {
-            out.push_str(&format!(
-                "\nwatch leader  {} since {} UTC{}\n",
-                crate::render::escape_text(&l.holder),
-                l.since.as_deref().unwrap_or("?"),
-                if l.expired {
-                    format!(
-                        "; its lease expired at {} UTC: a standby takes over",
-                        l.expires_at.as_deref().unwrap_or("?")
-                    )
-                } else {
-                    String::new()
-                }
-            ));
         }
         out
     }

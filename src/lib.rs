@@ -14,6 +14,7 @@ pub mod model;
 pub mod plan;
 pub mod progress;
 pub mod render;
+pub mod serve;
 pub mod since;
 pub mod store;
 pub mod supervisor;

@@ -70,17 +70,18 @@ impl Etat {
         }
     }
 
+    /// Every state, in the order of a deployment's life.
+    pub const ALL: [Etat; 6] = [
+        Etat::Planifie,
+        Etat::Valide,
+        Etat::EnCours,
+        Etat::Reussi,
+        Etat::Echec,
+        Etat::Annule,
+    ];
+
     pub fn parse(s: &str) -> Option<Etat> {
-        [
-            Etat::Planifie,
-            Etat::Valide,
-            Etat::EnCours,
-            Etat::Reussi,
-            Etat::Echec,
-            Etat::Annule,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == s)
+        Etat::ALL.into_iter().find(|e| e.as_str() == s)
     }
 
     /// Waiting to run: `planifié` or `validé`.

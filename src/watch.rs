@@ -41,6 +41,7 @@ pub async fn run(
     engine: &mut Engine,
     a: &ReconcileArgs,
     overrides: &Overrides,
+    listener: Option<crate::serve::Listener>,
     printer: &Printer,
 ) -> Result<Exit> {
     let dir = a.manifests.manifests.clone();
@@ -91,6 +92,19 @@ pub async fn run(
         engine.who.lease_ttl,
     )
     .await?;
+    // What the rounds tell the HTTP endpoints, if any (DESIGN §11).
+    let watched = crate::serve::Watched::default();
+    let server = listener.map(|listener| {
+        crate::serve::start(
+            listener,
+            engine.store.url().clone(),
+            engine.store.limits,
+            engine.who.clone(),
+            watched.clone(),
+            a.interval,
+            stop.child_token(),
+        )
+    });
     let mut desires = Desires::new(&dir);
     let mut resync = tokio::time::interval(a.interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -112,6 +126,7 @@ pub async fn run(
         // Read before the round: a decision recorded while it runs is not missed.
         let seen = mark(engine).await;
         let leads = leadership.leads();
+        watched.set_leader(leads);
         let this = async {
             if leads {
                 round(
@@ -146,7 +161,7 @@ pub async fn run(
                     engine.store.url().redacted(),
                     crate::duration::format(limit)
                 )));
-                RoundEnd::Failed
+                RoundEnd::Failed("the database did not answer".into())
             }
         };
         supervisor::idle();
@@ -156,12 +171,19 @@ pub async fn run(
             // A service asked to stop ends cleanly, also when that stopped a
             // deployment (recorded as failed, rolled back).
             RoundEnd::Interrupted => break,
-            RoundEnd::Done { opens } => {
+            RoundEnd::Done { opens, envs } => {
                 desires.applied = desires.last_good.clone();
                 window_opens = opens.map(wake_at);
+                if let Some(envs) = envs {
+                    watched.round_done(envs);
+                }
             }
             // Whatever changes next is worth a round, even to the same state.
-            RoundEnd::Failed | RoundEnd::Standby => desires.applied = None,
+            RoundEnd::Failed(error) => {
+                desires.applied = None;
+                watched.round_failed(error);
+            }
+            RoundEnd::Standby => desires.applied = None,
         }
         let gated = desires.last_good.as_ref().is_some_and(has_approval_gates);
         reason = loop {
@@ -196,9 +218,13 @@ pub async fn run(
                         ));
                         break "became the leader";
                     }
-                    Change::Lost(why) => printer.note(&format!(
-                        "watch: no longer the leader ({why}); applying nothing until it leads again"
-                    )),
+                    Change::Lost(why) => {
+                        watched.set_leader(false);
+                        printer.note(&format!(
+                            "watch: no longer the leader ({why}); applying nothing until it \
+                             leads again"
+                        ));
+                    }
                     Change::Standby(holder) => printer.note(&format!(
                         "watch: standby: {holder} leads; this one takes over if it stops renewing"
                     )),
@@ -211,6 +237,9 @@ pub async fn run(
         }
     }
     leadership.stop().await;
+    if let Some(server) = server {
+        server.stop().await;
+    }
     printer.note("watch: stopped");
     Ok(Exit::Done)
 }
@@ -639,10 +668,14 @@ async fn mark(engine: &mut Engine) -> Option<i64> {
 
 enum RoundEnd {
     /// `opens`: the earliest time a closed deploy window reopens, if any
-    /// environment waits for one: the watch wakes then.
-    Done { opens: Option<jiff::Timestamp> },
-    /// The database failed: the connection is re-opened at the next round.
-    Failed,
+    /// environment waits for one: the watch wakes then. `envs`: where the
+    /// round left each environment, when it reached the ledger.
+    Done {
+        opens: Option<jiff::Timestamp>,
+        envs: Option<Vec<crate::serve::EnvRound>>,
+    },
+    /// The database failed (why): the connection is re-opened at the next round.
+    Failed(String),
     /// A signal arrived and nothing was running.
     Stop,
     /// A signal stopped a deployment (recorded as failed).
@@ -668,12 +701,15 @@ async fn round(
     ));
     let Some(desired) = last_good else {
         printer.note("watch: no valid desired state yet; waiting for a fix");
-        return RoundEnd::Done { opens: None };
+        return RoundEnd::Done {
+            opens: None,
+            envs: None,
+        };
     };
     supervisor::phase();
     if let Err(e) = engine.store.settle().await {
         printer.error(&e);
-        return RoundEnd::Failed;
+        return RoundEnd::Failed(e.message);
     }
     match engine.reconcile(desired, overrides, a.fail_fast).await {
         Ok(result) => {
@@ -688,6 +724,7 @@ async fn round(
                     _ => None,
                 })
                 .min();
+            let envs = Some(crate::serve::EnvRound::of(&result));
             printer.emit(&ReconcileView {
                 manifests: dir.display().to_string(),
                 result,
@@ -697,7 +734,7 @@ async fn round(
             } else if supervisor::received().is_some() {
                 RoundEnd::Stop
             } else {
-                RoundEnd::Done { opens }
+                RoundEnd::Done { opens, envs }
             }
         }
         Err(e) if matches!(e.kind, crate::error::Kind::Interrupted(_)) => {
@@ -715,7 +752,7 @@ async fn round(
             if engine.store.reconnect().await.is_err() {
                 engine.store.mark_broken();
             }
-            RoundEnd::Failed
+            RoundEnd::Failed(e.message)
         }
     }
 }

@@ -5,6 +5,7 @@
 //! is: nothing is painted, so nothing has to be stripped.
 
 mod plan;
+mod status;
 mod text;
 
 use crate::cli::Output;
@@ -14,7 +15,8 @@ use serde::Serialize;
 use std::io::Write;
 
 pub use plan::{DryRun, Ledger, ReconcileView, describe};
-pub use text::{Releases, Text, esc as escape_text};
+pub use status::AllStatus;
+pub use text::{Releases, Text};
 
 pub struct Printer {
     json: bool,
@@ -82,6 +84,12 @@ impl Printer {
         }
     }
 
+    /// A line for people on stderr that matters in every output format (the
+    /// address the watch serves on, a warning about it).
+    pub fn notice(&self, text: &str) {
+        write_stderr(&text::escape(text, &['\n', '\t']));
+    }
+
     /// Text that is already formatted for its audience (markdown for a pull request).
     pub fn raw(&self, text: &str) {
         self.write_stdout(text);
@@ -133,7 +141,7 @@ impl Printer {
 }
 
 /// A line for people on stderr, clear of the spinner.
-fn write_stderr(line: &str) {
+pub(crate) fn write_stderr(line: &str) {
     crate::progress::suspend(|| {
         let _ = writeln!(std::io::stderr(), "{line}");
     });

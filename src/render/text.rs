@@ -93,7 +93,7 @@ fn plain(v: impl ToString) -> (String, String) {
 /// bidi override (which rows written by older versions, or by hand, may hold)
 /// is written as `\u{1b}`, so that it can neither erase its line nor forge
 /// another. JSON output keeps the exact text.
-pub fn esc(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn esc(text: &str) -> std::borrow::Cow<'_, str> {
     escape(text, &[])
 }
 

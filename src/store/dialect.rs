@@ -9,6 +9,7 @@
 //! - `{ts:EXPR}`: EXPR rendered as `YYYY-MM-DD HH:MM:SS` text in UTC;
 //! - `{ts_param}`: a `?` bound as `YYYY-MM-DD HH:MM:SS` text (UTC), as a timestamp;
 //! - `{age_s:EXPR}`: whole seconds from the timestamp EXPR to the database clock;
+//! - `{span_s:A,B}`: seconds (fractional) from the timestamp A to the timestamp B;
 //! - `{db_user}`: the user the server authenticated (NULL on SQLite);
 //! - `{now_text}`: the database clock as `{ts:…}` renders it.
 
@@ -79,6 +80,20 @@ impl Dialect {
                         format!("CAST(EXTRACT(EPOCH FROM (now() - {expr})) AS BIGINT)")
                     }
                     Backend::MySql => format!("TIMESTAMPDIFF(SECOND, {expr}, NOW(6))"),
+                }
+            }
+            (t, backend) if t.starts_with("span_s:") => {
+                let (from, to) = t["span_s:".len()..]
+                    .split_once(',')
+                    .expect("{span_s:A,B} takes two timestamps");
+                match backend {
+                    Backend::Sqlite => {
+                        format!("((julianday({to}) - julianday({from})) * 86400.0)")
+                    }
+                    Backend::Postgres => {
+                        format!("CAST(EXTRACT(EPOCH FROM ({to} - {from})) AS DOUBLE PRECISION)")
+                    }
+                    Backend::MySql => format!("(TIMESTAMPDIFF(MICROSECOND, {from}, {to}) * 1e-6)"),
                 }
             }
             (t, backend) => match t.strip_prefix("ts:") {

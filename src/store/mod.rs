@@ -5,6 +5,7 @@
 mod dialect;
 pub mod ledger;
 mod migrate;
+pub mod stats;
 pub mod url;
 
 pub use dialect::Dialect;
@@ -50,13 +51,18 @@ pub struct Store {
     /// phase ran out, or an error left a transaction behind): re-open it
     /// before the next use.
     broken: bool,
+    /// Whether its phases arm the process's watchdog (`supervisor::phase`).
+    /// A reader that bounds its own waits (the watch's HTTP endpoints) does
+    /// not: its requests must neither extend nor trip the deadline of the
+    /// watch's own round.
+    watchdog: bool,
 }
 
 impl Store {
     /// Connects and brings the schema up to date. On an up-to-date database this
     /// costs one query beyond the connection itself.
     pub async fn open(url: &DbUrl, limits: Limits) -> Result<Store> {
-        let mut store = Store::connect(url, url.driver_url(), limits).await?;
+        let mut store = Store::connect(url, url.driver_url(), limits, true).await?;
         if !migrate::is_current(&mut store.conn).await {
             // Migrating is writing: wait for other writers like any writer does,
             // and for another process's migration (60s at most on MariaDB).
@@ -81,6 +87,20 @@ impl Store {
     /// there is no ledger at all (no file; a database without tables): a ledger
     /// that exists but cannot be read is an error, never an empty plan base.
     pub async fn open_for_plan(url: &DbUrl, limits: Limits) -> Result<Option<Store>> {
+        Store::open_reader(url, limits, true).await
+    }
+
+    /// Opens the ledger read-only for the watch's HTTP endpoints (DESIGN §11):
+    /// a connection of its own, bounded by the same limits, whose waits the
+    /// caller bounds itself (the process's watchdog belongs to the watch).
+    pub async fn open_read_unsupervised(url: &DbUrl, limits: Limits) -> Result<Store> {
+        match Store::open_reader(url, limits, false).await? {
+            Some(store) => Ok(store),
+            None => Err(migrate::no_ledger(url.redacted())),
+        }
+    }
+
+    async fn open_reader(url: &DbUrl, limits: Limits, watchdog: bool) -> Result<Option<Store>> {
         let driver = match url.sqlite_path() {
             Some(path) => {
                 if !sqlite_file_present(&path, url)? {
@@ -92,7 +112,7 @@ impl Store {
             }
             None => url.driver_url().to_string(),
         };
-        let mut store = Store::connect(url, &driver, limits).await?;
+        let mut store = Store::connect(url, &driver, limits, watchdog).await?;
         let found = async {
             read_only_session(&mut store.conn, url.backend)
                 .await
@@ -118,9 +138,11 @@ impl Store {
         }
     }
 
-    async fn connect(url: &DbUrl, driver: &str, limits: Limits) -> Result<Store> {
+    async fn connect(url: &DbUrl, driver: &str, limits: Limits, watchdog: bool) -> Result<Store> {
         // The connect has its own bound (--connect-timeout), then one statement.
-        crate::supervisor::phase_for(limits.connect + limits.answer());
+        if watchdog {
+            crate::supervisor::phase_for(limits.connect + limits.answer());
+        }
         let conn = open_conn(url, driver, &limits).await?;
         Ok(Store {
             conn,
@@ -130,13 +152,21 @@ impl Store {
             limits,
             patient: false,
             broken: false,
+            watchdog,
         })
+    }
+
+    /// A phase of database work starts (see `supervisor::phase_for`).
+    fn phase_for(&self, limit: Duration) {
+        if self.watchdog {
+            crate::supervisor::phase_for(limit);
+        }
     }
 
     /// Drops the connection and opens a new one: after a lost connection, or
     /// when the old one may still be inside a statement or a transaction.
     pub async fn reconnect(&mut self) -> Result<()> {
-        crate::supervisor::phase_for(self.limits.connect + self.limits.answer());
+        self.phase_for(self.limits.connect + self.limits.answer());
         let conn = open_conn(&self.url, &self.driver, &self.limits).await?;
         // The old one is dropped, not closed: closing would wait for a server
         // that may not answer. The server ends its session (and rolls back
@@ -269,7 +299,7 @@ impl Store {
 
     /// A read-only transaction over one consistent snapshot.
     pub async fn read(&mut self) -> Result<Tx<'_>> {
-        crate::supervisor::phase();
+        self.phase_for(crate::supervisor::answer_limit());
         if self.d.0 == Backend::MySql {
             // The session reads READ COMMITTED (for writers under a row lock);
             // a multi-statement read needs one snapshot for all its statements.

@@ -24,6 +24,7 @@ mod newer_policy;
 mod progress;
 mod reconcile;
 mod seed_scenario;
+mod serve;
 mod snapshots;
 mod verification;
 mod watch;

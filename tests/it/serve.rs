@@ -1,0 +1,384 @@
+//! `reconcile --watch --listen ADDR` (DESIGN §11) through the real binary and
+//! real HTTP: `/metrics` read by Prometheus's own Python parser, `/healthz`,
+//! `/api/status` against `status --output json`, the dashboard's HTML (fetched
+//! with a plain client; a headless-browser check is a later step), 404/405,
+//! a port in use refused before the ledger is touched, and SIGTERM closing
+//! the port with the watch.
+
+use crate::common::*;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+const SETTLE: Duration = Duration::from_secs(30);
+const STOP: Duration = Duration::from_secs(5);
+
+/// dev deploys 1.1; staging's run of 1.0 always fails (one attempt: the
+/// release is held); prod waits for one approval at gate qa.
+const MANIFEST: &str = r#"releases:
+  - { version: "1.0", tag: v1.0 }
+  - { version: "1.1", tag: v1.1 }
+environments:
+  dev: { release: "1.1", executor: { simulate: { duration: 0s, failure_rate: 0 } } }
+  staging: { release: "1.0", max_attempts: 1, executor: { simulate: { duration: 0s, failure_rate: 1 } } }
+  prod: { release: "1.1", requires: dev, gates: { qa: { approvals: 1 } }, executor: { simulate: { duration: 0s, failure_rate: 0 } } }
+"#;
+
+/// One plain HTTP/1.1 exchange: (status code, body).
+fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the answer");
+    let text = String::from_utf8(raw).expect("UTF-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("headers and body");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    (code, body.to_string())
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    http(addr, "GET", path)
+}
+
+/// The samples of a text exposition as Prometheus's Python client parses it:
+/// `name{k="v",...}` (labels sorted) → value. Fails on anything it rejects.
+fn parse_metrics(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let program = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join('%s="%s"' % (k, v) for k, v in sorted(s.labels.items()))
+        out["%s{%s}" % (s.name, labels)] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", program])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (with prometheus_client: .ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("feed the parser");
+    let out = child.wait_with_output().expect("the parser");
+    assert!(
+        out.status.success(),
+        "prometheus_client rejected /metrics: {}\n---\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the parser's JSON")
+}
+
+/// The watch, serving on a free port; its address read from its stderr.
+struct Served {
+    proc: Proc,
+    addr: String,
+}
+
+impl Served {
+    fn start(db: &TestDb, listen: &str) -> Served {
+        let mut proc = Proc::start(
+            db,
+            &[
+                "reconcile",
+                "--watch",
+                "--manifests",
+                "manifests",
+                "--interval",
+                "1h",
+                "--listen",
+                listen,
+            ],
+        );
+        proc.wait_stderr("watch: serving http://", 1, SETTLE);
+        let err = proc.stderr();
+        let addr = err
+            .split("watch: serving http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .expect("the address served")
+            .to_string();
+        Served { proc, addr }
+    }
+
+    /// Polls `/metrics` until `check` accepts the parsed samples.
+    fn metrics_until(
+        &mut self,
+        what: &str,
+        check: impl Fn(&std::collections::BTreeMap<String, f64>) -> bool,
+    ) -> std::collections::BTreeMap<String, f64> {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let (code, body) = get(&self.addr, "/metrics");
+            assert_eq!(code, 200, "{body}");
+            let m = parse_metrics(&body);
+            if check(&m) {
+                return m;
+            }
+            if Instant::now() > deadline {
+                panic!("/metrics never showed {what}:\n{body}\n{}", self.proc.log());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn value(m: &std::collections::BTreeMap<String, f64>, key: &str) -> Option<f64> {
+    m.get(key).copied()
+}
+
+#[test]
+fn metrics_health_status_and_dashboard_over_http() {
+    each_backend(|db| {
+        declare(db, MANIFEST);
+        let mut w = Served::start(db, "127.0.0.1:0");
+        let addr = w.addr.clone();
+
+        // The first round's outcome, as Prometheus would read it.
+        let m = w.metrics_until("the first round's deployments", |m| {
+            value(m, "shipctl_deployments_total{env=\"dev\",state=\"réussi\"}") == Some(1.0)
+                && value(
+                    m,
+                    "shipctl_deployments_total{env=\"prod\",state=\"planifié\"}",
+                ) == Some(1.0)
+                && value(m, "shipctl_pending_approvals{env=\"prod\"}") == Some(1.0)
+                && m.contains_key("shipctl_last_reconcile_timestamp_seconds{}")
+        });
+        let expect = [
+            (
+                "shipctl_deployments_total{env=\"staging\",state=\"annulé\"}",
+                1.0,
+            ),
+            (
+                "shipctl_deployments_total{env=\"prod\",state=\"échec\"}",
+                0.0,
+            ),
+            (
+                "shipctl_deployments_total{env=\"dev\",state=\"en_cours\"}",
+                0.0,
+            ),
+            (
+                "shipctl_live_release_info{env=\"dev\",version=\"1.1\"}",
+                1.0,
+            ),
+            ("shipctl_in_sync{env=\"dev\"}", 1.0),
+            ("shipctl_in_sync{env=\"staging\"}", 0.0),
+            ("shipctl_in_sync{env=\"prod\"}", 0.0),
+            ("shipctl_held{env=\"staging\"}", 1.0),
+            ("shipctl_held{env=\"dev\"}", 0.0),
+            ("shipctl_pending_approvals{env=\"dev\"}", 0.0),
+            ("shipctl_reconcile_errors_total{}", 0.0),
+            ("shipctl_leader{}", 1.0),
+            // dev's and staging's runs, each of 0s: in the first bucket.
+            (
+                "shipctl_deployment_duration_seconds_count{env=\"dev\"}",
+                1.0,
+            ),
+            (
+                "shipctl_deployment_duration_seconds_count{env=\"staging\"}",
+                1.0,
+            ),
+            (
+                "shipctl_deployment_duration_seconds_bucket{env=\"dev\",le=\"+Inf\"}",
+                1.0,
+            ),
+            (
+                "shipctl_deployment_duration_seconds_bucket{env=\"dev\",le=\"5\"}",
+                1.0,
+            ),
+        ];
+        for (key, want) in expect {
+            assert_eq!(value(&m, key), Some(want), "{key} in {m:#?}");
+        }
+        assert!(
+            !m.keys()
+                .any(|k| k.starts_with("shipctl_live_release_info{env=\"prod\"")),
+            "prod has no live release: {m:#?}"
+        );
+        let last = value(&m, "shipctl_last_reconcile_timestamp_seconds{}").unwrap_or(0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs_f64();
+        assert!(
+            (now - last).abs() < 120.0,
+            "last round at {last}, now {now}"
+        );
+
+        // Health.
+        let (code, body) = get(&addr, "/healthz");
+        assert_eq!(code, 200, "{body}");
+        let health: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        assert_eq!(health["status"], "ok", "{health:#}");
+        assert!(
+            health["last_round"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')),
+            "{health:#}"
+        );
+
+        // /api/status is `status --output json` (read at most a second apart).
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let (code, body) = get(&addr, "/api/status");
+            assert_eq!(code, 200, "{body}");
+            let served: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let printed = db.expect(&["status", "--output", "json"], 0).json();
+            if served == printed {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/api/status differs from status --output json:\n{served:#}\n{printed:#}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+
+        // The dashboard: each live release, the held one, the pending approval.
+        let (code, page) = get(&addr, "/");
+        assert_eq!(code, 200);
+        assert!(page.contains("http-equiv=\"refresh\""), "{page}");
+        assert!(page.contains("name=\"viewport\""), "{page}");
+        let section = |env: &str| {
+            let start = page
+                .find(&format!("<section class=\"env\" id=\"{env}\">"))
+                .unwrap_or_else(|| panic!("no {env} section in {page}"));
+            let end = page[start..].find("</section>").expect("section end") + start;
+            page[start..end].to_string()
+        };
+        assert!(
+            section("dev").contains("live: <b>1.1</b>"),
+            "{}",
+            section("dev")
+        );
+        assert!(
+            section("staging").contains("held: 1.0"),
+            "{}",
+            section("staging")
+        );
+        let prod = section("prod");
+        assert!(prod.contains("nothing deployed yet"), "{prod}");
+        assert!(
+            prod.contains("waits for approval qa: 0 of 1 approval"),
+            "{prod}"
+        );
+        assert!(
+            page.contains("deployment.planned"),
+            "the audit rows: {page}"
+        );
+
+        // Other paths and methods.
+        assert_eq!(get(&addr, "/nope").0, 404);
+        assert_eq!(http(&addr, "POST", "/metrics").0, 405);
+        assert_eq!(http(&addr, "DELETE", "/api/status").0, 405);
+
+        // A rejection fails prod's deployment: the alert's series moves.
+        let id = db.scalar(
+            "SELECT d.id FROM deploiements d JOIN environnements e ON e.id = d.id_env \
+             WHERE e.nom = 'prod'",
+        );
+        db.expect(
+            &[
+                "approve",
+                "--deploy-id",
+                &id,
+                "--gate",
+                "qa",
+                "--by",
+                "carol",
+                "--reject",
+                "--reason",
+                "broken",
+            ],
+            0,
+        );
+        w.metrics_until("prod's rejection", |m| {
+            value(m, "shipctl_deployments_total{env=\"prod\",state=\"échec\"}") == Some(1.0)
+                && value(m, "shipctl_pending_approvals{env=\"prod\"}") == Some(0.0)
+        });
+
+        // SIGTERM stops the server with the watch.
+        w.proc.signal(libc::SIGTERM);
+        let status = w.proc.wait_exit(STOP, "SIGTERM");
+        assert_eq!(status.code(), Some(0), "{}", w.proc.log());
+        assert!(
+            TcpStream::connect(&addr).is_err(),
+            "{addr} still accepts connections after the watch stopped"
+        );
+    });
+}
+
+#[test]
+fn a_port_in_use_is_refused_before_the_ledger_is_touched() {
+    let db = TestDb::new(Backend::Sqlite).expect("SQLite");
+    declare(&db, MANIFEST);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("address").to_string();
+    let r = db.expect(
+        &[
+            "reconcile",
+            "--watch",
+            "--manifests",
+            "manifests",
+            "--listen",
+            &addr,
+        ],
+        1,
+    );
+    assert!(
+        r.stderr.contains(&format!("cannot listen on {addr}")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("another process listens there"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !db.dir.path().join("shipctl.db").exists(),
+        "the ledger was created before the bind failed"
+    );
+}
+
+#[test]
+fn listen_is_for_the_watch_and_takes_an_address() {
+    let db = TestDb::new(Backend::Sqlite).expect("SQLite");
+    declare(&db, MANIFEST);
+    let r = db.expect(&["reconcile", "--listen", "127.0.0.1:9464"], 1);
+    assert!(r.stderr.contains("--watch"), "{}", r.stderr);
+    let r = db.expect(&["reconcile", "--watch", "--listen", "9464"], 1);
+    assert!(r.stderr.contains("invalid value '9464'"), "{}", r.stderr);
+}
+
+#[test]
+fn another_address_than_loopback_is_served_with_a_warning() {
+    let db = TestDb::new(Backend::Sqlite).expect("SQLite");
+    declare(&db, MANIFEST);
+    let mut w = Served::start(&db, "0.0.0.0:0");
+    w.proc
+        .wait_stderr("endpoints have no authentication", 1, SETTLE);
+    let port = w.addr.rsplit(':').next().expect("port").to_string();
+    let (code, _) = get(&format!("127.0.0.1:{port}"), "/healthz");
+    assert_eq!(code, 200);
+    w.proc.signal(libc::SIGTERM);
+    let status = w.proc.wait_exit(STOP, "SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", w.proc.log());
+}
