@@ -186,7 +186,11 @@ async fn execute(
         }
         Command::Status { env: None } => {
             let environments = engine.status(&Env::ALL).await?;
-            printer.emit(&AllStatus { environments });
+            let notifications = engine.outbox_backlog().await?;
+            printer.emit(&AllStatus {
+                environments,
+                notifications,
+            });
             Ok(Exit::Done)
         }
         Command::Check { .. } => unreachable!("handled before the database is opened"),
@@ -380,10 +384,29 @@ impl Text for Checked {
 #[derive(Serialize)]
 struct AllStatus {
     environments: Vec<EnvStatus>,
+    /// The webhooks' outbox (DESIGN §11).
+    notifications: crate::store::outbox::Backlog,
 }
 
 impl Text for AllStatus {
     fn text(&self, s: &Style) -> String {
-        self.environments.text(s)
+        let mut out = self.environments.text(s);
+        let b = &self.notifications;
+        if b.pending > 0 || b.given_up > 0 {
+            let oldest = b
+                .oldest_pending_age_s
+                .map(|a| {
+                    format!(
+                        ", oldest queued {} ago",
+                        crate::duration::format(std::time::Duration::from_secs(a.max(0) as u64))
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "notifications: {} pending{oldest}, {} given up\n",
+                b.pending, b.given_up
+            ));
+        }
+        out
     }
 }

@@ -10,6 +10,7 @@ pub mod executor;
 pub mod exit;
 pub mod manifest;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod progress;
 pub mod render;

@@ -134,7 +134,7 @@ pub struct Audit<'a> {
 }
 
 /// A `{ts:…}` column.
-fn ts(row: &AnyRow, col: &str) -> Res<Utc> {
+pub(super) fn ts(row: &AnyRow, col: &str) -> Res<Utc> {
     row.try_get(col).map(Utc::new)
 }
 
@@ -764,24 +764,27 @@ pub async fn finish(c: &mut AnyConnection, d: Dialect, id: i64, token: i64, to: 
 
 // ---------------------------------------------------------------- audit
 
-pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
-    sqlx::query(d.sql(
+/// Inserts the row; its id, for the notifications' outbox.
+pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<i64> {
+    insert(
+        c,
+        d,
         "INSERT INTO audit_logs (id_deploiement, id_env, action, etat_avant, etat_apres, message, acteur, date_log) \
          VALUES (?, COALESCE((SELECT id FROM environnements WHERE nom = ?), \
                              (SELECT id_env FROM deploiements WHERE id = ?)), \
                  ?, ?, ?, ?, ?, {now})",
-    ))
-    .bind(a.deployment)
-    .bind(a.env.map(Env::as_str))
-    .bind(a.deployment)
-    .bind(a.action.to_string())
-    .bind(a.before.map(Etat::as_str))
-    .bind(a.after.map(Etat::as_str))
-    .bind(crate::model::fit_message(&a.message).into_owned())
-    .bind(a.actor.to_string())
-    .execute(c)
+        |q| {
+            q.bind(a.deployment)
+                .bind(a.env.map(Env::as_str))
+                .bind(a.deployment)
+                .bind(a.action.to_string())
+                .bind(a.before.map(Etat::as_str))
+                .bind(a.after.map(Etat::as_str))
+                .bind(crate::model::fit_message(&a.message).into_owned())
+                .bind(a.actor.to_string())
+        },
+    )
     .await
-    .map(|_| ())
 }
 
 /// One row of `audit_logs`, as read.
@@ -1072,11 +1075,11 @@ pub async fn env_gate_results(
 
 // ---------------------------------------------------------------- helpers
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Runs an INSERT and returns the new row's id, by `RETURNING` where the
 /// dialect has it and by the driver's last insert id on MySQL.
-async fn insert(
+pub(super) async fn insert(
     c: &mut AnyConnection,
     d: Dialect,
     sql: &str,

@@ -59,6 +59,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0006_gate_db_user.sql"),
         mysql: include_str!("../../migrations/mysql/0006_gate_db_user.sql"),
     },
+    Migration {
+        version: 7,
+        name: "notifications",
+        sqlite: include_str!("../../migrations/sqlite/0007_notifications.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_notifications.sql"),
+        mysql: include_str!("../../migrations/mysql/0007_notifications.sql"),
+    },
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
