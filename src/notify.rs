@@ -181,6 +181,13 @@ pub struct Deliverer {
     pub max_backoff: Duration,
     /// At most this many tries per `deliver_due` call.
     pub batch: i64,
+    /// The value of a `secret_env` variable: the process's environment, read
+    /// at each delivery (so a rotated secret needs no restart).
+    pub secret: fn(&str) -> Option<String>,
+}
+
+fn from_environment(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|k| !k.is_empty())
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,6 +218,7 @@ impl Deliverer {
             first_backoff: Duration::from_secs(5),
             max_backoff: Duration::from_secs(600),
             batch: 100,
+            secret: from_environment,
         })
     }
 
@@ -363,15 +371,12 @@ async fn send(deliverer: &Deliverer, row: &Due) -> std::result::Result<u16, (Opt
         .header("idempotency-key", idempotency_key(row));
     if let Some(name) = &row.secret_env {
         // Never sent unsigned when a secret is declared.
-        let key = std::env::var(name)
-            .ok()
-            .filter(|k| !k.is_empty())
-            .ok_or_else(|| {
-                (
-                    None,
-                    format!("{name} is not set in the watcher's environment: not sent unsigned"),
-                )
-            })?;
+        let key = (deliverer.secret)(name).ok_or_else(|| {
+            (
+                None,
+                format!("{name} is not set in the watcher's environment: not sent unsigned"),
+            )
+        })?;
         req = req.header("x-shipctl-signature", signature(key.as_bytes(), &body));
     }
     let answer = req.body(body).send().await.map_err(|e| {
@@ -401,5 +406,98 @@ async fn send(deliverer: &Deliverer, row: &Due) -> std::result::Result<u16, (Opt
             Some(status.as_u16()),
             format!("the receiver answered {status}"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Limits, url::DbUrl};
+
+    #[test]
+    fn webhook_urls_are_shown_without_their_secrets() {
+        for (url, shown) in [
+            (
+                "https://hooks.slack.com/services/T0/B0/XYZ",
+                "https://hooks.slack.com/services/***",
+            ),
+            (
+                "https://u:pw@hooks.example.com:8443/shipctl?token=abc&x",
+                "https://***@hooks.example.com:8443/shipctl?token=***&x",
+            ),
+            ("http://127.0.0.1:9/", "http://127.0.0.1:9/"),
+            ("nonsense", "(a URL that does not parse)"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_its_cap() {
+        let d = Deliverer::new().expect("client");
+        let s: Vec<u64> = (1..=10).map(|n| d.backoff(n).as_secs()).collect();
+        assert_eq!(s, [5, 10, 20, 40, 80, 160, 320, 600, 600, 600]);
+    }
+
+    /// The outbox row is written by the change's own transaction: rolled
+    /// back, nothing is queued; committed, one row per matching target.
+    #[test]
+    fn a_rolled_back_change_queues_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url =
+            DbUrl::parse(&format!("sqlite://{}", dir.path().join("l.db").display())).expect("url");
+        let limits = Limits {
+            connect: Duration::from_secs(5),
+            lock: Duration::from_secs(5),
+            holder: "test",
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut store = Store::open(&url, limits).await.expect("open");
+            let d = store.d;
+            let who = crate::engine::Who::from_process(Duration::from_secs(30));
+            let targets = [
+                Target {
+                    url: "http://127.0.0.1:9/all".into(),
+                    events: None,
+                    secret_env: None,
+                },
+                Target {
+                    url: "http://127.0.0.1:9/pins".into(),
+                    events: Some(vec!["pin.set".into()]),
+                    secret_env: None,
+                },
+            ];
+            let mut tx = store.write().await.expect("tx");
+            outbox::replace_targets(&mut tx, d, &targets)
+                .await
+                .expect("targets");
+            tx.commit().await.expect("commit");
+            for (commit, action, want) in [
+                (false, "hold.set", 0),
+                (true, "hold.set", 1),
+                (true, "pin.set", 3),
+            ] {
+                let mut tx = store.write().await.expect("tx");
+                let audit = who.about(None, action, "test".into());
+                crate::engine::record(&mut tx, d, audit)
+                    .await
+                    .expect("record");
+                if commit {
+                    tx.commit().await.expect("commit");
+                } else {
+                    tx.rollback().await.expect("rollback");
+                }
+                let queued: i64 = sqlx::query("SELECT COUNT(*) FROM notification_outbox")
+                    .fetch_one(store.conn())
+                    .await
+                    .and_then(|r| sqlx::Row::try_get(&r, 0))
+                    .expect("count");
+                assert_eq!(queued, want, "{action} {commit}");
+            }
+        });
     }
 }
