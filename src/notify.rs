@@ -244,18 +244,18 @@ pub struct DeliveryReport {
 #[derive(Debug, Serialize)]
 pub struct Payload<'a> {
     pub text: String,
-    pub event: &'a outbox::Event,
+    pub event: &'a crate::store::ledger::AuditRow,
 }
 
 /// One readable line: "prod: release 1.2 is live in prod, ran 3s (deployment 7, by alice)".
-pub fn text(e: &outbox::Event) -> String {
+pub fn text(e: &crate::store::ledger::AuditRow) -> String {
     let first = e.message.lines().next().unwrap_or("");
     let first = crate::model::fit_chars(first, 300);
     let line = match &e.env {
         Some(env) if !first.starts_with(&format!("{env}:")) => format!("{env}: {first}"),
         _ => first,
     };
-    match e.deployment_id {
+    match e.deployment {
         Some(id) => format!("{line} (deployment {id}, by {})", e.actor),
         None => format!("{line} (by {})", e.actor),
     }

@@ -860,24 +860,25 @@ pub async fn audit_rows(c: &mut AnyConnection, d: Dialect, f: &AuditFilter) -> R
         .bind(f.limit)
         .fetch_all(c)
         .await?;
-    let mut out = rows
-        .iter()
-        .map(|r| {
-            Ok(AuditRow {
-                id: r.try_get("id")?,
-                deployment: r.try_get("id_deploiement")?,
-                env: r.try_get("nom")?,
-                action: r.try_get("action")?,
-                before: r.try_get("etat_avant")?,
-                after: r.try_get("etat_apres")?,
-                message: r.try_get("message")?,
-                actor: r.try_get("acteur")?,
-                date: ts(r, "date_log")?,
-            })
-        })
-        .collect::<Res<Vec<_>>>()?;
+    let mut out = rows.iter().map(audit_row).collect::<Res<Vec<_>>>()?;
     out.reverse();
     Ok(out)
+}
+
+/// An audit row read as `id, id_deploiement, nom, action, etat_avant,
+/// etat_apres, message, acteur, date_log` (`{ts:…}`).
+pub(super) fn audit_row(r: &AnyRow) -> Res<AuditRow> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        deployment: r.try_get("id_deploiement")?,
+        env: r.try_get("nom")?,
+        action: r.try_get("action")?,
+        before: r.try_get("etat_avant")?,
+        after: r.try_get("etat_apres")?,
+        message: r.try_get("message")?,
+        actor: r.try_get("acteur")?,
+        date: ts(r, "date_log")?,
+    })
 }
 
 /// How many rows match the filter, whatever the limit: one `COUNT(*)` on the

@@ -3,8 +3,7 @@
 //! watcher drains. Queries only; what they mean is in `crate::notify`.
 
 use super::Dialect;
-use super::ledger::{AnyQuery, insert, ts};
-use crate::model::Utc;
+use super::ledger::{AnyQuery, AuditRow, audit_row, insert};
 use crate::notify::Target;
 use sqlx::{AnyConnection, Row};
 
@@ -97,7 +96,7 @@ pub async fn replace_targets(c: &mut AnyConnection, d: Dialect, wanted: &[Target
 }
 
 /// An outbox row ready to be sent, with its audit row and its target.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Due {
     pub id: i64,
     pub target_id: i64,
@@ -106,34 +105,16 @@ pub struct Due {
     pub attempts: i64,
     /// Seconds since it was queued, by the database clock.
     pub age_s: i64,
-    pub event: Event,
-}
-
-/// The audit row a notification tells about.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Event {
-    pub id: i64,
-    pub action: String,
-    pub env: Option<String>,
-    pub deployment_id: Option<i64>,
-    pub state_before: Option<String>,
-    pub state_after: Option<String>,
-    pub message: String,
-    pub actor: String,
-    #[serde(serialize_with = "rfc3339")]
-    pub date: Utc,
-}
-
-fn rfc3339<S: serde::Serializer>(u: &Utc, s: S) -> std::result::Result<S::Ok, S::Error> {
-    s.serialize_str(&u.rfc3339())
+    /// The audit row it tells about; its JSON is the payload's `event`.
+    pub event: AuditRow,
 }
 
 /// The head of each (target, environment) queue, when it is due: a row waits
 /// while an earlier one of its queue is neither delivered nor given up.
 pub async fn due(c: &mut AnyConnection, d: Dialect, limit: i64) -> Res<Vec<Due>> {
     let rows = sqlx::query(d.sql(
-        "SELECT o.id, o.target_id, t.url, t.secret_env, o.attempts, \
-                {age_s:o.created_at} AS age_s, a.id AS audit_id, a.action, e.nom, \
+        "SELECT o.id AS outbox_id, o.target_id, t.url, t.secret_env, o.attempts, \
+                {age_s:o.created_at} AS age_s, a.id, a.action, e.nom, \
                 a.id_deploiement, a.etat_avant, a.etat_apres, a.message, a.acteur, \
                 {ts:a.date_log} AS date_log \
          FROM notification_outbox o \
@@ -153,23 +134,13 @@ pub async fn due(c: &mut AnyConnection, d: Dialect, limit: i64) -> Res<Vec<Due>>
     rows.iter()
         .map(|r| {
             Ok(Due {
-                id: r.try_get("id")?,
+                id: r.try_get("outbox_id")?,
                 target_id: r.try_get("target_id")?,
                 url: r.try_get("url")?,
                 secret_env: r.try_get("secret_env")?,
                 attempts: r.try_get("attempts")?,
                 age_s: r.try_get("age_s")?,
-                event: Event {
-                    id: r.try_get("audit_id")?,
-                    action: r.try_get("action")?,
-                    env: r.try_get("nom")?,
-                    deployment_id: r.try_get("id_deploiement")?,
-                    state_before: r.try_get("etat_avant")?,
-                    state_after: r.try_get("etat_apres")?,
-                    message: r.try_get("message")?,
-                    actor: r.try_get("acteur")?,
-                    date: ts(r, "date_log")?,
-                },
+                event: audit_row(r)?,
             })
         })
         .collect()
