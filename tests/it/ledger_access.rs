@@ -421,7 +421,7 @@ fn a_first_migration_that_fails_midway_on_mariadb_completes_when_run_again() {
         db.query("SELECT nom FROM environnements ORDER BY rang"),
         vec![vec!["dev"], vec!["staging"], vec!["prod"]]
     );
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM shipctl_migrations"), "6");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM shipctl_migrations"), "7");
     assert_eq!(db.scalar("SELECT version FROM releases"), "1.0");
     let r = as_user(&["status", "--output", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
