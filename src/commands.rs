@@ -210,9 +210,11 @@ async fn execute(
         Command::Status { env: None } => {
             let environments = engine.status(&Env::ALL).await?;
             let leader = engine.leader().await?;
+            let notifications = engine.outbox_backlog().await?;
             printer.emit(&AllStatus {
                 environments,
                 leader,
+                notifications,
             });
             Ok(Exit::Done)
         }

@@ -11,6 +11,7 @@ pub mod exit;
 pub mod leader;
 pub mod manifest;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod progress;
 pub mod render;

@@ -105,6 +105,11 @@ pub async fn run(
             stop.child_token(),
         )
     });
+    // Webhooks (DESIGN §11): the leader delivers the outbox after each round
+    // and every few seconds while it waits.
+    let deliverer = crate::notify::Deliverer::new()?;
+    let mut deliveries = tokio::time::interval(DELIVER_EVERY);
+    deliveries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut desires = Desires::new(&dir);
     let mut resync = tokio::time::interval(a.interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -185,6 +190,9 @@ pub async fn run(
             }
             RoundEnd::Standby => desires.applied = None,
         }
+        if leadership.leads() {
+            deliver(engine, &deliverer, printer).await;
+        }
         let gated = desires.last_good.as_ref().is_some_and(has_approval_gates);
         reason = loop {
             tokio::select! {
@@ -229,6 +237,9 @@ pub async fn run(
                         "watch: standby: {holder} leads; this one takes over if it stops renewing"
                     )),
                 },
+                _ = deliveries.tick(), if leadership.leads() => {
+                    deliver(engine, &deliverer, printer).await;
+                }
                 _ = stop.cancelled() => break "stop",
             }
         };
@@ -753,6 +764,41 @@ async fn round(
                 engine.store.mark_broken();
             }
             RoundEnd::Failed(e.message)
+        }
+    }
+}
+
+/// How often the leader delivers due notifications while it waits.
+const DELIVER_EVERY: Duration = Duration::from_secs(5);
+/// The longest one delivery may keep the watch from its manifests.
+const DELIVER_BUDGET: Duration = Duration::from_secs(15);
+
+/// Delivers the outbox's due notifications, dropped at a signal (a delivery
+/// cut short is tried again, with the same key), reported in a note.
+async fn deliver(engine: &mut Engine, deliverer: &crate::notify::Deliverer, printer: &Printer) {
+    let stop = supervisor::token();
+    let sent = tokio::select! {
+        sent = crate::notify::deliver_due(&mut engine.store, deliverer) => sent,
+        // A receiver that answers slowly must not keep the watch from its
+        // manifests: what is left goes out at the next delivery.
+        () = tokio::time::sleep(DELIVER_BUDGET) => {
+            engine.store.mark_broken();
+            return;
+        }
+        _ = stop.cancelled() => {
+            engine.store.mark_broken();
+            return;
+        }
+    };
+    match sent {
+        Ok(r) if r.delivered + r.retried + r.given_up > 0 => printer.note(&format!(
+            "watch: notifications: {} delivered, {} to retry, {} given up",
+            r.delivered, r.retried, r.given_up
+        )),
+        Ok(_) => {}
+        Err(e) => {
+            printer.error(&e);
+            engine.store.mark_broken();
         }
     }
 }

@@ -233,9 +233,7 @@ impl Engine {
                 let ctx = (started, recovered, &exec);
                 return reject(tx, d, &self.who, &dep, states, why, ctx).await;
             }
-            Verdict::Waiting(w) => {
-                return refuse(tx, Why::Waiting, id, gates::waiting_error(&dep, &w)).await;
-            }
+            Verdict::Waiting(w) => return wait(tx, d, &self.who, &dep, &w).await,
             Verdict::Ready => {}
         }
         let commands = gates::to_run(env.policy.as_ref(), dep.state, &states);
@@ -335,7 +333,7 @@ impl Engine {
                 (None, Verdict::Waiting(w)) => {
                     // The approvals changed while the commands ran (a withdrawn
                     // approval, a new gate): the outcomes stay, the deployment waits.
-                    return refuse(tx, Why::Waiting, id, gates::waiting_error(&dep, &w)).await;
+                    return wait(tx, d, &self.who, &dep, &w).await;
                 }
                 (None, Verdict::Ready) => None,
             };
@@ -1428,6 +1426,31 @@ async fn refusal(
 
 /// Ends a transaction that wrote nothing but a lease recovery, and reports
 /// why the deployment does not run now.
+/// Refuses a deployment that waits for approvals; the first time, records
+/// `gate.waiting` (notified, DESIGN §11), once per deployment whatever the
+/// number of rounds that find it waiting.
+async fn wait(
+    mut tx: Tx<'_>,
+    d: Dialect,
+    who: &Who,
+    dep: &Deployment,
+    waiting: &[gates::GateState],
+) -> Result<Validated> {
+    let err = gates::waiting_error(dep, waiting);
+    if !crate::store::outbox::has_waited(&mut tx, d, dep.id)
+        .await
+        .db("reading the audit log")?
+    {
+        record(
+            &mut tx,
+            d,
+            who.on(dep.id, "gate.waiting", (None, None), err.message.clone()),
+        )
+        .await?;
+    }
+    refuse(tx, Why::Waiting, dep.id, err).await
+}
+
 async fn refuse(tx: Tx<'_>, why: Why, deployment: i64, err: Error) -> Result<Validated> {
     tx.commit().await.db("committing")?;
     Ok(Validated::Refused(Refused {

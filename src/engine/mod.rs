@@ -132,13 +132,21 @@ impl Who {
     }
 }
 
-/// Writes an audit row in the caller's transaction.
+/// Writes an audit row in the caller's transaction, and queues it for the
+/// webhooks that want it (DESIGN §11) in the same transaction: a change that
+/// rolls back notifies nobody, one that commits cannot be lost.
 pub(crate) async fn record(
     c: &mut sqlx::AnyConnection,
     d: crate::store::Dialect,
     audit: Audit<'_>,
 ) -> Result<()> {
-    ledger::audit(c, d, audit).await.db("writing the audit log")
+    let action = audit.action;
+    let id = ledger::audit(c, d, audit)
+        .await
+        .db("writing the audit log")?;
+    crate::store::outbox::enqueue(c, d, id, action)
+        .await
+        .db("queueing the notifications")
 }
 
 fn hostname() -> String {
@@ -488,6 +496,14 @@ impl Engine {
                 })
                 .collect(),
         })
+    }
+
+    /// The notifications' outbox at a glance: one statement, all environments.
+    pub async fn outbox_backlog(&mut self) -> Result<crate::store::outbox::Backlog> {
+        let d = self.store.d;
+        crate::store::outbox::backlog(self.store.conn(), d)
+            .await
+            .db("reading the notifications' outbox")
     }
 
     /// Changes whenever someone approves or rejects.

@@ -18,6 +18,9 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub struct Reconciled {
     pub releases_created: Vec<String>,
+    /// The manifests' `notifications:` differed from the stored webhooks, and
+    /// replaced them (DESIGN §11).
+    pub notifications_updated: bool,
     pub environments: Vec<EnvResult>,
 }
 
@@ -104,6 +107,7 @@ impl Reconciled {
 
     pub fn in_sync(&self) -> bool {
         self.releases_created.is_empty()
+            && !self.notifications_updated
             && self
                 .environments
                 .iter()
@@ -283,6 +287,7 @@ impl Engine {
         check_policies(&first)?;
         let mut out = Reconciled {
             releases_created: Vec::new(),
+            notifications_updated: self.store_notifications(desired).await?,
             environments: Vec::new(),
         };
         if !first.has_changes() {
@@ -379,6 +384,51 @@ impl Engine {
             out.environments.push(result);
         }
         Ok(out)
+    }
+
+    /// Stores the manifests' webhooks when they differ from the ledger's, with
+    /// one `notifications.updated` row: once per reconcile, whatever the
+    /// environments do. In sync: one read, nothing written.
+    async fn store_notifications(&mut self, desired: &Desired) -> Result<bool> {
+        let d = self.store.d;
+        let stored = crate::store::outbox::targets(self.store.conn(), d)
+            .await
+            .db("reading the notification targets")?;
+        if stored
+            .iter()
+            .map(|(_, t)| t)
+            .eq(desired.notifications.iter())
+        {
+            return Ok(false);
+        }
+        let mut tx = self.store.write().await?;
+        let changed = crate::store::outbox::replace_targets(&mut tx, d, &desired.notifications)
+            .await
+            .db("storing the notification targets")?;
+        if changed {
+            let origin = desired
+                .notifications_file
+                .as_ref()
+                .map(|f| format!(", declared in {}", f.display()))
+                .unwrap_or_default();
+            record(
+                &mut tx,
+                d,
+                self.who.about(
+                    None,
+                    "notifications.updated",
+                    format!(
+                        "{} (by reconcile{origin})",
+                        crate::notify::describe(&desired.notifications)
+                    ),
+                ),
+            )
+            .await?;
+        }
+        tx.commit()
+            .await
+            .db("committing the notification targets")?;
+        Ok(changed)
     }
 
     async fn create_releases(&mut self, desired: &Desired, plan: &Plan) -> Result<Vec<String>> {

@@ -29,6 +29,10 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub struct Desired {
     pub releases: Vec<DeclaredRelease>,
     pub environments: BTreeMap<Env, EnvSpec>,
+    /// The webhooks (DESIGN §11), declared in one file.
+    pub notifications: Vec<crate::notify::Target>,
+    /// The file that declares them, for messages.
+    pub notifications_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -399,8 +403,24 @@ fn merge(parsed: Vec<(PathBuf, String, schema::File)>) -> Result<Desired> {
     let mut releases: Vec<DeclaredRelease> = Vec::new();
     let mut environments: BTreeMap<Env, EnvSpec> = BTreeMap::new();
     let mut texts: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut notifications: Vec<crate::notify::Target> = Vec::new();
+    let mut notifications_file: Option<PathBuf> = None;
 
     for (path, text, file) in parsed {
+        if let Some(list) = &file.notifications {
+            // One list, in one file: the webhooks are read in one place, and
+            // two files cannot each think they own them.
+            if let Some(first) = &notifications_file {
+                return Err(Error::input(format!(
+                    "notifications: is declared in {} and in {}",
+                    first.display(),
+                    path.display()
+                ))
+                .hint("declare the notifications list in one file only"));
+            }
+            notifications = notifications_of(&path, &text, list)?;
+            notifications_file = Some(path.clone());
+        }
         for (i, r) in file.releases.unwrap_or_default().into_iter().enumerate() {
             let (version, tag) = (r.version.0, r.tag.0);
             for (what, value) in [("version", &version), ("tag", &tag)] {
@@ -488,7 +508,38 @@ fn merge(parsed: Vec<(PathBuf, String, schema::File)>) -> Result<Desired> {
     Ok(Desired {
         releases,
         environments,
+        notifications,
+        notifications_file,
     })
+}
+
+/// Checks `notifications:`; a URL is never quoted back (it may hold a secret).
+fn notifications_of(
+    path: &Path,
+    text: &str,
+    list: &[schema::Notification],
+) -> Result<Vec<crate::notify::Target>> {
+    let mut out: Vec<crate::notify::Target> = Vec::new();
+    for (i, n) in list.iter().enumerate() {
+        let t = crate::notify::check(n).map_err(|(key, m, h)| {
+            let line = key.split('[').next().unwrap_or(&key).to_string();
+            Error::input(format!(
+                "{}: notifications[{i}].{key}: {m}",
+                at(path, text, &line)
+            ))
+            .hint(h)
+        })?;
+        if let Some(j) = out.iter().position(|o| o.url == t.url) {
+            return Err(Error::input(format!(
+                "{}: notifications[{i}].url: the same URL as notifications[{j}] ({})",
+                path.display(),
+                t.shown()
+            ))
+            .hint("declare each webhook once, with every event it should receive"));
+        }
+        out.push(t);
+    }
+    Ok(out)
 }
 
 fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Result<Policy> {

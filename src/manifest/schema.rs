@@ -18,6 +18,21 @@ pub struct File {
     pub api_version: Option<String>,
     pub releases: Option<Vec<Release>>,
     pub environments: Option<UniqueMap<EnvName, Environment>>,
+    /// Webhooks told about audited events (DESIGN §11); in one file only.
+    pub notifications: Option<Vec<Notification>>,
+}
+
+/// One `notifications:` entry: where to POST, which events, how to sign.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notification {
+    pub url: String,
+    /// Audit actions to send; absent: every one.
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// The environment variable that holds the HMAC key, read at delivery.
+    #[serde(default)]
+    pub secret_env: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

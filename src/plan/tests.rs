@@ -42,6 +42,8 @@ fn desired(envs: &[(Env, &str, Option<Env>)]) -> Desired {
                 )
             })
             .collect(),
+        notifications: Vec::new(),
+        notifications_file: None,
     }
 }
 

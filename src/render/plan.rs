@@ -492,6 +492,9 @@ impl Text for ReconcileView {
             return out;
         }
         let mut out = format!("Reconciled {}\n", self.manifests);
+        if r.notifications_updated {
+            out.push_str(&format!("  {:<8} updated from the manifests\n", "webhooks"));
+        }
         if !r.releases_created.is_empty() {
             out.push_str(&format!(
                 "  {:<8} created {}\n",

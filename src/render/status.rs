@@ -11,6 +11,8 @@ pub struct AllStatus {
     pub environments: Vec<EnvStatus>,
     /// The watcher that applies the manifests, when `reconcile --watch` runs.
     pub leader: Option<crate::store::ledger::Leader>,
+    /// The webhooks' outbox (DESIGN §11).
+    pub notifications: crate::store::outbox::Backlog,
 }
 
 impl Text for AllStatus {
@@ -29,6 +31,22 @@ impl Text for AllStatus {
                 } else {
                     String::new()
                 }
+            ));
+        }
+        let b = &self.notifications;
+        if b.pending > 0 || b.given_up > 0 {
+            let oldest = b
+                .oldest_pending_age_s
+                .map(|a| {
+                    format!(
+                        ", oldest queued {} ago",
+                        crate::duration::format(std::time::Duration::from_secs(a.max(0) as u64))
+                    )
+                })
+                .unwrap_or_default();
+            out.push_str(&format!(
+                "notifications: {} pending{oldest}, {} given up\n",
+                b.pending, b.given_up
             ));
         }
         out

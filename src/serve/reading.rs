@@ -169,9 +169,11 @@ async fn snapshot(engine: &mut Engine) -> Result<Snapshot> {
         })
         .await?;
     let leader = engine.leader().await?;
+    let notifications = engine.outbox_backlog().await?;
     let status = AllStatus {
         environments,
         leader,
+        notifications,
     };
     let status_json = serde_json::to_string_pretty(&status)
         .map_err(|e| Error::input(format!("cannot encode the status: {e}")))?;

@@ -134,7 +134,7 @@ pub struct Audit<'a> {
 }
 
 /// A `{ts:…}` column.
-fn ts(row: &AnyRow, col: &str) -> Res<Utc> {
+pub(super) fn ts(row: &AnyRow, col: &str) -> Res<Utc> {
     row.try_get(col).map(Utc::new)
 }
 
@@ -853,24 +853,27 @@ pub async fn finish(c: &mut AnyConnection, d: Dialect, id: i64, token: i64, to: 
 
 // ---------------------------------------------------------------- audit
 
-pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<()> {
-    sqlx::query(d.sql(
+/// Inserts the row; its id, for the notifications' outbox.
+pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<i64> {
+    insert(
+        c,
+        d,
         "INSERT INTO audit_logs (id_deploiement, id_env, action, etat_avant, etat_apres, message, acteur, date_log) \
          VALUES (?, COALESCE((SELECT id FROM environnements WHERE nom = ?), \
                              (SELECT id_env FROM deploiements WHERE id = ?)), \
                  ?, ?, ?, ?, ?, {now})",
-    ))
-    .bind(a.deployment)
-    .bind(a.env.map(Env::as_str))
-    .bind(a.deployment)
-    .bind(a.action.to_string())
-    .bind(a.before.map(Etat::as_str))
-    .bind(a.after.map(Etat::as_str))
-    .bind(crate::model::fit_message(&a.message).into_owned())
-    .bind(a.actor.to_string())
-    .execute(c)
+        |q| {
+            q.bind(a.deployment)
+                .bind(a.env.map(Env::as_str))
+                .bind(a.deployment)
+                .bind(a.action.to_string())
+                .bind(a.before.map(Etat::as_str))
+                .bind(a.after.map(Etat::as_str))
+                .bind(crate::model::fit_message(&a.message).into_owned())
+                .bind(a.actor.to_string())
+        },
+    )
     .await
-    .map(|_| ())
 }
 
 /// One row of `audit_logs`, as read.
@@ -946,24 +949,25 @@ pub async fn audit_rows(c: &mut AnyConnection, d: Dialect, f: &AuditFilter) -> R
         .bind(f.limit)
         .fetch_all(c)
         .await?;
-    let mut out = rows
-        .iter()
-        .map(|r| {
-            Ok(AuditRow {
-                id: r.try_get("id")?,
-                deployment: r.try_get("id_deploiement")?,
-                env: r.try_get("nom")?,
-                action: r.try_get("action")?,
-                before: r.try_get("etat_avant")?,
-                after: r.try_get("etat_apres")?,
-                message: r.try_get("message")?,
-                actor: r.try_get("acteur")?,
-                date: ts(r, "date_log")?,
-            })
-        })
-        .collect::<Res<Vec<_>>>()?;
+    let mut out = rows.iter().map(audit_row).collect::<Res<Vec<_>>>()?;
     out.reverse();
     Ok(out)
+}
+
+/// An audit row read as `id, id_deploiement, nom, action, etat_avant,
+/// etat_apres, message, acteur, date_log` (`{ts:…}`).
+pub(super) fn audit_row(r: &AnyRow) -> Res<AuditRow> {
+    Ok(AuditRow {
+        id: r.try_get("id")?,
+        deployment: r.try_get("id_deploiement")?,
+        env: r.try_get("nom")?,
+        action: r.try_get("action")?,
+        before: r.try_get("etat_avant")?,
+        after: r.try_get("etat_apres")?,
+        message: r.try_get("message")?,
+        actor: r.try_get("acteur")?,
+        date: ts(r, "date_log")?,
+    })
 }
 
 /// How many rows match the filter, whatever the limit: one `COUNT(*)` on the
@@ -1161,11 +1165,11 @@ pub async fn env_gate_results(
 
 // ---------------------------------------------------------------- helpers
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
 
 /// Runs an INSERT and returns the new row's id, by `RETURNING` where the
 /// dialect has it and by the driver's last insert id on MySQL.
-async fn insert(
+pub(super) async fn insert(
     c: &mut AnyConnection,
     d: Dialect,
     sql: &str,

@@ -60,6 +60,13 @@ const MIGRATIONS: &[Migration] = &[
         mysql: include_str!("../../migrations/mysql/0006_gate_db_user.sql"),
     },
     Migration {
+        version: 7,
+        name: "notifications",
+        sqlite: include_str!("../../migrations/sqlite/0007_notifications.sql"),
+        postgres: include_str!("../../migrations/postgres/0007_notifications.sql"),
+        mysql: include_str!("../../migrations/mysql/0007_notifications.sql"),
+    },
+    Migration {
         version: 8,
         name: "watch_leader",
         sqlite: include_str!("../../migrations/sqlite/0008_watch_leader.sql"),

@@ -5,6 +5,7 @@
 mod dialect;
 pub mod ledger;
 mod migrate;
+pub mod outbox;
 pub mod stats;
 pub mod url;
 

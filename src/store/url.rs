@@ -170,6 +170,40 @@ fn redacted(url: &Url) -> String {
     out
 }
 
+/// A webhook URL fit to be printed: its user information, every query value
+/// and its path after the first segment (where Slack-style hooks keep their
+/// token) become `***`, by position; scheme, host and port stay readable.
+pub fn redact_webhook(url: &Url) -> String {
+    let mut out = String::with_capacity(url.as_str().len());
+    out.push_str(&url[..Position::AfterScheme]);
+    out.push_str("://");
+    if !url.username().is_empty() || url.password().is_some() {
+        out.push_str(HIDDEN);
+        out.push('@');
+    }
+    out.push_str(&url[Position::BeforeHost..Position::AfterPort]);
+    let path = &url[Position::BeforePath..Position::AfterPath];
+    match path[1.min(path.len())..].find('/') {
+        Some(i) if i + 2 < path.len() => {
+            out.push_str(&path[..i + 2]);
+            out.push_str(HIDDEN);
+        }
+        _ => out.push_str(path),
+    }
+    if let Some(q) = url.query() {
+        out.push('?');
+        let pairs: Vec<String> = q
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) if !v.is_empty() => format!("{k}={HIDDEN}"),
+                _ => p.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
 /// `key=value` pairs (separated by `&`, white space, quotes, `;` or `,`)
 /// whose key names a secret get `***` as their value. The key is compared
 /// percent-decoded and case-insensitively.

@@ -208,7 +208,7 @@ impl Checker {
 /// rustls with the ring provider (the one sqlx uses). Trusted: the system's
 /// CA certificates, so a company CA installed on the host works, and the
 /// Mozilla roots, so a container without a CA bundle still checks public sites.
-fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+pub(crate) fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };

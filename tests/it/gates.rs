@@ -198,6 +198,7 @@ fn a_missing_approval_blocks_validate_until_someone_approves() {
             db.audit(id),
             vec![
                 row("deployment.planned", "NULL", "planifié"),
+                row("gate.waiting", "NULL", "NULL"),
                 row("gate.approved", "NULL", "NULL"),
                 row("deployment.validated", "planifié", "validé"),
                 row("deployment.started", "validé", "en_cours"),
@@ -273,6 +274,7 @@ fn a_rejection_ends_the_deployment_as_echec_with_its_reason() {
             db.audit(id),
             vec![
                 row("deployment.planned", "NULL", "planifié"),
+                row("gate.waiting", "NULL", "NULL"),
                 row("gate.rejected", "NULL", "NULL"),
                 row("deployment.rejected", "planifié", "échec"),
                 row("hold.set", "NULL", "NULL"),
@@ -543,6 +545,7 @@ fn a_failing_command_gate_rejects_the_deployment_and_keeps_its_output() {
             db.audit(id),
             vec![
                 row("deployment.planned", "NULL", "planifié"),
+                row("gate.waiting", "NULL", "NULL"),
                 row("gate.approved", "NULL", "NULL"),
                 row("gate.passed", "NULL", "NULL"),
                 row("gate.failed", "NULL", "NULL"),
@@ -622,6 +625,7 @@ fn a_passing_command_gate_is_told_the_deployment_and_never_goes_through_a_shell(
             actions,
             [
                 "deployment.planned",
+                "gate.waiting",
                 "gate.approved",
                 "gate.passed",
                 "deployment.validated",
@@ -1067,13 +1071,14 @@ fn history_and_audit_json_match_the_database() {
             actions,
             [
                 "deployment.planned",
+                "gate.waiting",
                 "gate.approved",
                 "gate.rejected",
                 "deployment.rejected",
                 "hold.set"
             ]
         );
-        let rejected = &a2["rows"][2];
+        let rejected = &a2["rows"][3];
         assert_eq!(rejected["actor"], "bob");
         assert!(
             rejected["message"]
@@ -1289,7 +1294,13 @@ fn imperative_deployments_follow_the_stored_gates_and_rollbacks_skip_them() {
         // A deployment planned by hand is held by the policy reconcile stored.
         let r2 = release(db, "2.0");
         let d2 = plan(db, r2, "prod");
-        let out = refused(db, &["validate", "--deploy-id", &d2.to_string()], 4);
+        // Refused, with one gate.waiting row (notified, DESIGN §11) and nothing else.
+        let out = db.expect(&["validate", "--deploy-id", &d2.to_string()], 4);
+        assert_eq!(
+            db.audit(d2).into_iter().map(|r| r.0).collect::<Vec<_>>(),
+            ["deployment.planned", "gate.waiting"]
+        );
+        assert_eq!(db.state(d2), "planifié");
         assert!(out.stderr.contains("waits for approval"), "{}", out.stderr);
         assert!(
             out.stderr

@@ -21,6 +21,7 @@ mod ledger_access;
 mod limits;
 mod manifest_errors;
 mod newer_policy;
+mod notifications;
 mod progress;
 mod reconcile;
 mod seed_scenario;

@@ -1302,3 +1302,87 @@ fn the_yaml_test_suite_is_checked_without_surprise() {
         "{valid} valid, {refused} refused"
     );
 }
+
+#[test]
+fn bad_notifications_are_refused_with_their_key_paths() {
+    let db = sqlite();
+    let env = format!(
+        "releases:\n  - {{ version: \"1.1\", tag: v1.1 }}\nenvironments:\n  dev: {{ release: \"1.1\", {SIM_OK} }}\n"
+    );
+    let hook = "https://hooks.example.com/services/T0/B0/s3cr3t?token=t0ken";
+    let cases: Vec<(String, Vec<&str>)> = vec![
+        (
+            "  - url: \"ftp://hooks.example.com/x\"\n".into(),
+            vec![
+                "n.yaml:6:",
+                "notifications[0].url: the URL's scheme is \"ftp\"; use http or https",
+            ],
+        ),
+        (
+            "  - url: \"not a url\"\n".into(),
+            vec!["notifications[0].url: the URL does not parse"],
+        ),
+        (
+            format!(
+                "  - url: \"{hook}\"\n    events: [deployment.succeeded, deployment.exploded]\n"
+            ),
+            vec![
+                "n.yaml:7:",
+                "notifications[0].events[1]: unknown event \"deployment.exploded\"",
+                "hint: use one of: deployment.planned,",
+            ],
+        ),
+        (
+            format!("  - url: \"{hook}\"\n    events: []\n"),
+            vec!["notifications[0].events: the list is empty"],
+        ),
+        (
+            format!("  - url: \"{hook}\"\n    secret_env: 1-SECRET\n"),
+            vec!["notifications[0].secret_env: \"1-SECRET\" is not an environment variable name"],
+        ),
+        (
+            format!("  - url: \"{hook}\"\n  - url: \"{hook}\"\n    events: [gate.waiting]\n"),
+            vec![
+                "notifications[1].url: the same URL as notifications[0] \
+                 (https://hooks.example.com/services/***?token=***)",
+                "hint: declare each webhook once",
+            ],
+        ),
+        (
+            format!("  - {{ url: \"{hook}\", colour: red }}\n"),
+            vec!["notifications[0]: unknown key `colour`"],
+        ),
+    ];
+    for (list, needles) in cases {
+        reset_manifests(&db);
+        write(&db, "n.yaml", &format!("{env}notifications:\n{list}"));
+        refused(&db, &needles);
+        let run = db.run(&["check", "--manifests", "manifests"]);
+        assert!(
+            !run.stderr.contains("s3cr3t") && !run.stderr.contains("t0ken"),
+            "{}",
+            run.stderr
+        );
+    }
+    // One list, in one file.
+    reset_manifests(&db);
+    write(
+        &db,
+        "a.yaml",
+        &format!("{env}notifications:\n  - url: \"{hook}\"\n"),
+    );
+    write(
+        &db,
+        "b.yaml",
+        "notifications:\n  - url: \"https://other.example.com/x\"\n",
+    );
+    refused(
+        &db,
+        &[
+            "notifications: is declared in",
+            "a.yaml and in",
+            "b.yaml",
+            "hint: declare the notifications list in one file only",
+        ],
+    );
+}

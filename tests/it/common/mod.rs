@@ -209,6 +209,8 @@ impl TestDb {
             "deploiements",
             "audit_logs",
             "gate_results",
+            "notification_targets",
+            "notification_outbox",
         ];
         let mut out = String::new();
         for t in tables {
