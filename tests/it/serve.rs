@@ -5,6 +5,8 @@
 //! a port in use refused before the ledger is touched, and SIGTERM closing
 //! the port with the watch.
 
+use crate::common::proxy::Proxy;
+use crate::common::servers::{skip, start_all};
 use crate::common::*;
 
 use std::io::{Read, Write};
@@ -94,7 +96,13 @@ struct Served {
 
 impl Served {
     fn start(db: &TestDb, listen: &str) -> Served {
-        let mut proc = Proc::start(
+        Served::start_with(db, listen, "1h", &[])
+    }
+
+    /// With this `--interval`, and these environment variables overridden
+    /// (`SHIPCTL_DATABASE_URL` to go through a proxy).
+    fn start_with(db: &TestDb, listen: &str, interval: &str, env: &[(&str, &str)]) -> Served {
+        let mut proc = Proc::start_with(
             db,
             &[
                 "reconcile",
@@ -102,10 +110,11 @@ impl Served {
                 "--manifests",
                 "manifests",
                 "--interval",
-                "1h",
+                interval,
                 "--listen",
                 listen,
             ],
+            env,
         );
         proc.wait_stderr("watch: serving http://", 1, SETTLE);
         let err = proc.stderr();
@@ -381,4 +390,107 @@ fn another_address_than_loopback_is_served_with_a_warning() {
     w.proc.signal(libc::SIGTERM);
     let status = w.proc.wait_exit(STOP, "SIGTERM");
     assert_eq!(status.code(), Some(0), "{}", w.proc.log());
+}
+
+/// `/healthz` as the database goes and comes back (DESIGN §11), on a private
+/// server reached only through a proxy (the watch and its endpoints alike):
+/// 200, then 503 with the reason within two `--interval`s of the server
+/// refusing connections, and within the endpoints' read limit after it stops
+/// answering at all; 200 again once it is back. SQLite has no connection to cut.
+#[test]
+fn healthz_follows_the_database_going_and_coming_back() {
+    const INTERVAL: Duration = Duration::from_secs(1);
+    let servers = start_all();
+    if servers.is_empty() {
+        skip("no private database server to cut");
+    }
+    for server in servers {
+        let db = server.test_db();
+        let proxy = Proxy::start(server.port);
+        let via = server.url_on(proxy.port);
+        declare(
+            &db,
+            "releases:\n  - { version: \"1.0\", tag: v1.0 }\nenvironments:\n  \
+             dev: { release: \"1.0\", executor: { simulate: { duration: 0s, failure_rate: 0 } } }\n",
+        );
+        let mut w = Served::start_with(
+            &db,
+            "127.0.0.1:0",
+            "1s",
+            &[("SHIPCTL_DATABASE_URL", via.as_str())],
+        );
+        let what = format!("{:?}", server.kind);
+        let health = |w: &Served| {
+            let (code, body) = get(&w.addr, "/healthz");
+            let json: serde_json::Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{what}: /healthz is not JSON ({e}): {body}"));
+            (code, json)
+        };
+        let until = |w: &mut Served, want: u16, limit: Duration, why: &str| {
+            let start = Instant::now();
+            loop {
+                let (code, json) = health(w);
+                if code == want {
+                    return (start.elapsed(), json);
+                }
+                if start.elapsed() > limit {
+                    panic!(
+                        "{what}: /healthz still {code} {:?} after {why}: {json:#}\n{}\n{}",
+                        start.elapsed(),
+                        w.proc.log(),
+                        server.log()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        let (_, ok) = until(&mut w, 200, SETTLE, "the start");
+        assert_eq!(ok["status"], "ok", "{what}: {ok:#}");
+        db.wait_for("dev deployed", SETTLE, || {
+            db.live("dev").as_deref() == Some("1.0")
+        });
+
+        // Down: connections refused, as by a stopped server.
+        proxy.refuse();
+        let (took, down) = until(&mut w, 503, SETTLE, "the server went down");
+        assert!(
+            took <= 2 * INTERVAL,
+            "{what}: 503 only {took:?} after the server went down\n{}",
+            w.proc.log()
+        );
+        assert_eq!(down["status"], "unhealthy", "{what}: {down:#}");
+        assert!(
+            down["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{what}: {down:#}"
+        );
+        let before = ok["last_round"].clone();
+
+        // Back: healthy again, rounds reaching the ledger again.
+        proxy.pass();
+        let (_, up) = until(&mut w, 200, Duration::from_secs(10), "the server came back");
+        assert_eq!(up["status"], "ok", "{what}: {up:#}");
+        let (_, later) = until(&mut w, 200, Duration::from_secs(10), "a round");
+        assert_ne!(
+            later["last_round"], before,
+            "{what}: no round since: {later:#}"
+        );
+
+        // Silent: connections held, nothing answered. Silence is only told
+        // from slowness by the endpoints' read limit (5s), and the last
+        // reading is served meanwhile (1s fresh + that limit).
+        proxy.blackhole();
+        let (took, silent) = until(&mut w, 503, SETTLE, "the server went silent");
+        assert!(
+            took <= Duration::from_secs(8),
+            "{what}: 503 only {took:?} after the server went silent\n{}",
+            w.proc.log()
+        );
+        assert_eq!(silent["status"], "unhealthy", "{what}: {silent:#}");
+        proxy.pass();
+        until(&mut w, 200, SETTLE, "the server answered again");
+
+        w.proc.signal(libc::SIGTERM);
+        let status = w.proc.wait_exit(STOP, "SIGTERM");
+        assert_eq!(status.code(), Some(0), "{what}: {}", w.proc.log());
+    }
 }

@@ -1,5 +1,5 @@
 //! A TCP proxy between shipctl and a database server, for the fault tests: it
-//! forwards, pauses, cuts or black-holes connections on command, on a free
+//! forwards, pauses, cuts, refuses or black-holes connections on command, on a free
 //! loopback port, with plain threads (two per connection).
 
 use std::io::{ErrorKind, Read, Write};
@@ -17,6 +17,8 @@ enum Mode {
     /// Forward nothing, answer nothing; new connections are accepted and held
     /// without ever reaching the server.
     Blackhole,
+    /// Closed at once, open and new connections alike: a server that is down.
+    Refuse,
 }
 
 struct Shared {
@@ -88,6 +90,16 @@ impl Proxy {
         }
     }
 
+    /// Close every connection now and every new one as it comes, as a
+    /// stopped server would, until `pass()`.
+    pub fn refuse(&self) {
+        self.set(Mode::Refuse);
+        let mut sockets = self.shared.sockets.lock().expect("proxy sockets");
+        for s in sockets.drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
     /// Forward nothing and answer nothing, on open and new connections alike.
     pub fn blackhole(&self) {
         self.set(Mode::Blackhole);
@@ -145,6 +157,10 @@ fn connection(client: TcpStream, upstream: SocketAddr, shared: &Arc<Shared>) {
         let _ = client.shutdown(Shutdown::Both);
         return;
     }
+    if shared.mode() == Mode::Refuse {
+        let _ = client.shutdown(Shutdown::Both);
+        return;
+    }
     let Ok(server) = TcpStream::connect_timeout(&upstream, Duration::from_secs(5)) else {
         let _ = client.shutdown(Shutdown::Both);
         return;
@@ -165,6 +181,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
     let _ = from.set_read_timeout(Some(TICK));
     let mut buf = vec![0u8; 64 * 1024];
     'outer: while !shared.stopped() {
+        if shared.mode() == Mode::Refuse {
+            break;
+        }
         if shared.mode() != Mode::Pass {
             std::thread::sleep(TICK);
             continue;
@@ -177,7 +196,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
         };
         // Read just as the mode changed: hold it until forwarding resumes.
         while shared.mode() != Mode::Pass {
-            if shared.stopped() {
+            if shared.stopped() || shared.mode() == Mode::Refuse {
                 break 'outer;
             }
             std::thread::sleep(TICK);
