@@ -11,6 +11,7 @@ use shipctl::notify::{DeliveryReport, deliver_due};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,14 +43,23 @@ impl Got {
 struct Receiver {
     got: Arc<Mutex<Vec<Got>>>,
     answers: Arc<Mutex<VecDeque<u16>>>,
+    /// Set by `stop()`: the listener is closed at the next connection.
+    stopped: Arc<AtomicBool>,
+    port: u16,
 }
 
 impl Receiver {
     fn start(listener: TcpListener) -> Receiver {
-        let r = Receiver::default();
+        let r = Receiver {
+            port: listener.local_addr().expect("addr").port(),
+            ..Receiver::default()
+        };
         let me = r.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
+                if me.stopped.load(Ordering::SeqCst) {
+                    break;
+                }
                 let Ok(mut conn) = conn else { continue };
                 let mut reader = BufReader::new(conn.try_clone().expect("clone"));
                 let mut headers = BTreeMap::new();
@@ -83,6 +93,21 @@ impl Receiver {
 
     fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
+    }
+
+    /// Closes the port: the receiver is down (connections refused).
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then drops the listener.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receiver still listens"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -421,5 +446,223 @@ fn gate_waiting_is_recorded_once_per_deployment() {
         );
         let queued = db.query("SELECT event FROM notification_outbox");
         assert_eq!(queued, [["gate.waiting".to_string()]]);
+    });
+}
+
+/// The manifests of the watch test: every release in `versions`, dev and
+/// staging (after dev) at the last one, the events of a release's rollout.
+fn rollout(port: u16, versions: &[&str]) -> String {
+    let releases: String = versions
+        .iter()
+        .map(|v| format!("  - {{ version: \"{v}\", tag: v{v} }}\n"))
+        .collect();
+    let last = versions.last().expect("a release");
+    format!(
+        "apiVersion: shipctl/v1\n\
+         releases:\n{releases}\
+         environments:\n\
+         \x20 dev: {{ release: \"{last}\", {SIM_OK} }}\n\
+         \x20 staging: {{ release: \"{last}\", requires: dev, {SIM_OK} }}\n\
+         notifications:\n\
+         \x20 - url: \"{}\"\n\
+         \x20   secret_env: {SECRET_VAR}\n\
+         \x20   events: [release.created, deployment.succeeded]\n",
+        hook_url(port)
+    )
+}
+
+/// A watcher acting as `actor`, with a 2s lease and the signing secret.
+fn watcher(db: &TestDb, actor: &str) -> Proc {
+    Proc::start_with(
+        db,
+        &[
+            "reconcile",
+            "--watch",
+            "--manifests",
+            "manifests",
+            "--lease-ttl",
+            "2s",
+        ],
+        &[("SHIPCTL_ACTOR", actor), (SECRET_VAR, SECRET)],
+    )
+}
+
+/// Waits until `check` holds, failing with the watchers' output after `limit`.
+fn until(what: &str, limit: Duration, logs: &[&Proc], mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < limit,
+            "{what}: not within {limit:?}\n{}",
+            logs.iter()
+                .map(|p| p.log())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// staging's live release, asked through shipctl (the ledger may not exist yet).
+fn live(db: &TestDb) -> Option<String> {
+    let r = db.run(&["status", "--env", "staging", "--output", "json"]);
+    if r.code != 0 {
+        return None;
+    }
+    r.json()["live"]["version"].as_str().map(str::to_string)
+}
+
+/// The audit ids the outbox holds, in order.
+fn queued_ids(db: &TestDb) -> Vec<i64> {
+    db.query("SELECT audit_id FROM notification_outbox ORDER BY audit_id")
+        .into_iter()
+        .map(|r| r[0].parse().expect("an id"))
+        .collect()
+}
+
+/// Each request checked (signed, one key per event, in order per
+/// environment); the audit ids received, each once, sorted.
+fn received(got: &[Got]) -> Vec<i64> {
+    let mut keys: BTreeMap<String, i64> = BTreeMap::new();
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    let mut ids = Vec::new();
+    for g in got {
+        verify_signature(g);
+        let event = &g.json()["event"];
+        let id = event["id"].as_i64().expect("the audit id");
+        // A duplicate is a retry: the same event under the same key.
+        if let Some(before) = keys.insert(g.key(), id) {
+            assert_eq!(before, id, "one key, two events: {}", g.key());
+            continue;
+        }
+        assert!(!ids.contains(&id), "event {id} sent under two keys");
+        let env = event["env"].as_str().unwrap_or("-").to_string();
+        if let Some(before) = last.insert(env.clone(), id) {
+            assert!(before < id, "{env}: event {id} after {before}");
+        }
+        ids.push(id);
+    }
+    ids.sort_unstable();
+    ids
+}
+
+#[test]
+fn the_leading_watcher_delivers_and_its_successor_delivers_the_rest() {
+    each_backend(|db| {
+        let rx = Receiver::start(TcpListener::bind("127.0.0.1:0").expect("bind"));
+        let port = rx.port;
+        let mut versions = vec!["1.0"];
+        declare(db, &rollout(port, &versions));
+        let mut w1 = watcher(db, "w1");
+        until("1.0 live", Duration::from_secs(20), &[&w1], || {
+            live(db).as_deref() == Some("1.0")
+        });
+        let w2 = watcher(db, "w2");
+        until("w2 in standby", Duration::from_secs(10), &[&w2], || {
+            w2.stderr()
+                .contains("this one takes over if it stops renewing")
+        });
+
+        // Releases rolled out by manifest changes: each event once, signed,
+        // in order per environment, by the leader as it goes.
+        for v in ["1.1", "1.2"] {
+            versions.push(v);
+            declare(db, &rollout(port, &versions));
+            until(
+                &format!("{v} live"),
+                Duration::from_secs(20),
+                &[&w1],
+                || live(db).as_deref() == Some(v),
+            );
+        }
+        // Per release: release.created, and dev's and staging's successes.
+        until(
+            "every event delivered",
+            Duration::from_secs(20),
+            &[&w1, &w2],
+            || rx.got().len() >= 9,
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let got = rx.got();
+        let ids = received(&got);
+        assert_eq!(ids, queued_ids(db), "{:?}", db.backend);
+        assert_eq!(ids.len(), 9, "{:?}", db.backend);
+        let actions: Vec<String> = got
+            .iter()
+            .map(|g| {
+                g.json()["event"]["action"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(
+            actions.iter().filter(|a| *a == "release.created").count(),
+            3,
+            "{actions:?}"
+        );
+        assert!(
+            !w2.stderr().contains("notifications:"),
+            "the standby delivered: {}",
+            w2.log()
+        );
+
+        // The receiver goes down; a release is rolled out; the leader tries
+        // its events and keeps them; then it dies without a word.
+        rx.stop();
+        versions.push("1.3");
+        declare(db, &rollout(port, &versions));
+        until("1.3 live", Duration::from_secs(20), &[&w1], || {
+            live(db).as_deref() == Some("1.3")
+        });
+        until(
+            "the leader's failed try",
+            Duration::from_secs(20),
+            &[&w1],
+            || {
+                count(
+                    db,
+                    "SELECT COUNT(*) FROM notification_outbox WHERE attempts > 0 AND delivered_at IS NULL",
+                ) > 0
+            },
+        );
+        w1.kill();
+        let pending = count(
+            db,
+            "SELECT COUNT(*) FROM notification_outbox WHERE delivered_at IS NULL",
+        );
+        assert_eq!(pending, 3, "{:?}: {}", db.backend, w1.log());
+
+        // The receiver is back: the standby takes over and delivers the rest
+        // (their back-off passed, so as not to wait for it).
+        let rx2 = Receiver::start(TcpListener::bind(("127.0.0.1", port)).expect("rebind"));
+        make_due(db);
+        until(
+            "the rest delivered by the new leader",
+            Duration::from_secs(30),
+            &[&w2],
+            || {
+                count(
+                    db,
+                    "SELECT COUNT(*) FROM notification_outbox WHERE delivered_at IS NULL",
+                ) == 0
+            },
+        );
+        assert!(
+            w2.stderr().contains("watch: this watcher leads now"),
+            "{}",
+            w2.log()
+        );
+        let mut all = got.clone();
+        all.extend(rx2.got());
+        let ids = received(&all);
+        assert_eq!(ids, queued_ids(db), "nothing lost ({:?})", db.backend);
+        assert_eq!(ids.len(), 12, "{:?}", db.backend);
+        let late: Vec<i64> = received(&rx2.got());
+        assert_eq!(late, queued_ids(db)[9..], "{:?}", db.backend);
+
+        w2.signal(libc::SIGTERM);
+        let (run, _) = w2.finish(Duration::from_secs(5), "SIGTERM");
+        assert_eq!(run.code, 0, "{}", run.stderr);
     });
 }
