@@ -3,10 +3,9 @@
 //! leader killed with SIGKILL is replaced within two lease terms; a leader
 //! that stops gives the leadership up at once. On the three backends.
 
-use crate::common::process::Proc;
 use crate::common::*;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TTL: Duration = Duration::from_secs(2);
 
@@ -16,48 +15,6 @@ fn manifest(release: &str) -> String {
          environments:\n  prod: {{ release: \"{release}\", executor: \
          {{ simulate: {{ duration: 0s, failure_rate: 0 }} }} }}\n"
     )
-}
-
-/// A watcher acting as `actor`, with a 2s lease.
-fn watcher(db: &TestDb, actor: &str) -> Proc {
-    Proc::start_with(
-        db,
-        &[
-            "reconcile",
-            "--watch",
-            "--manifests",
-            "manifests",
-            "--lease-ttl",
-            "2s",
-        ],
-        &[("SHIPCTL_ACTOR", actor)],
-    )
-}
-
-/// Waits until `check` holds, failing with both watchers' output after `limit`.
-fn until(what: &str, limit: Duration, logs: &[&Proc], mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < limit,
-            "{what}: not within {limit:?}\n{}",
-            logs.iter()
-                .map(|p| p.log())
-                .collect::<Vec<_>>()
-                .join("\n----\n")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
-}
-
-/// prod's live release, asked through shipctl (the ledger may not exist yet).
-fn live(db: &TestDb) -> Option<String> {
-    let r = db.run(&["status", "--env", "prod", "--output", "json"]);
-    if r.code != 0 {
-        return None;
-    }
-    r.json()["live"]["version"].as_str().map(str::to_string)
 }
 
 fn actors(db: &TestDb) -> Vec<String> {
@@ -76,11 +33,11 @@ fn leader_holder(db: &TestDb) -> Option<String> {
 fn one_watcher_applies_and_a_standby_takes_over_from_a_dead_leader() {
     each_backend(|db| {
         declare(db, &manifest("1.0"));
-        let mut first = watcher(db, "w1");
+        let mut first = watcher(db, "w1", &[]);
         until("1.0 live", Duration::from_secs(20), &[&first], || {
-            live(db).as_deref() == Some("1.0")
+            live_in(db, "prod").as_deref() == Some("1.0")
         });
-        let second = watcher(db, "w2");
+        let second = watcher(db, "w2", &[]);
         until(
             "the second watcher in standby",
             Duration::from_secs(10),
@@ -103,7 +60,7 @@ fn one_watcher_applies_and_a_standby_takes_over_from_a_dead_leader() {
             "1.1 applied by the standby",
             2 * TTL + Duration::from_secs(6),
             &[&second],
-            || live(db).as_deref() == Some("1.1"),
+            || live_in(db, "prod").as_deref() == Some("1.1"),
         );
         assert!(took <= 2 * TTL + Duration::from_secs(2), "{took:?}");
         let deployer = db.scalar(

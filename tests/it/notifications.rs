@@ -471,47 +471,6 @@ fn rollout(port: u16, versions: &[&str]) -> String {
     )
 }
 
-/// A watcher acting as `actor`, with a 2s lease and the signing secret.
-fn watcher(db: &TestDb, actor: &str) -> Proc {
-    Proc::start_with(
-        db,
-        &[
-            "reconcile",
-            "--watch",
-            "--manifests",
-            "manifests",
-            "--lease-ttl",
-            "2s",
-        ],
-        &[("SHIPCTL_ACTOR", actor), (SECRET_VAR, SECRET)],
-    )
-}
-
-/// Waits until `check` holds, failing with the watchers' output after `limit`.
-fn until(what: &str, limit: Duration, logs: &[&Proc], mut check: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < limit,
-            "{what}: not within {limit:?}\n{}",
-            logs.iter()
-                .map(|p| p.log())
-                .collect::<Vec<_>>()
-                .join("\n----\n")
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// staging's live release, asked through shipctl (the ledger may not exist yet).
-fn live(db: &TestDb) -> Option<String> {
-    let r = db.run(&["status", "--env", "staging", "--output", "json"]);
-    if r.code != 0 {
-        return None;
-    }
-    r.json()["live"]["version"].as_str().map(str::to_string)
-}
-
 /// The audit ids the outbox holds, in order.
 fn queued_ids(db: &TestDb) -> Vec<i64> {
     db.query("SELECT audit_id FROM notification_outbox ORDER BY audit_id")
@@ -553,11 +512,11 @@ fn the_leading_watcher_delivers_and_its_successor_delivers_the_rest() {
         let port = rx.port;
         let mut versions = vec!["1.0"];
         declare(db, &rollout(port, &versions));
-        let mut w1 = watcher(db, "w1");
+        let mut w1 = watcher(db, "w1", &[(SECRET_VAR, SECRET)]);
         until("1.0 live", Duration::from_secs(20), &[&w1], || {
-            live(db).as_deref() == Some("1.0")
+            live_in(db, "staging").as_deref() == Some("1.0")
         });
-        let w2 = watcher(db, "w2");
+        let w2 = watcher(db, "w2", &[(SECRET_VAR, SECRET)]);
         until("w2 in standby", Duration::from_secs(10), &[&w2], || {
             w2.stderr()
                 .contains("this one takes over if it stops renewing")
@@ -572,7 +531,7 @@ fn the_leading_watcher_delivers_and_its_successor_delivers_the_rest() {
                 &format!("{v} live"),
                 Duration::from_secs(20),
                 &[&w1],
-                || live(db).as_deref() == Some(v),
+                || live_in(db, "staging").as_deref() == Some(v),
             );
         }
         // Per release: release.created, and dev's and staging's successes.
@@ -613,7 +572,7 @@ fn the_leading_watcher_delivers_and_its_successor_delivers_the_rest() {
         versions.push("1.3");
         declare(db, &rollout(port, &versions));
         until("1.3 live", Duration::from_secs(20), &[&w1], || {
-            live(db).as_deref() == Some("1.3")
+            live_in(db, "staging").as_deref() == Some("1.3")
         });
         until(
             "the leader's failed try",

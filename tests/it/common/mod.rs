@@ -13,7 +13,7 @@ pub mod process;
 pub mod proxy;
 pub mod servers;
 
-pub use process::{Proc, describe};
+pub use process::{Proc, describe, until, watcher};
 
 use sqlx::{AnyConnection, Connection, Row};
 use std::io::Write;
@@ -372,6 +372,15 @@ pub fn script(db: &TestDb, name: &str, body: &str) {
     let mut perm = std::fs::metadata(&path).expect("script").permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
     std::fs::set_permissions(&path, perm).expect("chmod");
+}
+
+/// `env`'s live release, asked through shipctl (the ledger may not exist yet).
+pub fn live_in(db: &TestDb, env: &str) -> Option<String> {
+    let r = db.run(&["status", "--env", env, "--output", "json"]);
+    if r.code != 0 {
+        return None;
+    }
+    r.json()["live"]["version"].as_str().map(str::to_string)
 }
 
 /// Replaces the whole desired state: `manifests/shipctl.yaml`.

@@ -268,3 +268,44 @@ impl Proc {
         (run, start.elapsed())
     }
 }
+
+/// Waits until `check` holds, failing with these processes' output after
+/// `limit`; how long it took.
+pub fn until(
+    what: &str,
+    limit: Duration,
+    logs: &[&Proc],
+    mut check: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < limit,
+            "{what}: not within {limit:?}\n{}",
+            logs.iter()
+                .map(|p| p.log())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// `reconcile --watch` acting as `actor`, with a 2s lease (and `env`).
+pub fn watcher(db: &TestDb, actor: &str, env: &[(&str, &str)]) -> Proc {
+    let mut vars = vec![("SHIPCTL_ACTOR", actor)];
+    vars.extend_from_slice(env);
+    Proc::start_with(
+        db,
+        &[
+            "reconcile",
+            "--watch",
+            "--manifests",
+            "manifests",
+            "--lease-ttl",
+            "2s",
+        ],
+        &vars,
+    )
+}
