@@ -335,6 +335,7 @@ fn approvals_and_command_gates_run_while_closed() {
             audit,
             [
                 "deployment.planned",
+                "gate.waiting",
                 "gate.approved",
                 "gate.passed",
                 "deployment.validated"
