@@ -1313,7 +1313,10 @@ async fn finish_failure(
         (
             Etat::Annule,
             format!("all {} attempts used, cancelled", env.max_attempts),
-            counts.then(|| format!("all {} attempts failed", env.max_attempts)),
+            counts.then(|| match env.max_attempts {
+                1 => "its only attempt failed".to_string(),
+                n => format!("all {n} attempts failed"),
+            }),
         )
     } else {
         (

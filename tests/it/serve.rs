@@ -494,3 +494,75 @@ fn healthz_follows_the_database_going_and_coming_back() {
         assert_eq!(status.code(), Some(0), "{what}: {}", w.proc.log());
     }
 }
+
+/// The dashboard in a real headless browser (Debian's chromium, which
+/// `.ci/run` installs): the page it renders shows each environment's live
+/// release and the pending approval, at a phone's width, with no script at all.
+/// The screenshot is kept as a test artifact under the target directory.
+#[test]
+fn the_dashboard_in_a_headless_browser() {
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a headless browser: install chromium (`.ci/run` does)");
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    declare(&db, MANIFEST);
+    let mut w = Served::start(&db, "127.0.0.1:0");
+    w.metrics_until("the first round", |m| {
+        value(m, "shipctl_pending_approvals{env=\"prod\"}") == Some(1.0)
+    });
+    let url = format!("http://{}/", w.addr);
+    let profile = tempfile::tempdir().expect("profile dir");
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(browser)
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--window-size=412,915",
+                &format!("--user-data-dir={}", profile.path().display()),
+            ])
+            .args(extra)
+            .arg(&url)
+            .output()
+            .expect("run the browser");
+        assert!(
+            out.status.success(),
+            "{browser} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // What the browser made of the page: its DOM after rendering.
+    let dom = run(&["--dump-dom"]);
+    assert!(dom.contains("live: <b>1.1</b>"), "{dom}");
+    assert!(
+        dom.contains("waits for approval qa: 0 of 1 approval"),
+        "{dom}"
+    );
+    assert!(dom.contains("held: 1.0"), "{dom}");
+    assert!(
+        !dom.contains("<script"),
+        "the dashboard needs no JavaScript: {dom}"
+    );
+    // And what a person sees.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    let shot = dir.join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    run(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).expect("the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 5_000,
+        "{} bytes",
+        png.len()
+    );
+    w.proc.signal(libc::SIGTERM);
+    w.proc.wait_exit(STOP, "SIGTERM");
+}
