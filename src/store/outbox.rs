@@ -64,6 +64,13 @@ pub async fn targets(c: &mut AnyConnection, d: Dialect) -> Res<Vec<(i64, Target)
 /// queues' order); one that goes is retired, its queued rows still delivered.
 /// Whether anything changed.
 pub async fn replace_targets(c: &mut AnyConnection, d: Dialect, wanted: &[Target]) -> Res<bool> {
+    // Two reconcilers storing a changed list at once: the second waits on the
+    // ledger's one global row (its watch leadership row, locked by a no-op
+    // update; SQLite's write transaction is serialised already), then reads
+    // what the first stored, so no target is inserted twice.
+    sqlx::query(d.sql("UPDATE watch_leader SET token = token WHERE id = 1"))
+        .execute(&mut *c)
+        .await?;
     let current = targets(c, d).await?;
     let mut changed = false;
     for (id, t) in &current {

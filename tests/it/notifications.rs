@@ -625,3 +625,85 @@ fn the_leading_watcher_delivers_and_its_successor_delivers_the_rest() {
         assert_eq!(run.code, 0, "{}", run.stderr);
     });
 }
+
+/// Reconcilers that change the webhooks at the same moment store each target
+/// once: the test holds the ledger's global row while two of them start, so
+/// both have read the old list and wait to write; released, the second reads
+/// what the first stored and inserts nothing more. (SQLite serialises writers
+/// anyway; the race is the servers'.)
+#[test]
+fn racing_reconcilers_store_each_target_once() {
+    for backend in [Backend::Postgres, Backend::MySql] {
+        let Some(db) = TestDb::new(backend) else {
+            continue;
+        };
+        db.expect(&["release", "--create", "0.1", "--tag", "v0.1"], 0);
+        declare(&db, &manifest(free_port(), "1.0", ""));
+        let waiting = match backend {
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND datname = current_database()"
+            }
+            _ => {
+                "SELECT COUNT(*) FROM information_schema.processlist \
+                 WHERE db = DATABASE() AND info LIKE 'UPDATE watch_leader%'"
+            }
+        };
+        block_on(async {
+            use sqlx::Connection;
+            let mut holder = sqlx::AnyConnection::connect(&db.url)
+                .await
+                .expect("connect");
+            let mut tx = holder.begin().await.expect("begin");
+            sqlx::query("UPDATE watch_leader SET token = token WHERE id = 1")
+                .execute(&mut *tx)
+                .await
+                .expect("hold the row");
+            let racers: Vec<std::process::Child> = (0..2)
+                .map(|_| {
+                    db.cmd()
+                        .args(["reconcile", "--manifests", "manifests"])
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .spawn()
+                        .expect("spawn")
+                })
+                .collect();
+            let mut probe = sqlx::AnyConnection::connect(&db.url)
+                .await
+                .expect("connect");
+            let start = std::time::Instant::now();
+            loop {
+                let n: i64 = sqlx::query_scalar(waiting)
+                    .fetch_one(&mut probe)
+                    .await
+                    .expect("count the waiting sessions");
+                if n >= 2 {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "{backend:?}: the reconcilers never waited for the row"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tx.commit().await.expect("release the row");
+            for mut r in racers {
+                r.wait().expect("reconcile");
+            }
+        });
+        assert_eq!(
+            count(&db, "SELECT COUNT(*) FROM notification_targets"),
+            1,
+            "{backend:?}"
+        );
+        assert_eq!(
+            count(
+                &db,
+                "SELECT COUNT(*) FROM audit_logs WHERE action = 'notifications.updated'"
+            ),
+            1,
+            "{backend:?}"
+        );
+    }
+}
