@@ -152,18 +152,7 @@ fn the_apply_workflow_passes_on_a_wait_for_approval_and_fails_on_a_failure() {
         );
 
         // Approved: the next push deploys, no notice.
-        db.expect(
-            &[
-                "approve",
-                "--deploy-id",
-                "1",
-                "--gate",
-                "qa",
-                "--by",
-                "alice",
-            ],
-            0,
-        );
+        db.expect(&approval("1", "alice"), 0);
         let r = run_step(db, &step, "octocat");
         assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
         assert!(!r.log.contains("::notice"), "{}", r.log);
@@ -213,18 +202,7 @@ fn the_plan_workflow_passes_on_changes_pending_and_fails_on_an_error() {
 
         // Deployed (approved, then applied): in sync.
         db.expect(&["reconcile", "--manifests", "manifests"], 4);
-        db.expect(
-            &[
-                "approve",
-                "--deploy-id",
-                "1",
-                "--gate",
-                "qa",
-                "--by",
-                "alice",
-            ],
-            0,
-        );
+        db.expect(&approval("1", "alice"), 0);
         db.expect(&["reconcile", "--manifests", "manifests"], 0);
         let r = run_step(db, &step, "octocat");
         assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
@@ -399,20 +377,6 @@ fn the_readme_s_windows_example_passes_check() {
         let r = db.expect(&["check", "--manifests", "manifests"], 1);
         assert!(r.stderr.contains("windows.deny[0].days"), "{}", r.stderr);
     });
-}
-
-fn git(repo: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn manifest(releases: &[&str], release: &str) -> String {

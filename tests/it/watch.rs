@@ -591,20 +591,6 @@ fn watch_follows_a_directory_removed_and_recreated() {
     assert_eq!(status.code(), Some(0), "{}", w.log());
 }
 
-fn git(repo: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("git")
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .current_dir(repo)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A repository where the manifests are missing in one commit: checking it out
 /// removes the directory, checking out another one recreates it.
 #[test]

@@ -390,6 +390,21 @@ pub fn declare(db: &TestDb, text: &str) {
     std::fs::write(dir.join("shipctl.yaml"), text).expect("write manifest");
 }
 
+/// `git ARGS` in `repo` as a fixed committer, which must succeed.
+pub fn git(repo: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `approve --deploy-id ID --gate qa --by BY`: the approval most tests give.
 pub fn approval<'a>(id: &'a str, by: &'a str) -> [&'a str; 7] {
     ["approve", "--deploy-id", id, "--gate", "qa", "--by", by]
