@@ -225,6 +225,9 @@ pub enum Command {
         shipctl reconcile --dry-run                    # plan and diff; writes nothing, runs nothing\n  \
         shipctl reconcile --dry-run --output markdown  # for a pull-request comment\n  \
         shipctl reconcile                              # apply\n  \
+        shipctl reconcile --dry-run --out plan.json    # save the plan, to review it\n  \
+        shipctl reconcile --plan plan.json             # apply exactly that plan, or refuse if anything moved\n  \
+        shipctl reconcile --env prod                   # only prod\n  \
         shipctl reconcile --watch --interval 5m        # apply on every manifest change, and every 5m\n\n\
         Exit codes: 0 in sync (or applied), 1 error, 2 --dry-run found changes,\n\
         3 a deployment failed and was rolled back, 4 an environment is busy, pinned or blocked,\n\
@@ -345,6 +348,18 @@ pub struct ReconcileArgs {
     /// Stop at the first environment whose deployment fails
     #[arg(long)]
     pub fail_fast: bool,
+    /// Only this environment (repeatable): nothing else is planned, applied or
+    /// touched. `requires:` naming one left out is judged by what the ledger holds
+    #[arg(long, value_enum, value_name = "ENV")]
+    pub env: Vec<Env>,
+    /// With --dry-run: also save the plan (and what it was made from) to FILE, to
+    /// apply exactly it later with --plan FILE. Written whole or not at all
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub out: Option<PathBuf>,
+    /// Apply exactly the plan saved in FILE by `--dry-run --out FILE`, or refuse
+    /// (exit 1, nothing changed) when the manifests or the ledger moved since
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "watch"])]
+    pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub sim: SimArgs,
 }

@@ -8,6 +8,7 @@ use crate::executor::Overrides;
 use crate::exit::Exit;
 use crate::manifest::{self, Desired};
 use crate::model::Env;
+use crate::plan::saved::{self, Marks, SavedPlan};
 use crate::plan::{self, Actual};
 use crate::render::{AllStatus, DryRun, Ledger, ReconcileView};
 use crate::render::{Printer, Style, Text};
@@ -33,9 +34,15 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         ));
         return Ok(Exit::Done);
     }
-    // Manifests are read before the database is touched: invalid ones change nothing.
+    // A saved plan, then the manifests, are read before the database is
+    // touched: a missing or malformed plan, invalid manifests, manifests that
+    // moved since the plan, change nothing.
+    let saved = match &cli.command {
+        Command::Reconcile(a) => a.plan.as_deref().map(read_plan).transpose()?,
+        _ => None,
+    };
     let desired = match &cli.command {
-        Command::Reconcile(a) if !a.watch => Some(manifest::load(&a.manifests.manifests)?),
+        Command::Reconcile(a) if !a.watch => Some(desired_for(a, saved.as_ref())?),
         _ => None,
     };
     let lease_ttl = cli.db.lease_ttl().map_err(|m| {
@@ -76,6 +83,11 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         if cli.output == Output::Text && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             crate::progress::enable();
         }
+        // A saved plan that no longer holds is refused on a read-only
+        // connection, before anything could create or migrate the ledger.
+        if let (Some(saved), Some(desired)) = (&saved, &desired) {
+            precheck(&url, limits, desired, saved).await?;
+        }
         // Commands that only read never create, migrate or alter the ledger (DESIGN §8).
         let store = if reads_only(&cli.command) {
             Store::open_read(&url, limits).await?
@@ -83,7 +95,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
             Store::open(&url, limits).await?
         };
         let mut engine = Engine::new(store, who);
-        let result = execute(cli.command, desired, listener, &mut engine, printer).await;
+        let result = execute(cli.command, desired, saved, listener, &mut engine, printer).await;
         // Closed, not dropped: SQLite checkpoints its WAL, servers see a clean
         // goodbye. Bounded: a server that stopped answering gets no goodbye.
         let _guard = supervisor::guard();
@@ -148,6 +160,7 @@ fn reads_only(command: &Command) -> bool {
 async fn execute(
     command: Command,
     desired: Option<Desired>,
+    saved: Option<SavedPlan>,
     listener: Option<crate::serve::Listener>,
     engine: &mut Engine,
     printer: &Printer,
@@ -225,7 +238,7 @@ async fn execute(
         Command::Reconcile(a) => {
             let desired = desired.unwrap_or_else(|| unreachable!("loaded above"));
             let result = engine
-                .reconcile(&desired, &overrides(&a.sim), a.fail_fast)
+                .reconcile(&desired, &overrides(&a.sim), a.fail_fast, saved.as_ref())
                 .await?;
             let view = ReconcileView {
                 manifests: a.manifests.manifests.display().to_string(),
@@ -290,29 +303,52 @@ async fn dry_run(
     output: Output,
     printer: &Printer,
 ) -> Result<Exit> {
-    let (actual, ledger) = match Store::open_for_plan(url, limits).await? {
+    let (actual, marks, ledger) = match Store::open_for_plan(url, limits).await? {
         Some(mut store) => {
-            let actual = engine::actual(&mut store, desired).await;
+            // A plan to be saved records where the ledger stood, from the
+            // same read transaction as what it planned from.
+            let read = match a.out {
+                Some(_) => engine::actual_and_marks(&mut store, desired).await,
+                None => engine::actual(&mut store, desired)
+                    .await
+                    .map(|actual| (actual, Marks::default())),
+            };
             store.close().await;
-            (actual?, Ledger::Present)
+            let (actual, marks) = read?;
+            (actual, marks, Ledger::Present)
         }
         None => {
             printer.note(&format!(
                 "note: no ledger at {} yet: planning from an empty ledger (nothing is created)",
                 url.redacted()
             ));
-            (Actual::default(), Ledger::Missing)
+            (Actual::default(), Marks::default(), Ledger::Missing)
         }
     };
     let plan = plan::plan(desired, &actual);
     engine::check_conflicts(desired, &plan)?;
-    let view = DryRun::new(
-        a.manifests.manifests.display().to_string(),
-        desired,
-        &actual,
-        plan,
-        ledger,
-    );
+    let manifests = a.manifests.manifests.display().to_string();
+    let mut view = DryRun::new(manifests.clone(), desired, &actual, plan, ledger);
+    view.apply_with = apply_command(a);
+    let policies = engine::check_policies(&view.plan);
+    // Saved before it is shown: a plan that cannot be saved is an error, and a
+    // plan that applying would refuse (a newer policy) is not saved at all.
+    if let (Some(out), Ok(())) = (&a.out, &policies) {
+        let file = SavedPlan::new(manifests, desired, &view.plan, &marks, |env| {
+            view.plan
+                .environments
+                .iter()
+                .find(|e| e.env == env)
+                .map(|e| crate::render::summary(e, &actual))
+                .unwrap_or_default()
+        });
+        write_plan(out, &file)?;
+        printer.notice(&format!(
+            "plan saved to {}: apply exactly it with `shipctl reconcile --plan {}`",
+            out.display(),
+            out.display()
+        ));
+    }
     if output == Output::Markdown {
         printer.raw(&view.markdown());
     } else {
@@ -320,7 +356,7 @@ async fn dry_run(
     }
     // Shown in the plan above, and a failed check: applying would be refused.
     // JSON prints one object: the plan's `policy_unknown` says why.
-    if let Err(e) = engine::check_policies(&view.plan) {
+    if let Err(e) = policies {
         return match output {
             Output::Json => Ok(e.exit()),
             _ => Err(e),
@@ -331,6 +367,142 @@ async fn dry_run(
     } else {
         Exit::Changes
     })
+}
+
+/// How to apply what a dry run shows, with its own `--env` and `--out`.
+fn apply_command(a: &ReconcileArgs) -> String {
+    let mut out = String::from("shipctl reconcile");
+    if let Some(file) = &a.out {
+        out.push_str(&format!(" --plan {}", file.display()));
+        return out;
+    }
+    for env in &a.env {
+        out.push_str(&format!(" --env {env}"));
+    }
+    out
+}
+
+/// The desired state `reconcile` works on: the manifests, limited to `--env`;
+/// with a saved plan, the manifests it was made from (or a refusal) and the
+/// environments it was made for.
+fn desired_for(a: &ReconcileArgs, saved: Option<&SavedPlan>) -> Result<Desired> {
+    let dir = &a.manifests.manifests;
+    let shown = dir.display().to_string();
+    let desired = manifest::load(dir)?;
+    let Some(saved) = saved else {
+        return saved::target(desired, &a.env, &shown);
+    };
+    let digest = saved::digest(&desired);
+    if digest != saved.manifest_digest {
+        return Err(saved.stale(format!(
+            "the manifests in {shown} changed since the plan (the plan was made from {}, they \
+             are now {digest})",
+            saved.manifest_digest
+        )));
+    }
+    let mut given = a.env.clone();
+    given.sort();
+    given.dedup();
+    if !given.is_empty() && given != saved.targets {
+        let list = |envs: &[Env]| {
+            envs.iter()
+                .map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(Error::input(format!(
+            "--env {} differs from the environments {} was made for ({})",
+            list(&given),
+            saved.path,
+            list(&saved.targets)
+        ))
+        .hint(format!(
+            "leave --env out: a saved plan applies to the environments it was made for; or \
+             make a new plan with `shipctl reconcile --dry-run --env ... --out {}`",
+            saved.path
+        )));
+    }
+    saved::target(desired, &saved.targets, &shown)
+}
+
+/// Reads a plan saved by `reconcile --dry-run --out FILE`.
+fn read_plan(path: &std::path::Path) -> Result<SavedPlan> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::input(format!("cannot read the plan {shown}: {e}")).hint(format!(
+            "make one with `shipctl reconcile --dry-run --out {shown}`, review it, then apply it"
+        ))
+    })?;
+    SavedPlan::parse(&shown, &text)
+}
+
+/// Writes the plan whole or not at all: a temporary file beside it, flushed,
+/// then renamed over it (a plan already there is replaced, as a new plan is
+/// meant to be).
+fn write_plan(path: &std::path::Path, plan: &SavedPlan) -> Result<()> {
+    use std::io::Write;
+    let shown = path.display().to_string();
+    let failed = |e: std::io::Error| {
+        Error::input(format!("cannot write the plan to {shown}: {e}"))
+            .hint(crate::error::io_hint(&e, &shown))
+    };
+    let Some(name) = path.file_name() else {
+        return Err(Error::input(format!("--out {shown}: not a file name"))
+            .hint("name a file, such as --out plan.json"));
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
+        f.write_all(plan.to_text().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(failed(e));
+    }
+    Ok(())
+}
+
+/// Checks a saved plan on a read-only connection, before the ledger is opened
+/// for writing: a plan that no longer holds is refused without creating or
+/// migrating anything. The apply checks again (see `Engine::reconcile`).
+async fn precheck(url: &DbUrl, limits: Limits, desired: &Desired, saved: &SavedPlan) -> Result<()> {
+    match Store::open_for_plan(url, limits).await? {
+        Some(mut store) => {
+            let checked = async {
+                let (actual, marks) = engine::actual_and_marks(&mut store, desired).await?;
+                let plan = plan::plan(desired, &actual);
+                engine::check_saved(&mut store, saved, &marks, &plan, &actual).await
+            }
+            .await;
+            store.close().await;
+            checked
+        }
+        // Planned from no ledger: applying creates it, as planned.
+        None if saved.ledger_id.is_none() => Ok(()),
+        None => Err(Error::input(format!(
+            "there is no ledger at {}, and {} was planned on ledger {}",
+            url.redacted(),
+            saved.path,
+            saved.ledger_id.as_deref().unwrap_or("?")
+        ))
+        .hint(
+            "apply it with the --database-url (or SHIPCTL_DATABASE_URL) it was planned with; \
+             nothing was created or applied",
+        )),
+    }
 }
 
 fn overrides(sim: &SimArgs) -> Overrides {

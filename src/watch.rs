@@ -722,7 +722,26 @@ async fn round(
         printer.error(&e);
         return RoundEnd::Failed(e.message);
     }
-    match engine.reconcile(desired, overrides, a.fail_fast).await {
+    // `--env`: the round plans and applies only those environments.
+    let targeted;
+    let desired = if a.env.is_empty() {
+        desired
+    } else {
+        match crate::plan::saved::target(desired.clone(), &a.env, &dir.display().to_string()) {
+            Ok(d) => {
+                targeted = d;
+                &targeted
+            }
+            Err(e) => {
+                printer.error(&e);
+                return RoundEnd::Failed(e.message);
+            }
+        }
+    };
+    match engine
+        .reconcile(desired, overrides, a.fail_fast, None)
+        .await
+    {
         Ok(result) => {
             let interrupted = result.interrupted();
             let opens = result

@@ -8,7 +8,10 @@ mod reconcile;
 
 pub use execute::{Execution, Outcome, Refused, RollbackReport, Validated, Why};
 pub use gates::{Approval, Decision, GateState, GateStatus, headline};
-pub use reconcile::{EnvOutcome, EnvResult, Reconciled, actual, check_conflicts, check_policies};
+pub use reconcile::{
+    EnvOutcome, EnvResult, Reconciled, actual, actual_and_marks, check_conflicts, check_policies,
+    check_saved,
+};
 
 use crate::error::{DbContext, Error, Result};
 use crate::model::{Env, Etat, check_label};

@@ -10,6 +10,7 @@ use crate::executor::Overrides;
 use crate::exit::Exit;
 use crate::manifest::{Desired, EnvSpec, Policy};
 use crate::model::{Env, Etat};
+use crate::plan::saved::{self, Marks, SavedEnv, SavedPlan};
 use crate::plan::{self, Action, Actual, ActualEnv, Dep, HoldView, PinView, Plan, ReleaseStep};
 use crate::store::ledger::{self, Deployment};
 use crate::store::{Dialect, Store, Tx};
@@ -80,6 +81,12 @@ pub enum EnvOutcome {
     Unrecorded {
         message: String,
     },
+    /// A saved plan (`--plan FILE`) no longer holds for this environment: it
+    /// changed since the plan was made. Nothing was written in it, and later
+    /// environments are not attempted (exit 1).
+    Stale {
+        message: String,
+    },
 }
 
 impl Reconciled {
@@ -101,6 +108,7 @@ impl Reconciled {
                 | EnvOutcome::Skipped { .. } => Exit::Blocked,
                 EnvOutcome::Interrupted { signal, .. } => Exit::Interrupted(*signal),
                 EnvOutcome::Unrecorded { .. } => Exit::Failed,
+                EnvOutcome::Stale { .. } => Exit::Error,
             })
             .fold(Exit::Done, Exit::worst)
     }
@@ -131,6 +139,154 @@ pub async fn actual(store: &mut Store, desired: &Desired) -> Result<Actual> {
     let actual = actual_in(&mut tx, d, desired).await?;
     tx.commit().await.db("closing the read transaction")?;
     Ok(actual)
+}
+
+/// The actual state and where the ledger stands (its id, its audit
+/// watermarks), from one read transaction: what a saved plan records, and
+/// what applying one checks again.
+pub async fn actual_and_marks(store: &mut Store, desired: &Desired) -> Result<(Actual, Marks)> {
+    let d = store.d;
+    let mut tx = store.read().await?;
+    let actual = actual_in(&mut tx, d, desired).await?;
+    let ctx = "reading where the ledger stands";
+    let mut marks = Marks {
+        ledger_id: Some(ledger::ledger_id(&mut tx, d).await.db(ctx)?),
+        global: ledger::audit_watermark(&mut tx, d, None).await.db(ctx)?,
+        envs: Default::default(),
+    };
+    for &env in desired.environments.keys() {
+        let mark = ledger::audit_watermark(&mut tx, d, Some(env))
+            .await
+            .db(ctx)?;
+        marks.envs.insert(env, mark);
+    }
+    tx.commit().await.db("closing the read transaction")?;
+    Ok((actual, marks))
+}
+
+/// Refuses a saved plan that no longer holds: another ledger, a ledger that
+/// moved since (the first change is named, from the audit rows after the
+/// plan's watermark), or a plan that comes out different now. Nothing is
+/// written here.
+pub async fn check_saved(
+    store: &mut Store,
+    saved: &SavedPlan,
+    marks: &Marks,
+    plan: &Plan,
+    actual: &Actual,
+) -> Result<()> {
+    let d = store.d;
+    let shown = store.url().redacted().to_string();
+    match (&saved.ledger_id, &marks.ledger_id) {
+        (Some(planned), Some(here)) if planned != here => {
+            return Err(Error::input(format!(
+                "{} was planned on another ledger (id {planned}); {shown} is ledger {here}",
+                saved.path
+            ))
+            .hint(
+                "apply it with the --database-url (or SHIPCTL_DATABASE_URL) it was planned with, or make a new plan on this ledger; nothing was applied",
+            ));
+        }
+        (None, _) => {
+            // Planned before the ledger existed: it must still hold nothing.
+            for env in [None, Some(Env::Dev), Some(Env::Staging), Some(Env::Prod)] {
+                if let Some(what) = moved(store, d, env, 0).await? {
+                    return Err(saved.stale(format!(
+                        "it was planned before the ledger at {shown} existed, and {} has changed since: {what}",
+                        env.map_or("the ledger".to_string(), |e| e.to_string())
+                    )));
+                }
+            }
+        }
+        _ => {}
+    }
+    if marks.global != saved.global_watermark
+        && let Some(what) = moved(store, d, None, saved.global_watermark).await?
+    {
+        return Err(saved.stale(format!("the ledger changed since the plan: {what}")));
+    }
+    for e in &saved.environments {
+        let now = marks.envs.get(&e.env).copied().unwrap_or(0);
+        if now != e.watermark {
+            let what = moved(store, d, Some(e.env), e.watermark)
+                .await?
+                .unwrap_or_else(|| format!("audit rows up to {} were removed", e.watermark));
+            return Err(saved.stale(format!("{} changed since the plan: {what}", e.env)));
+        }
+    }
+    if let Some(what) = saved.differs(plan, |env| {
+        plan.environments
+            .iter()
+            .find(|e| e.env == env)
+            .map(|e| crate::render::summary(e, actual))
+            .unwrap_or_default()
+    }) {
+        return Err(saved.stale(what));
+    }
+    Ok(())
+}
+
+/// What moved in `env` (`None`: outside any environment) after audit row
+/// `after`: "deployment 9 succeeded (audit row 57, by alice, 2026-11-30
+/// 12:00:00), and 2 more changes". `None`: nothing after it.
+async fn moved(
+    store: &mut Store,
+    d: Dialect,
+    env: Option<Env>,
+    after: i64,
+) -> Result<Option<String>> {
+    let found = ledger::audit_after(store.conn(), d, env, after)
+        .await
+        .db("reading the audit log")?;
+    Ok(found.map(|(row, n)| {
+        let more = match n - 1 {
+            0 => String::new(),
+            1 => ", and 1 more change".to_string(),
+            m => format!(", and {m} more changes"),
+        };
+        format!(
+            "{} (audit row {}, by {}, {}){more}",
+            what_moved(&row),
+            row.id,
+            row.actor,
+            row.date
+        )
+    }))
+}
+
+/// An audit row as the change it records, in a few words.
+fn what_moved(row: &ledger::AuditRow) -> String {
+    let dep = row
+        .deployment
+        .map(|id| format!("deployment {id}"))
+        .unwrap_or_else(|| "a deployment".into());
+    match row.action.as_str() {
+        "deployment.planned" => format!("{dep} was planned"),
+        "deployment.validated" => format!("{dep} was validated"),
+        "deployment.started" => format!("{dep} started"),
+        "deployment.succeeded" => format!("{dep} succeeded"),
+        "deployment.failed" => format!("{dep} failed"),
+        "deployment.rejected" => format!("{dep} was rejected at its gates"),
+        "deployment.cancelled" | "deployment.superseded" => format!("{dep} was cancelled"),
+        "deployment.rolled_back" => format!("{dep} was rolled back"),
+        "gate.approved" => format!("{dep} was approved ({})", row.message),
+        "gate.rejected" => format!("{dep} was rejected ({})", row.message),
+        "gate.passed" | "gate.failed" => format!("a gate of {dep} ran ({})", row.message),
+        "gate.waiting" => format!("{dep} waited at its gates"),
+        "verification.passed" | "verification.failed" => {
+            format!("{dep} was verified ({})", row.message)
+        }
+        "lease.expired" => format!("{dep} was recovered: its holder's lease expired"),
+        "window.overridden" => format!("{dep} was deployed in a closed window"),
+        "hold.set"
+        | "hold.lifted"
+        | "pin.set"
+        | "pin.lifted"
+        | "policy.updated"
+        | "release.created"
+        | "notifications.updated" => row.message.clone(),
+        other => format!("{other}: {}", row.message),
+    }
 }
 
 async fn actual_in(tx: &mut Tx<'_>, d: Dialect, desired: &Desired) -> Result<Actual> {
@@ -281,8 +437,19 @@ impl Engine {
         desired: &Desired,
         overrides: &Overrides,
         fail_fast: bool,
+        saved: Option<&SavedPlan>,
     ) -> Result<Reconciled> {
-        let first = plan::plan(desired, &actual(&mut self.store, desired).await?);
+        let first = match saved {
+            // The saved plan is checked against the ledger as it is now, before
+            // anything is written; each environment checks again under its lock.
+            Some(saved) => {
+                let (actual, marks) = actual_and_marks(&mut self.store, desired).await?;
+                let first = plan::plan(desired, &actual);
+                check_saved(&mut self.store, saved, &marks, &first, &actual).await?;
+                first
+            }
+            None => plan::plan(desired, &actual(&mut self.store, desired).await?),
+        };
         check_conflicts(desired, &first)?;
         check_policies(&first)?;
         let mut out = Reconciled {
@@ -336,7 +503,7 @@ impl Engine {
             // reconcile here, with the report of what was done so far.
             let result = tokio::select! {
                 biased;
-                result = self.reconcile_env(env, spec, overrides) => match result {
+                result = self.reconcile_env(env, spec, overrides, saved.map(|s| (s, s.env(env)))) => match result {
                     Ok(result) => Some(result),
                     Err(e) if matches!(e.kind, Kind::Interrupted(_)) => None,
                     // It ran, but what happened could not be written: report it
@@ -373,6 +540,9 @@ impl Engine {
             };
             if let EnvOutcome::Unrecorded { .. } = &result.outcome {
                 stop = Some(format!("{env}'s result could not be recorded"));
+            }
+            if let EnvOutcome::Stale { .. } = &result.outcome {
+                stop = Some(format!("the plan is stale from {env} on: not applied"));
             }
             if let EnvOutcome::Failed { execution } = &result.outcome {
                 if execution.outcome == Outcome::Interrupted {
@@ -484,6 +654,7 @@ impl Engine {
         env: Env,
         spec: &EnvSpec,
         overrides: &Overrides,
+        saved: Option<(&SavedPlan, Option<&SavedEnv>)>,
     ) -> Result<EnvResult> {
         let d = self.store.d;
         let who = self.who.clone();
@@ -496,8 +667,33 @@ impl Engine {
             .await
             .db("reading the environment")?
             .known_policy()?;
+        // A saved plan holds only if nothing was audited here since it was
+        // made: checked under the lock the writes below take, so a change
+        // between the first check and now is refused, not applied.
+        if let Some((plan, here_saved)) = saved {
+            let mark = ledger::audit_watermark(&mut tx, d, Some(env))
+                .await
+                .db("reading the audit log")?;
+            let expected = here_saved.map_or(0, |s| s.watermark);
+            if here_saved.is_none() || mark != expected {
+                tx.rollback().await.db("rolling back")?;
+                let what = match here_saved {
+                    None => format!("{env} is not in the plan"),
+                    Some(_) => moved(&mut self.store, d, Some(env), expected)
+                        .await?
+                        .unwrap_or_else(|| format!("audit rows up to {expected} were removed")),
+                };
+                return Ok(stale(
+                    env,
+                    spec,
+                    plan,
+                    format!("{env} changed since the plan: {what}"),
+                ));
+            }
+        }
         let mut steps = Vec::new();
-        if let Some(id) = lease::recover_stale(&mut tx, d, &who, row.id).await? {
+        let recovered = lease::recover_stale(&mut tx, d, &who, row.id).await?;
+        if let Some(id) = recovered {
             steps.push(format!("recovered stale deployment {id} as échec"));
         }
         let here = actual_env(&mut tx, d, env, None).await?;
@@ -513,6 +709,32 @@ impl Engine {
         };
         let p = plan::plan_env(env, &spec.release, &spec.policy, &here, upstream);
         let live_before = p.live.clone();
+        if let Some((plan, Some(here_saved))) = saved {
+            let now = saved::to_value(&p);
+            let same = saved::comparable(&now) == saved::comparable(&here_saved.plan)
+                && saved::recovers(&here_saved.plan) == recovered;
+            if !same {
+                tx.rollback().await.db("rolling back")?;
+                // The plan deployed here once the release succeeded upstream in
+                // the same run; it did not: blocked, as the plan said it could be.
+                if let (Some(up), Action::Blocked { requires }) =
+                    (saved::after(&here_saved.plan), &p.action)
+                    && up == *requires
+                {
+                    return Ok(untouched(env, spec, passive_outcome(env, &p.action)));
+                }
+                let summary = crate::render::describe(&p).join("; ");
+                return Ok(stale(
+                    env,
+                    spec,
+                    plan,
+                    format!(
+                        "what {env} would do changed since the plan: the plan said \"{}\", now \"{summary}\"",
+                        here_saved.summary
+                    ),
+                ));
+            }
+        }
         let ctx = "applying the plan";
         if p.update_policy {
             ledger::set_policy(&mut tx, d, row.id, &spec.policy)
@@ -684,6 +906,21 @@ impl Engine {
             outcome,
         })
     }
+}
+
+/// A saved plan that no longer holds for `env`: nothing written there.
+fn stale(env: Env, spec: &EnvSpec, plan: &SavedPlan, what: String) -> EnvResult {
+    let err = plan.stale(what);
+    untouched(
+        env,
+        spec,
+        EnvOutcome::Stale {
+            message: match &err.hint {
+                Some(h) => format!("{}; {h}", err.message),
+                None => err.message,
+            },
+        },
+    )
 }
 
 /// The report of an environment this run did not get to change.

@@ -305,5 +305,7 @@ pub fn plan_env(
     p
 }
 
+pub mod saved;
+
 #[cfg(test)]
 mod tests;

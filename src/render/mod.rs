@@ -14,7 +14,7 @@ use anstyle::AnsiColor;
 use serde::Serialize;
 use std::io::Write;
 
-pub use plan::{DryRun, Ledger, ReconcileView, describe};
+pub use plan::{DryRun, Ledger, ReconcileView, describe, summary};
 pub use status::AllStatus;
 pub use text::{Releases, Text};
 

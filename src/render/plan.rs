@@ -24,6 +24,13 @@ pub struct DryRun {
     /// What applying would execute, per environment that would deploy (shown, never run).
     pub would_run: Vec<WouldRun>,
     pub diff: String,
+    /// How to apply it, for the text's last line: `shipctl reconcile` with the
+    /// dry run's `--env`, or `--plan FILE` when it was saved.
+    #[serde(skip)]
+    pub apply_with: String,
+    /// What pending deployments that would run wait for, per environment.
+    #[serde(skip)]
+    waits: std::collections::BTreeMap<crate::model::Env, Vec<String>>,
 }
 
 /// What applying the plan would execute in one environment.
@@ -118,9 +125,30 @@ impl DryRun {
                 })
             })
             .collect();
+        let waits = plan
+            .environments
+            .iter()
+            .filter_map(|e| {
+                let Action::Deploy {
+                    reuse: Some(id), ..
+                } = e.action
+                else {
+                    return None;
+                };
+                let p = actual
+                    .envs
+                    .get(&e.env)?
+                    .pending
+                    .iter()
+                    .find(|p| p.id == id)?;
+                (!p.waiting.is_empty()).then(|| (e.env, p.waiting.clone()))
+            })
+            .collect();
         DryRun {
             manifests,
             ledger,
+            apply_with: "shipctl reconcile".into(),
+            waits,
             in_sync: !plan.has_changes(),
             held_back,
             would_run,
@@ -137,11 +165,46 @@ impl DryRun {
             .join(", ")
     }
 
+    /// The pull-request comment: one headline per environment (what changes,
+    /// what waits and why), then the plan table and the diff in a collapsible
+    /// block, the whole under [`MARKDOWN_LIMIT`] characters.
     pub fn markdown(&self) -> String {
+        self.markdown_within(MARKDOWN_LIMIT)
+    }
+
+    /// [`DryRun::markdown`] within `limit` bytes (at least as many characters).
+    /// What does not fit is left out of the collapsible block, whole lines from
+    /// the end, and a note says how much and how to see it all; the block's
+    /// code fence and `<details>` are always closed.
+    pub fn markdown_within(&self, limit: usize) -> String {
         let mut out = String::from("### shipctl reconcile --dry-run\n\n");
         if self.ledger == Ledger::Missing {
             out.push_str("No ledger yet: planned from an empty ledger.\n\n");
         }
+        for e in &self.plan.environments {
+            out.push_str(&format!("- **{}**: {}\n", e.env, cell(&self.headline(e))));
+        }
+        let creates: Vec<&str> = self
+            .plan
+            .releases
+            .iter()
+            .filter_map(|r| match r {
+                ReleaseStep::Create { version, .. } => Some(version.as_str()),
+                ReleaseStep::Conflict { .. } => None,
+            })
+            .collect();
+        if !creates.is_empty() {
+            let shown: Vec<&str> = creates.iter().take(3).copied().collect();
+            let more = match creates.len().saturating_sub(3) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            out.push_str(&format!(
+                "- **releases**: create {}{more}\n",
+                cell(&shown.join(", "))
+            ));
+        }
+        out.push('\n');
         let changing = self
             .plan
             .environments
@@ -152,7 +215,7 @@ impl DryRun {
             out.push_str("**In sync**: merging this changes nothing.\n\n");
         } else if self.in_sync {
             out.push_str(&format!(
-                "**Nothing to apply now**: {} held back (see below).\n\n",
+                "**Nothing to apply now**: {} held back.\n\n",
                 self.held_back_list()
             ));
         } else {
@@ -160,10 +223,15 @@ impl DryRun {
                 "**Changes pending**: {changing} environment(s) would change.\n\n"
             ));
         }
-        out.push_str("| Environment | Live | Desired | Plan |\n|---|---|---|---|\n");
+        // What is left for the block, with room for its closing lines and the note.
+        let mut block = Fit::new(limit.saturating_sub(out.len() + Fit::CLOSING));
+        block.line("<details><summary>Plan table and diff</summary>");
+        block.line("");
+        block.line("| Environment | Live | Desired | Plan |");
+        block.line("|---|---|---|---|");
         for e in &self.plan.environments {
-            out.push_str(&format!(
-                "| {} | {} | {} | {} |\n",
+            block.line(&format!(
+                "| {} | {} | {} | {} |",
                 e.env,
                 cell(e.live.as_deref().unwrap_or("–")),
                 cell(&e.desired),
@@ -176,20 +244,188 @@ impl DryRun {
                 )
             ));
         }
-        let creates = release_steps(&self.plan);
-        if !creates.is_empty() {
-            out.push_str(&format!("\nReleases: {}\n", cell(&creates.join(", "))));
+        let steps = release_steps(&self.plan);
+        if !steps.is_empty() {
+            block.line("");
+            block.line("Releases:");
+            for step in &steps {
+                block.line(&format!("- {}", cell(step)));
+            }
         }
         if !self.diff.is_empty() {
-            let fence = if self.diff.contains("```") {
-                "````"
-            } else {
-                "```"
-            };
-            out.push_str(&format!("\n{fence}diff\n{}{fence}\n", self.diff));
+            block.line("");
+            block.open_fence(fence_for(&self.diff), "diff");
+            for line in self.diff.lines() {
+                block.line(line);
+            }
+            block.close_fence();
         }
+        block.line("");
+        out.push_str(&block.finish());
         out
     }
+
+    /// One environment in a sentence: what changes, or what it waits for and why.
+    fn headline(&self, e: &EnvPlan) -> String {
+        let live = e.live.as_deref().unwrap_or("nothing");
+        let mut parts = Vec::new();
+        if !e.policy_unknown.is_empty() {
+            parts.push(format!(
+                "REFUSED: {}",
+                crate::store::ledger::newer_policy_note(e.env, &e.policy_unknown)
+            ));
+        }
+        parts.push(match &e.action {
+            Action::InSync if e.has_changes() => {
+                let steps = describe(e);
+                let extra = &steps[..steps.len().saturating_sub(1)];
+                format!("stays on {}; {}", e.desired, extra.join("; "))
+            }
+            Action::InSync => format!("in sync on {}", e.desired),
+            Action::Deploy { after, .. } => format!(
+                "{live} → {}: deploys{}",
+                e.desired,
+                after
+                    .map(|r| format!(" once it succeeds in {r}"))
+                    .unwrap_or_default()
+            ),
+            Action::Pinned { pinned_to } => format!(
+                "waits: pinned to {pinned_to} by a rollback (`shipctl unpin --env {}`)",
+                e.env
+            ),
+            Action::Busy { running } => format!(
+                "waits: deployment {} ({}) is running",
+                running.id, running.version
+            ),
+            Action::Blocked { requires } => format!(
+                "waits: {} has not succeeded in {requires} (requires)",
+                e.desired
+            ),
+            Action::Held { hold } => format!(
+                "held: {} is not planned again ({}{})",
+                hold.version,
+                hold.reason,
+                hold.deployment_id
+                    .map(|id| format!(", deployment {id}"))
+                    .unwrap_or_default()
+            ),
+        });
+        if let Some(waits) = self.waits.get(&e.env) {
+            parts.extend(waits.iter().map(|w| format!("waits: {w}")));
+        }
+        if let Some(w) = self.would_run.iter().find(|w| w.env == e.env)
+            && let Some(window) = w.window.as_ref().filter(|w| !w.open)
+        {
+            parts.push(format!("waits for its window: {}", window.message));
+        }
+        parts.join("; ")
+    }
+}
+
+/// GitHub refuses comments over 65,536 characters; a plan stays well under.
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+/// The collapsible block of a markdown plan, filled line by line within a
+/// budget: once a line does not fit, it and every later one are counted, not
+/// written, and the open code fence and `<details>` are closed all the same.
+struct Fit {
+    out: String,
+    budget: usize,
+    fence: Option<String>,
+    left_lines: usize,
+    left_bytes: usize,
+}
+
+impl Fit {
+    /// Room kept for the closing fence, `</details>` and the note.
+    const CLOSING: usize = 600;
+
+    fn new(budget: usize) -> Fit {
+        Fit {
+            out: String::new(),
+            budget,
+            fence: None,
+            left_lines: 0,
+            left_bytes: 0,
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        if self.left_lines > 0 || self.out.len() + line.len() + 1 > self.budget {
+            self.left_lines += 1;
+            self.left_bytes += line.len() + 1;
+            return;
+        }
+        self.out.push_str(line);
+        self.out.push('\n');
+    }
+
+    fn open_fence(&mut self, fence: String, lang: &str) {
+        self.line(&format!("{fence}{lang}"));
+        if self.left_lines == 0 {
+            self.fence = Some(fence);
+        }
+    }
+
+    fn close_fence(&mut self) {
+        match self.fence.take() {
+            Some(fence) => self.line(&fence),
+            // Never opened: its closing line was left out with the rest.
+            None => self.line("```"),
+        }
+    }
+
+    fn finish(mut self) -> String {
+        if let Some(fence) = self.fence.take() {
+            self.out.push_str(&fence);
+            self.out.push('\n');
+        }
+        if self.left_lines == 0 {
+            self.out.push_str("</details>\n");
+            return self.out;
+        }
+        self.out.push_str("\n</details>\n\n");
+        self.out.push_str(&format!(
+            "> **Cut to fit a pull-request comment**: the last {} line(s) ({} characters) of \
+             the plan table and diff are not shown. See all of it with `shipctl reconcile \
+             --dry-run` (or `--output json`) on this branch.\n",
+            self.left_lines, self.left_bytes
+        ));
+        self.out
+    }
+}
+
+/// A code fence longer than any run of backticks in `text`.
+fn fence_for(text: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        if c == '`' {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    "`".repeat((longest + 1).max(3))
+}
+
+/// What an environment's plan does, in one line: its steps, and what a
+/// pending deployment it would run waits for. A saved plan keeps it, to say
+/// what changed when the plan no longer holds.
+pub fn summary(e: &EnvPlan, actual: &Actual) -> String {
+    let mut steps = describe(e);
+    if let Action::Deploy {
+        reuse: Some(id), ..
+    } = e.action
+        && let Some(p) = actual
+            .envs
+            .get(&e.env)
+            .and_then(|a| a.pending.iter().find(|p| p.id == id))
+    {
+        steps.extend(p.waiting.iter().map(|w| format!("waits: {w}")));
+    }
+    steps.join("; ")
 }
 
 fn cell(s: &str) -> String {
@@ -366,7 +602,7 @@ impl Text for DryRun {
                 out.push_str(&painted);
                 out.push('\n');
             }
-            out.push_str("\nApply with: shipctl reconcile\n");
+            out.push_str(&format!("\nApply with: {}\n", self.apply_with));
         }
         out
     }
@@ -556,7 +792,7 @@ impl Text for ReconcileView {
                 EnvOutcome::Interrupted { message, .. } => {
                     format!("{} {}", s.red("✗"), esc(message))
                 }
-                EnvOutcome::Unrecorded { message } => {
+                EnvOutcome::Unrecorded { message } | EnvOutcome::Stale { message } => {
                     format!("{} {}", s.red("✗"), esc(message))
                 }
             };

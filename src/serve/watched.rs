@@ -52,6 +52,7 @@ impl EnvRound {
                     | EnvOutcome::Closed { message, .. }
                     | EnvOutcome::Held { message, .. }
                     | EnvOutcome::Unrecorded { message }
+                    | EnvOutcome::Stale { message }
                     | EnvOutcome::Interrupted { message, .. } => (false, Some(message.clone())),
                     EnvOutcome::Skipped { reason } => (false, Some(reason.clone())),
                     EnvOutcome::Failed { .. } => (false, Some("its deployment failed".into())),

@@ -1186,3 +1186,74 @@ pub(super) async fn insert(
             .ok_or_else(|| sqlx::Error::Protocol("the server returned no insert id".into()))
     }
 }
+
+// ---------------------------------------------------------------- plan watermarks
+
+/// The newest audit row of an environment (`None`: of the rows that concern
+/// no environment: releases created, webhooks stored); 0 when there is none.
+/// Every change reconcile plans from is audited in the same transaction as the
+/// change, so a saved plan that records these ids knows whether anything moved.
+pub async fn audit_watermark(c: &mut AnyConnection, d: Dialect, env: Option<Env>) -> Res<i64> {
+    let id: Option<i64> = match env {
+        Some(env) => {
+            sqlx::query_scalar(d.sql(
+                "SELECT MAX(id) FROM audit_logs \
+                 WHERE id_env = (SELECT id FROM environnements WHERE nom = ?)",
+            ))
+            .bind(env.as_str())
+            .fetch_one(c)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar(d.sql("SELECT MAX(id) FROM audit_logs WHERE id_env IS NULL"))
+                .fetch_one(c)
+                .await?
+        }
+    };
+    Ok(id.unwrap_or(0))
+}
+
+/// The first audit row after `after` (of `env`, or of no environment), and
+/// how many came after it: what a stale plan names as what moved.
+pub async fn audit_after(
+    c: &mut AnyConnection,
+    d: Dialect,
+    env: Option<Env>,
+    after: i64,
+) -> Res<Option<(AuditRow, i64)>> {
+    let which = match env {
+        Some(_) => "a.id_env = (SELECT id FROM environnements WHERE nom = ?)",
+        None => "a.id_env IS NULL",
+    };
+    let sql = format!(
+        "SELECT a.id, a.id_deploiement, e.nom, a.action, a.etat_avant, a.etat_apres, a.message, \
+         a.acteur, {{ts:a.date_log}} AS date_log \
+         FROM audit_logs a LEFT JOIN environnements e ON e.id = a.id_env \
+         WHERE {which} AND a.id > ? ORDER BY a.id LIMIT 1"
+    );
+    let mut q = sqlx::query(d.sql(&sql));
+    if let Some(env) = env {
+        q = q.bind(env.as_str());
+    }
+    let Some(row) = q.bind(after).fetch_optional(&mut *c).await? else {
+        return Ok(None);
+    };
+    let first = audit_row(&row)?;
+    let count_sql = format!("SELECT COUNT(*) AS n FROM audit_logs a WHERE {which} AND a.id > ?");
+    let mut q = sqlx::query(d.sql(&count_sql));
+    if let Some(env) = env {
+        q = q.bind(env.as_str());
+    }
+    let n: i64 = q.bind(after).fetch_one(c).await?.try_get("n")?;
+    Ok(Some((first, n)))
+}
+
+// TEMPORARY (branch `plan`): main's migration 0009 brings the real
+// `ledger_id`; this stand-in goes when it is merged.
+pub async fn ledger_id(c: &mut AnyConnection, d: Dialect) -> Res<String> {
+    let first: Option<String> =
+        sqlx::query_scalar(d.sql("SELECT {ts:MIN(date_log)} FROM audit_logs"))
+            .fetch_one(c)
+            .await?;
+    Ok(first.unwrap_or_else(|| "empty".into()))
+}
