@@ -392,14 +392,6 @@ fn desired_for(a: &ReconcileArgs, saved: Option<&SavedPlan>) -> Result<Desired> 
     let Some(saved) = saved else {
         return saved::target(desired, &a.env, &shown);
     };
-    let digest = saved::digest(&desired);
-    if digest != saved.manifest_digest {
-        return Err(saved.stale(format!(
-            "the manifests in {shown} changed since the plan (the plan was made from {}, they \
-             are now {digest})",
-            saved.manifest_digest
-        )));
-    }
     let mut given = a.env.clone();
     given.sort();
     given.dedup();
@@ -422,7 +414,21 @@ fn desired_for(a: &ReconcileArgs, saved: Option<&SavedPlan>) -> Result<Desired> 
             saved.path
         )));
     }
-    saved::target(desired, &saved.targets, &shown)
+    // The digest covers what the plan was made from: the targeted
+    // environments, the releases and the webhooks.
+    let changed = |now: String| {
+        saved.stale(format!(
+            "the manifests in {shown} changed since the plan (the plan was made from {}, they \
+             are now {now})",
+            saved.manifest_digest
+        ))
+    };
+    let desired = saved::target(desired, &saved.targets, &shown).map_err(|e| changed(e.message))?;
+    let digest = saved::digest(&desired);
+    if digest != saved.manifest_digest {
+        return Err(changed(digest));
+    }
+    Ok(desired)
 }
 
 /// Reads a plan saved by `reconcile --dry-run --out FILE`.

@@ -110,7 +110,8 @@ impl SavedPlan {
     /// plan, a newer format, a plan from a newer shipctl.
     pub fn parse(path: &str, text: &str) -> Result<SavedPlan> {
         let remake = format!(
-            "make one with `shipctl reconcile --dry-run --out {path}`, review it, then apply it"
+            "nothing was applied; make a plan with `shipctl reconcile --dry-run --out {path}`, \
+             review it, then apply it"
         );
         let v: Value = serde_json::from_str(text).map_err(|e| {
             Error::input(format!(

@@ -225,8 +225,7 @@ impl DryRun {
         }
         // What is left for the block, with room for its closing lines and the note.
         let mut block = Fit::new(limit.saturating_sub(out.len() + Fit::CLOSING));
-        block.line("<details><summary>Plan table and diff</summary>");
-        block.line("");
+        block.open_details("Plan table and diff");
         block.line("| Environment | Live | Desired | Plan |");
         block.line("|---|---|---|---|");
         for e in &self.plan.environments {
@@ -311,7 +310,7 @@ impl DryRun {
             ),
         });
         if let Some(waits) = self.waits.get(&e.env) {
-            parts.extend(waits.iter().map(|w| format!("waits: {w}")));
+            parts.extend(waits.iter().cloned());
         }
         if let Some(w) = self.would_run.iter().find(|w| w.env == e.env)
             && let Some(window) = w.window.as_ref().filter(|w| !w.open)
@@ -332,6 +331,7 @@ struct Fit {
     out: String,
     budget: usize,
     fence: Option<String>,
+    details: bool,
     left_lines: usize,
     left_bytes: usize,
 }
@@ -345,6 +345,7 @@ impl Fit {
             out: String::new(),
             budget,
             fence: None,
+            details: false,
             left_lines: 0,
             left_bytes: 0,
         }
@@ -360,6 +361,12 @@ impl Fit {
         self.out.push('\n');
     }
 
+    fn open_details(&mut self, summary: &str) {
+        self.line(&format!("<details><summary>{summary}</summary>"));
+        self.line("");
+        self.details = self.left_lines == 0;
+    }
+
     fn open_fence(&mut self, fence: String, lang: &str) {
         self.line(&format!("{fence}{lang}"));
         if self.left_lines == 0 {
@@ -367,24 +374,35 @@ impl Fit {
         }
     }
 
+    fn close_fence_if_open(&mut self) {
+        if self.fence.is_some() {
+            self.close_fence();
+        }
+    }
+
+    /// Closing lines are structure: written whenever their opening was, out of
+    /// the room kept for them.
     fn close_fence(&mut self) {
         match self.fence.take() {
-            Some(fence) => self.line(&fence),
-            // Never opened: its closing line was left out with the rest.
+            Some(fence) => {
+                self.out.push_str(&fence);
+                self.out.push('\n');
+            }
+            // Never opened: its closing line is left out with the rest.
             None => self.line("```"),
         }
     }
 
     fn finish(mut self) -> String {
-        if let Some(fence) = self.fence.take() {
-            self.out.push_str(&fence);
-            self.out.push('\n');
-        }
+        self.close_fence_if_open();
+        let close = if self.details { "</details>\n" } else { "" };
         if self.left_lines == 0 {
-            self.out.push_str("</details>\n");
+            self.out.push_str(close);
             return self.out;
         }
-        self.out.push_str("\n</details>\n\n");
+        self.out.push('\n');
+        self.out.push_str(close);
+        self.out.push('\n');
         self.out.push_str(&format!(
             "> **Cut to fit a pull-request comment**: the last {} line(s) ({} characters) of \
              the plan table and diff are not shown. See all of it with `shipctl reconcile \
@@ -423,7 +441,7 @@ pub fn summary(e: &EnvPlan, actual: &Actual) -> String {
             .get(&e.env)
             .and_then(|a| a.pending.iter().find(|p| p.id == id))
     {
-        steps.extend(p.waiting.iter().map(|w| format!("waits: {w}")));
+        steps.extend(p.waiting.iter().cloned());
     }
     steps.join("; ")
 }
@@ -802,5 +820,121 @@ impl Text for ReconcileView {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{DeclaredRelease, EnvSpec};
+    use crate::model::Env;
+
+    /// A first plan of `n` releases, every environment on the last one.
+    fn plan_of(n: usize) -> DryRun {
+        let releases: Vec<DeclaredRelease> = (0..n)
+            .map(|i| DeclaredRelease {
+                version: format!("1.0.{i}"),
+                tag: format!("v1.0.{i}"),
+                file: "manifests/releases.yaml".into(),
+            })
+            .collect();
+        let last = releases
+            .last()
+            .map(|r| r.version.clone())
+            .unwrap_or_default();
+        let environments = Env::ALL
+            .into_iter()
+            .map(|env| {
+                let spec = EnvSpec {
+                    release: last.clone(),
+                    policy: Policy::default(),
+                    file: "manifests/envs.yaml".into(),
+                };
+                (env, spec)
+            })
+            .collect();
+        let desired = Desired {
+            releases,
+            environments,
+            notifications: Vec::new(),
+            notifications_file: None,
+        };
+        let actual = Actual::default();
+        let plan = crate::plan::plan(&desired, &actual);
+        DryRun::new("manifests".into(), &desired, &actual, plan, Ledger::Missing)
+    }
+
+    /// Every code fence opened is closed, and so is every `<details>`.
+    fn assert_balanced(md: &str) {
+        let fences = md.lines().filter(|l| l.starts_with("```")).count();
+        assert_eq!(fences % 2, 0, "an unclosed code fence:\n{md}");
+        assert_eq!(
+            md.matches("<details>").count(),
+            md.matches("</details>").count(),
+            "an unclosed <details>"
+        );
+    }
+
+    #[test]
+    fn ten_thousand_releases_fit_a_comment_and_say_they_were_cut() {
+        let dry = plan_of(10_000);
+        let whole = dry.markdown_within(usize::MAX);
+        assert!(whole.len() > MARKDOWN_LIMIT, "the test plan is too small");
+        let md = dry.markdown();
+        assert!(
+            md.chars().count() < MARKDOWN_LIMIT,
+            "{} characters",
+            md.chars().count()
+        );
+        assert!(md.contains("**Cut to fit a pull-request comment**"), "{md}");
+        // The note says how much was left out, and it adds up.
+        let left: usize = md
+            .split("the last ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .expect("how many lines were left out");
+        assert_eq!(
+            md.lines().count() + left,
+            whole.lines().count() + 3,
+            "shown + left out = all (the note adds 3 lines)"
+        );
+        assert!(md.contains("shipctl reconcile --dry-run"));
+        assert_balanced(&md);
+        // The headlines come first, whole, before the collapsible block.
+        let block = md.find("<details>").expect("a collapsible block");
+        for env in ["dev", "staging", "prod"] {
+            let at = md
+                .find(&format!("- **{env}**: nothing → 1.0.9999: deploys"))
+                .expect("a headline per environment");
+            assert!(at < block);
+        }
+        assert!(md[..block].contains("- **releases**: create 1.0.0, 1.0.1, 1.0.2 and 9997 more"));
+    }
+
+    #[test]
+    fn a_small_plan_is_whole_and_a_tight_budget_still_closes_the_block() {
+        let dry = plan_of(3);
+        let md = dry.markdown();
+        assert!(!md.contains("Cut to fit"), "{md}");
+        assert!(
+            md.contains("```diff\n") && md.trim_end().ends_with("</details>"),
+            "{md}"
+        );
+        assert_balanced(&md);
+        // Cut inside the diff, and before it opens: closed either way.
+        for limit in [1_500, 1_100, 900] {
+            let cut = dry.markdown_within(limit);
+            assert!(cut.len() <= limit, "{limit}: {} bytes", cut.len());
+            assert!(cut.contains("Cut to fit"), "{limit}:\n{cut}");
+            assert_balanced(&cut);
+        }
+    }
+
+    #[test]
+    fn fences_outgrow_the_backticks_they_hold() {
+        assert_eq!(fence_for("no ticks"), "```");
+        assert_eq!(fence_for("a ``` b"), "````");
+        assert_eq!(fence_for("`````"), "``````");
     }
 }

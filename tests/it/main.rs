@@ -24,6 +24,7 @@ mod newer_policy;
 mod notifications;
 mod progress;
 mod reconcile;
+mod saved_plans;
 mod seed_scenario;
 mod serve;
 mod snapshots;

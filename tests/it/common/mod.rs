@@ -214,40 +214,84 @@ impl TestDb {
         ];
         let mut out = String::new();
         for t in tables {
-            let sql = match self.backend {
-                Backend::Postgres => format!("SELECT CAST({t} AS TEXT) FROM {t}"),
-                Backend::Sqlite | Backend::MySql => {
-                    let columns = if self.backend == Backend::Sqlite {
-                        format!("SELECT name FROM pragma_table_info('{t}') ORDER BY cid")
-                    } else {
-                        format!(
-                            "SELECT column_name FROM information_schema.columns \
-                             WHERE table_schema = DATABASE() AND table_name = '{t}' \
-                             ORDER BY ordinal_position"
-                        )
-                    };
-                    let text = if self.backend == Backend::Sqlite {
-                        "TEXT"
-                    } else {
-                        "CHAR"
-                    };
-                    let list: Vec<String> = self
-                        .query(&columns)
-                        .iter()
-                        .map(|c| format!("IFNULL(CAST({} AS {text}), 'NULL')", c[0]))
-                        .collect();
-                    format!("SELECT {} FROM {t}", list.join(", "))
-                }
-            };
             out.push_str(&format!("== {t}\n"));
-            let mut rows: Vec<String> = self.query(&sql).into_iter().map(|r| r.join("|")).collect();
-            rows.sort();
-            for r in rows {
+            for r in self.table_rows(t) {
                 out.push_str(&r);
                 out.push('\n');
             }
         }
         out
+    }
+
+    /// Every row of every table the database holds, found in its catalog (a
+    /// table added by a later migration counts too), as text, sorted per table.
+    pub fn all_rows(&self) -> String {
+        let catalog = match self.backend {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_stat%' ORDER BY name"
+            }
+            Backend::Postgres => {
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+                 ORDER BY table_name"
+            }
+            Backend::MySql => {
+                "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+                 WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' \
+                 ORDER BY table_name"
+            }
+        };
+        let mut out = String::new();
+        for t in self.query(catalog) {
+            out.push_str(&format!("== {}\n", t[0]));
+            for r in self.table_rows(&t[0]) {
+                out.push_str(&r);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// A hash of [`TestDb::all_rows`]: the same before and after a command,
+    /// and the command wrote nothing.
+    pub fn rows_hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.all_rows().hash(&mut h);
+        h.finish()
+    }
+
+    /// One table's rows, each as its columns' text joined by `|`, sorted.
+    fn table_rows(&self, t: &str) -> Vec<String> {
+        let sql = match self.backend {
+            Backend::Postgres => format!("SELECT CAST({t} AS TEXT) FROM {t}"),
+            Backend::Sqlite | Backend::MySql => {
+                let columns = if self.backend == Backend::Sqlite {
+                    format!("SELECT name FROM pragma_table_info('{t}') ORDER BY cid")
+                } else {
+                    format!(
+                        "SELECT column_name FROM information_schema.columns \
+                         WHERE table_schema = DATABASE() AND table_name = '{t}' \
+                         ORDER BY ordinal_position"
+                    )
+                };
+                let text = if self.backend == Backend::Sqlite {
+                    "TEXT"
+                } else {
+                    "CHAR"
+                };
+                let list: Vec<String> = self
+                    .query(&columns)
+                    .iter()
+                    .map(|c| format!("IFNULL(CAST({} AS {text}), 'NULL')", c[0]))
+                    .collect();
+                format!("SELECT {} FROM {t}", list.join(", "))
+            }
+        };
+        let mut rows: Vec<String> = self.query(&sql).into_iter().map(|r| r.join("|")).collect();
+        rows.sort();
+        rows
     }
 
     /// Polls `check` until it holds or the deadline passes.
