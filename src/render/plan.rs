@@ -125,23 +125,41 @@ impl DryRun {
                 })
             })
             .collect();
+        // What a deployment that would run waits for: a pending one says
+        // (its approvals so far), a new one waits for every approval gate.
         let waits = plan
             .environments
             .iter()
             .filter_map(|e| {
-                let Action::Deploy {
-                    reuse: Some(id), ..
-                } = e.action
-                else {
+                let Action::Deploy { reuse, .. } = e.action else {
                     return None;
                 };
-                let p = actual
-                    .envs
-                    .get(&e.env)?
-                    .pending
-                    .iter()
-                    .find(|p| p.id == id)?;
-                (!p.waiting.is_empty()).then(|| (e.env, p.waiting.clone()))
+                let waits: Vec<String> = match reuse {
+                    Some(id) => actual
+                        .envs
+                        .get(&e.env)?
+                        .pending
+                        .iter()
+                        .find(|p| p.id == id)?
+                        .waiting
+                        .clone(),
+                    None => desired
+                        .environments
+                        .get(&e.env)?
+                        .policy
+                        .gates
+                        .iter()
+                        .filter_map(|g| {
+                            let n = g.gate.approvals?;
+                            Some(format!(
+                                "waits for {}: {n} approval{}",
+                                g.name,
+                                if n == 1 { "" } else { "s" }
+                            ))
+                        })
+                        .collect(),
+                };
+                (!waits.is_empty()).then_some((e.env, waits))
             })
             .collect();
         DryRun {

@@ -1255,13 +1255,3 @@ pub async fn audit_after(
     let n: i64 = q.bind(after).fetch_one(c).await?.try_get("n")?;
     Ok(Some((first, n)))
 }
-
-// TEMPORARY (branch `plan`): main's migration 0009 brings the real
-// `ledger_id`; this stand-in goes when it is merged.
-pub async fn ledger_id(c: &mut AnyConnection, d: Dialect) -> Res<String> {
-    let first: Option<String> =
-        sqlx::query_scalar(d.sql("SELECT {ts:MIN(date_log)} FROM audit_logs"))
-            .fetch_one(c)
-            .await?;
-    Ok(first.unwrap_or_else(|| "empty".into()))
-}

@@ -209,6 +209,22 @@ fn every_command_prints_what_docs_json_md_says() {
             Some(3),
             "{dry:#}"
         );
+        // Saved: the plan file's own shape (the dry run prints the same object).
+        let out = ["--out", "plan.json"];
+        c.run(
+            db,
+            &["reconcile", "--dry-run", m[0], m[1], out[0], out[1]],
+            2,
+            "dry_run",
+        );
+        let file = std::fs::read_to_string(db.dir.path().join("plan.json")).expect("plan.json");
+        let file: Value = serde_json::from_str(&file).expect("the plan file is JSON");
+        c.check("plan_file", "reconcile --dry-run --out", &file);
+        assert_eq!(
+            file["targets"],
+            json!(["dev", "staging", "prod"]),
+            "{file:#}"
+        );
         // dev and staging deploy; prod waits for its approval (exit 4).
         let rec = c.run(db, &["reconcile", m[0], m[1]], 4, "reconcile");
         assert_eq!(
@@ -385,6 +401,23 @@ fn watch_prints_one_object_per_line() {
         c.check(name, "a watch round", &value);
     }
     assert!(lines[1].contains("\"error\""), "{}", run.stdout);
+}
+
+/// A saved plan that goes stale while it is applied: the environment's
+/// outcome is `stale`, exit 1.
+#[test]
+fn a_stale_environment_is_an_outcome_of_its_own() {
+    let c = Contract::load();
+    let Some(db) = TestDb::new(Backend::Sqlite) else {
+        return;
+    };
+    let r = crate::saved_plans::stale_during_apply(&db, "json");
+    let value = r.json();
+    c.check("reconcile", "reconcile --plan, stale in prod", &value);
+    assert_eq!(
+        value["environments"][1]["outcome"]["kind"], "stale",
+        "{value:#}"
+    );
 }
 
 /// The harness itself: a key too many, a key missing, a time without its zone,

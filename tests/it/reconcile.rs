@@ -748,7 +748,13 @@ fn dry_run_writes_nothing_and_exits_0_2_or_1() {
         ] {
             assert!(md.contains(needle), "no {needle:?} in markdown:\n{md}");
         }
-        assert!(md.trim_end().ends_with("```"), "unclosed diff block:\n{md}");
+        // The headline first, the table and the diff in a collapsible block.
+        assert!(md.contains("- **dev**: 1.0 → 2.0: deploys"), "{md}");
+        assert!(md.find("- **dev**") < md.find("<details>"), "{md}");
+        assert!(
+            md.trim_end().ends_with("```\n\n</details>"),
+            "unclosed block:\n{md}"
+        );
 
         // A bad manifest: 1, and still nothing written.
         std::fs::write(
