@@ -278,13 +278,11 @@ fn what_moved(row: &ledger::AuditRow) -> String {
         }
         "lease.expired" => format!("{dep} was recovered: its holder's lease expired"),
         "window.overridden" => format!("{dep} was deployed in a closed window"),
-        "hold.set"
-        | "hold.lifted"
-        | "pin.set"
-        | "pin.lifted"
-        | "policy.updated"
-        | "release.created"
-        | "notifications.updated" => row.message.clone(),
+        "policy.updated" => "its policy was stored from the manifests".into(),
+        "notifications.updated" => "the webhooks were stored from the manifests".into(),
+        "hold.set" | "hold.lifted" | "pin.set" | "pin.lifted" | "release.created" => {
+            row.message.clone()
+        }
         other => format!("{other}: {}", row.message),
     }
 }

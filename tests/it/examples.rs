@@ -57,6 +57,12 @@ struct StepRun {
 /// real shipctl first on PATH and `actor` as the `SHIPCTL_ACTOR` that the
 /// workflow's expression resolved to.
 fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
+    run_step_with(db, step, actor, &[])
+}
+
+/// [`run_step`] with more of the variables GitHub sets (`GITHUB_EVENT_NAME`,
+/// the step's own `env:` as its expressions resolved).
+fn run_step_with(db: &TestDb, step: &Step, actor: &str, vars: &[(&str, &str)]) -> StepRun {
     let dir = db.dir.path();
     let script = dir.join("step.sh");
     std::fs::write(&script, &step.run).expect("write the step's script");
@@ -83,6 +89,7 @@ fn run_step(db: &TestDb, step: &Step, actor: &str) -> StepRun {
         .env("GITHUB_OUTPUT", &output)
         .env("NO_COLOR", "1")
         .env_remove("SHIPCTL_LEASE_TTL")
+        .envs(vars.iter().copied())
         .output()
         .expect("run bash");
     StepRun {
@@ -186,6 +193,58 @@ fn the_apply_workflow_passes_on_a_wait_for_approval_and_fails_on_a_failure() {
     });
 }
 
+/// After a merge, the apply step applies the reviewed plan (downloaded to
+/// reviewed/plan.json by the step before it), and reports a stale one clearly.
+#[test]
+fn the_apply_workflow_applies_the_reviewed_plan_or_reports_it_stale() {
+    let step = workflow_step("examples/github/shipctl-apply.yml", "Reconcile");
+    let push = [("GITHUB_EVENT_NAME", "push"), ("PLAN_RUN", "42")];
+    each_backend(|db| {
+        declare(db, GATED);
+        release(db, "1.0");
+        std::fs::create_dir_all(db.dir.path().join("reviewed")).expect("dir");
+        let save = ["--out", "reviewed/plan.json"];
+        db.expect(
+            &[
+                "reconcile",
+                "--dry-run",
+                "--manifests",
+                "manifests",
+                save[0],
+                save[1],
+            ],
+            2,
+        );
+        let r = run_step_with(db, &step, "octocat", &push);
+        assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.summary.contains("the plan reviewed in run 42"),
+            "{}",
+            r.summary
+        );
+        assert!(r.summary.contains("exit 4"), "{}", r.summary);
+        assert_eq!(db.state(1), "planifié");
+
+        // The same plan again: the ledger moved (that apply planned deployment 1).
+        let before = db.rows_hash();
+        let r = run_step_with(db, &step, "octocat", &push);
+        assert_eq!(r.code, Some(1), "{:?}: {}", db.backend, r.log);
+        assert!(
+            r.log.contains("::error title=shipctl: stale plan::"),
+            "{}",
+            r.log
+        );
+        assert!(r.summary.contains("**Stale plan**"), "{}", r.summary);
+        assert!(
+            r.summary
+                .contains("stale plan: prod changed since the plan: its policy was stored"),
+            "{}",
+            r.summary
+        );
+        assert_eq!(db.rows_hash(), before, "a stale plan wrote");
+    });
+}
+
 /// The pull request's dry run: changes pending (exit 2) and in sync (exit 0)
 /// pass and say which in the step's outputs, with the plan for the comment; an
 /// error fails the step.
@@ -198,7 +257,13 @@ fn the_plan_workflow_passes_on_changes_pending_and_fails_on_an_error() {
         assert_eq!(r.code, Some(0), "{:?}: {}", db.backend, r.log);
         assert_eq!(r.output, "changes=true\n");
         let plan = std::fs::read_to_string(db.dir.path().join("plan.md")).expect("plan.md");
-        assert!(plan.contains("1.0"), "{plan}");
+        assert!(
+            plan.contains("- **prod**: nothing → 1.0: deploys"),
+            "{plan}"
+        );
+        // Saved for the merge: the file the artifact step uploads.
+        let saved = std::fs::read_to_string(db.dir.path().join("plan.json")).expect("plan.json");
+        assert!(saved.contains("\"manifest_digest\""), "{saved}");
 
         // Deployed (approved, then applied): in sync.
         db.expect(&["reconcile", "--manifests", "manifests"], 4);
