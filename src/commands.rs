@@ -345,16 +345,18 @@ async fn dry_run(
                 .unwrap_or_default()
         });
         write_plan(out, &file)?;
-        printer.notice(&format!(
-            "plan saved to {}: apply exactly it with `shipctl reconcile --plan {}`",
-            out.display(),
-            out.display()
-        ));
     }
     if output == Output::Markdown {
         printer.raw(&view.markdown());
     } else {
         printer.emit(&view);
+    }
+    if let (Some(out), Ok(())) = (&a.out, &policies) {
+        printer.notice(&format!(
+            "plan saved to {}: apply exactly it with `shipctl reconcile --plan {}`",
+            out.display(),
+            out.display()
+        ));
     }
     // Shown in the plan above, and a failed check: applying would be refused.
     // JSON prints one object: the plan's `policy_unknown` says why.
