@@ -306,26 +306,8 @@ impl DryRun {
                     .map(|r| format!(" once it succeeds in {r}"))
                     .unwrap_or_default()
             ),
-            Action::Pinned { pinned_to } => format!(
-                "waits: pinned to {pinned_to} by a rollback (`shipctl unpin --env {}`)",
-                e.env
-            ),
-            Action::Busy { running } => format!(
-                "waits: deployment {} ({}) is running",
-                running.id, running.version
-            ),
-            Action::Blocked { requires } => format!(
-                "waits: {} has not succeeded in {requires} (requires)",
-                e.desired
-            ),
-            Action::Held { hold } => format!(
-                "held: {} is not planned again ({}{})",
-                hold.version,
-                hold.reason,
-                hold.deployment_id
-                    .map(|id| format!(", deployment {id}"))
-                    .unwrap_or_default()
-            ),
+            // Pinned, busy, blocked, held: as the plan table says it.
+            _ => describe(e).pop().unwrap_or_default(),
         });
         if let Some(waits) = self.waits.get(&e.env) {
             parts.extend(waits.iter().cloned());

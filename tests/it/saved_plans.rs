@@ -112,13 +112,20 @@ fn pending_in(db: &TestDb, env: &str) -> i64 {
     .expect("a pending deployment")
 }
 
+/// dev and prod on 1.0, prod's deployment waiting for its approval; then the
+/// manifests move dev to 2.0. Prod's waiting deployment.
+fn prod_waits_then_dev_moves_on(db: &TestDb) -> i64 {
+    declare(db, &two_envs("1.0", "1.0"));
+    db.expect(&["reconcile", "--manifests", "manifests"], 4);
+    let waiting = pending_in(db, "prod");
+    declare(db, &two_envs("2.0", "1.0"));
+    waiting
+}
+
 #[test]
 fn a_saved_plan_applies_exactly_then_is_stale() {
     each_backend(|db| {
-        declare(db, &two_envs("1.0", "1.0"));
-        db.expect(&["reconcile", "--manifests", "manifests"], 4);
-        let waiting = pending_in(db, "prod");
-        declare(db, &two_envs("2.0", "1.0"));
+        let waiting = prod_waits_then_dev_moves_on(db);
         let shown = save(db, &[], 2);
         assert!(
             shown
@@ -181,10 +188,7 @@ fn a_saved_plan_applies_exactly_then_is_stale() {
 #[test]
 fn a_plan_is_refused_when_the_ledger_or_the_manifests_moved() {
     each_backend(|db| {
-        declare(db, &two_envs("1.0", "1.0"));
-        db.expect(&["reconcile", "--manifests", "manifests"], 4);
-        let waiting = pending_in(db, "prod");
-        declare(db, &two_envs("2.0", "1.0"));
+        let waiting = prod_waits_then_dev_moves_on(db);
 
         // Another deployment in dev, by hand, after the plan.
         save(db, &[], 2);
