@@ -74,8 +74,22 @@ pub fn man_page() -> String {
             };
             !std::mem::replace(seen, true)
         })
-        .map(|l| format!("{l}\n"))
+        .map(|l| format!("{}\n", ascii(l)))
         .collect()
+}
+
+/// Non-ASCII characters (é, →) as roff's `\[uXXXX]` escapes, which every
+/// formatter reads whatever it takes the page's encoding to be.
+fn ascii(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if c.is_ascii() {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\[u{:04X}]", u32::from(c)));
+        }
+    }
+    out
 }
 
 /// A clap_mangen section as roff, without the preamble each one repeats

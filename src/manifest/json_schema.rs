@@ -39,7 +39,7 @@ pub const BEYOND: &[(&str, &str)] = &[
         "the YAML parser keeps one of the two before any schema sees them",
     ),
     (
-        "YAML tags (!!str, !custom), anchors that expand too far, nesting over 64 levels, files over 1 MiB",
+        "YAML that makes no JSON document, or too large a one: tags (!!str, !custom), a list as a key, a key over 1024 characters, anchors that expand too far, nesting over 64 levels, files over 1 MiB",
         "limits of the YAML text, not of its values",
     ),
     (
