@@ -77,6 +77,29 @@ fn shell(program: &str, args: &[&str], script: &str) -> Run {
     Run::from(out)
 }
 
+/// The commands `shipctl --help` lists, `help` aside.
+fn help_commands() -> Vec<String> {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    crate::help_text::commands(&db)
+}
+
+/// `shell` run on a file holding `shipctl completions NAME`, which must exit 0.
+fn script_loads(shell_args: &[&str], name: &str) {
+    let file = std::env::temp_dir().join(format!("shipctl-{}.{name}", std::process::id()));
+    std::fs::write(&file, ok(&["completions", name])).expect("write");
+    let r = shell(
+        shell_args[0],
+        &shell_args[1..],
+        file.to_str().expect("utf-8"),
+    );
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(
+        r.code, 0,
+        "{shell_args:?} on the {name} script:\n{}\n{}",
+        r.stdout, r.stderr
+    );
+}
+
 // ---------------------------------------------------------------- completions
 
 /// What bash completes for the words of `line` (the last one is being typed),
@@ -109,16 +132,7 @@ printf '%s\n' "${{COMPREPLY[@]}}""#
 #[test]
 fn bash_completes_commands_options_and_values() {
     // Every command of `--help` is offered after `shipctl `.
-    let top = ok(&["--help"]);
-    let commands: Vec<&str> = top
-        .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    assert!(commands.len() >= 14, "{top}");
+    let commands = help_commands();
     let offered = bash_completes("shipctl ");
     for c in &commands {
         assert!(
@@ -159,11 +173,7 @@ fn zsh_registers_the_completion() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(r.stdout.trim(), "_shipctl", "stderr:\n{}", r.stderr);
     // And the script parses as a whole.
-    let file = std::env::temp_dir().join(format!("_shipctl-{}", std::process::id()));
-    std::fs::write(&file, ok(&["completions", "zsh"])).expect("write");
-    let r = shell("zsh", &["-n"], file.to_str().expect("utf-8"));
-    let _ = std::fs::remove_file(&file);
-    assert_eq!(r.code, 0, "zsh -n:\n{}", r.stderr);
+    script_loads(&["zsh", "-n"], "zsh");
 }
 
 #[test]
@@ -192,11 +202,7 @@ fn fish_completes_commands() {
 #[test]
 fn elvish_and_powershell_scripts_load_where_installed() {
     if installed("elvish", "the elvish completion check") {
-        let file = std::env::temp_dir().join(format!("shipctl-{}.elv", std::process::id()));
-        std::fs::write(&file, ok(&["completions", "elvish"])).expect("write");
-        let r = shell("elvish", &["-norc"], file.to_str().expect("utf-8"));
-        let _ = std::fs::remove_file(&file);
-        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        script_loads(&["elvish", "-norc"], "elvish");
     }
     if installed("pwsh", "the PowerShell completion check") {
         let r = shell(
@@ -273,16 +279,7 @@ fn the_manual_page_renders_with_man() {
         );
     }
     // Every command of `--help` has its section, with a synopsis.
-    let top = ok(&["--help"]);
-    for name in top
-        .lines()
-        .skip_while(|l| !l.starts_with("Commands:"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| *n != "help")
-    {
+    for name in help_commands() {
         let heading = format!("SHIPCTL {}", name.to_uppercase());
         let section = shown
             .split(&heading)
