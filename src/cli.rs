@@ -321,9 +321,9 @@ pub enum Command {
 
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell
     #[command(after_help = "Examples:\n  \
-        source <(shipctl completions bash)                                   # this bash session\n  \
+        source <(shipctl completions bash)      # this bash session\n  \
         shipctl completions bash > ~/.local/share/bash-completion/completions/shipctl\n  \
-        shipctl completions zsh > ~/.zfunc/_shipctl         # with fpath+=~/.zfunc before compinit\n  \
+        shipctl completions zsh > ~/.zfunc/_shipctl   # fpath+=~/.zfunc before compinit\n  \
         shipctl completions fish > ~/.config/fish/completions/shipctl.fish",
         args = hidden_database_args())]
     Completions {
@@ -341,8 +341,9 @@ pub enum Command {
 
     /// Print the JSON Schema of the manifests, for editors and linters
     #[command(after_help = "Examples:\n  \
-        shipctl schema > shipctl.schema.json\n  \
-        # then, first line of a manifest: # yaml-language-server: $schema=./shipctl.schema.json\n\n\
+        shipctl schema > shipctl.schema.json\n\n\
+        Then, in manifests/*.yaml, for the YAML language server (VS Code, Neovim, Helix):\n  \
+        # yaml-language-server: $schema=../shipctl.schema.json\n\n\
         The schema checks each file alone; `shipctl check` also checks what spans files\n\
         (a release declared in one file and used in another, keys defined twice).",
         args = hidden_database_args())]
