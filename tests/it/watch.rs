@@ -758,3 +758,34 @@ fn a_change_that_leaves_the_desired_state_equal_starts_no_round() {
         assert_eq!(status.code(), Some(0), "{}", w.log());
     }
 }
+
+/// `--watch --env dev`: every round applies dev only; prod, which the
+/// manifests manage too, is never touched. An `--env` the manifests stop
+/// managing fails the round, and the watch goes on.
+#[test]
+fn watch_with_env_applies_only_those_environments() {
+    let db = TestDb::new(Backend::Sqlite).expect("sqlite");
+    save(&db, &manifest(&["1.0"], "1.0", SIM_OK));
+    let mut w = Watch::start(&db, &["--env", "dev"]);
+    wait_live(&db, "dev", "1.0", &mut w);
+    // The round's report comes once its last environment is done.
+    let deadline = Instant::now() + APPLY;
+    while !w.stdout().contains("Reconciled manifests") {
+        assert!(Instant::now() < deadline, "no report:\n{}", w.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let prod = "SELECT COUNT(*) FROM audit_logs a JOIN environnements e ON e.id = a.id_env \
+                WHERE e.nom = 'prod'";
+    assert_eq!(count(&db, prod), 0, "{}", w.log());
+    assert!(!w.stdout().contains("prod"), "{}", w.stdout());
+
+    save(
+        &db,
+        "releases:\n  - { version: \"1.0\", tag: v1.0 }\nenvironments:\n  prod: { release: \"1.0\" }\n",
+    );
+    w.wait_stderr("--env dev: the manifests in manifests do not manage dev", 1);
+    assert!(w.alive());
+    assert_eq!(count(&db, prod), 0, "{}", w.log());
+    let (status, _) = w.terminate();
+    assert_eq!(status.code(), Some(0), "{}", w.stderr());
+}
