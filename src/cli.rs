@@ -402,8 +402,9 @@ pub struct ReconcileArgs {
     #[arg(long, value_name = "FILE", requires = "dry_run")]
     pub out: Option<PathBuf>,
     /// Apply exactly the plan saved in FILE by `--dry-run --out FILE`, or refuse
-    /// (exit 1, nothing changed) when the manifests or the ledger moved since
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "watch"])]
+    /// (exit 1, nothing changed) when the manifests or the ledger moved since.
+    /// The environments' own executors run: no simulation flag overrides them
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["dry_run", "watch", "duration", "failure_rate", "seed"])]
     pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub sim: SimArgs,

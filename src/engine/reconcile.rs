@@ -184,7 +184,8 @@ pub async fn check_saved(
                 saved.path
             ))
             .hint(
-                "apply it with the --database-url (or SHIPCTL_DATABASE_URL) it was planned with, or make a new plan on this ledger; nothing was applied",
+                "apply it with the --database-url (or SHIPCTL_DATABASE_URL) it was planned \
+                 with, or make a new plan on this ledger; nothing was applied",
             ));
         }
         (None, _) => {
@@ -192,7 +193,8 @@ pub async fn check_saved(
             for env in [None, Some(Env::Dev), Some(Env::Staging), Some(Env::Prod)] {
                 if let Some(what) = moved(store, d, env, 0).await? {
                     return Err(saved.stale(format!(
-                        "it was planned before the ledger at {shown} existed, and {} has changed since: {what}",
+                        "it was planned before the ledger at {shown} existed, and {} has \
+                         changed since: {what}",
                         env.map_or("the ledger".to_string(), |e| e.to_string())
                     )));
                 }

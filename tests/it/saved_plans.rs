@@ -161,6 +161,23 @@ fn a_saved_plan_applies_exactly_then_is_stale() {
             assert_eq!(p["environments"][i]["watermark"].to_string(), newest);
         }
 
+        // The environments' own executors run: a simulation flag is refused.
+        let before = db.rows_hash();
+        let r = db.expect(
+            &[
+                "reconcile",
+                "--plan",
+                "plan.json",
+                "--failure-rate",
+                "1",
+                "--manifests",
+                "manifests",
+            ],
+            1,
+        );
+        assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
+        assert_eq!(db.rows_hash(), before);
+
         // Applied as planned: dev deploys 2.0, prod still waits (exit 4).
         let out = apply(db, 4);
         assert!(out.stdout.contains("deployed"), "{}", out.stdout);
