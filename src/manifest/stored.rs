@@ -337,7 +337,12 @@ mod tests {
                 name: "qa".into(),
                 gate: Gate {
                     approvals: Some(1),
-                    approvers: Some(vec!["alice".into()]),
+                    approvers: Some(crate::manifest::schema::Approvers(vec![
+                        crate::manifest::schema::Approver {
+                            name: "alice".into(),
+                            keys: vec![],
+                        },
+                    ])),
                     command: None,
                     timeout: None,
                     kill_grace: None,

@@ -73,6 +73,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0008_watch_leader.sql"),
         mysql: include_str!("../../migrations/mysql/0008_watch_leader.sql"),
     },
+    Migration {
+        version: 10,
+        name: "gate_signatures",
+        sqlite: include_str!("../../migrations/sqlite/0010_gate_signatures.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_gate_signatures.sql"),
+        mysql: include_str!("../../migrations/mysql/0010_gate_signatures.sql"),
+    },
 ];
 
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
