@@ -26,6 +26,7 @@ mod progress;
 mod reconcile;
 mod seed_scenario;
 mod serve;
+mod signed_approvals;
 mod snapshots;
 mod verification;
 mod watch;
