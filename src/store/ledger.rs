@@ -1225,10 +1225,3 @@ pub(super) async fn insert(
             .ok_or_else(|| sqlx::Error::Protocol("the server returned no insert id".into()))
     }
 }
-
-// ---------------------------------------------------------------- TEMPORARY
-// Stand-in for item 1's `ledger_id` (migration 0009, landing on main); this
-// block goes when main is merged in.
-pub async fn ledger_id(_c: &mut AnyConnection, _d: Dialect) -> Res<String> {
-    Ok("00000000-stand-in-ledger-id".into())
-}
