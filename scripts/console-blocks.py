@@ -70,6 +70,8 @@ MASKS = [
     (re.compile(r"[^\s:(]+:\d+:[0-9a-f]{8}\b"), "<holder>"),
     # the sandbox
     (re.compile(r"/\S*console-blocks-[A-Za-z0-9_]+"), "<sandbox>"),
+    # the ledger's random id
+    (re.compile(r"\b[0-9a-f]{32}\b"), "<ledger-id>"),
 ]
 
 # bash, before a block's commands: `cargo` as the README uses it.

@@ -209,9 +209,11 @@ async fn execute(
         }
         Command::Status { env: None } => {
             let environments = engine.status(&Env::ALL).await?;
+            let ledger_id = engine.ledger_id().await?;
             let leader = engine.leader().await?;
             let notifications = engine.outbox_backlog().await?;
             printer.emit(&AllStatus {
+                ledger_id,
                 environments,
                 leader,
                 notifications,

@@ -309,7 +309,17 @@ pub async fn deliver_due(store: &mut Store, deliverer: &Deliverer) -> Result<Del
                     Attempt::Delivered { status }
                 }
                 Err((status, error)) => {
-                    if row.age_s >= deliverer.horizon.as_secs() as i64 {
+                    let why = if status.is_some_and(refused_for_good) {
+                        Some(format!("refused for good, not retried: {error}"))
+                    } else if row.age_s >= deliverer.horizon.as_secs() as i64 {
+                        Some(format!(
+                            "given up after {}: {error}",
+                            crate::duration::format(deliverer.horizon)
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(why) = why {
                         report.given_up += 1;
                         // The next event of its queue may go now.
                         progress = true;
@@ -319,10 +329,7 @@ pub async fn deliver_due(store: &mut Store, deliverer: &Deliverer) -> Result<Del
                             row.id,
                             Attempt::GiveUp {
                                 status,
-                                error: &format!(
-                                    "given up after {}: {error}",
-                                    crate::duration::format(deliverer.horizon)
-                                ),
+                                error: &why,
                             },
                         )
                         .await
@@ -353,6 +360,15 @@ pub async fn deliver_due(store: &mut Store, deliverer: &Deliverer) -> Result<Del
             return Ok(report);
         }
     }
+}
+
+/// A 4xx answer refuses the request itself (bad body, no such hook, hook
+/// gone, not allowed): the same request will be refused again, and retrying
+/// it for hours would hold back every later event of its environment. Except
+/// 408 (timeout), 425 (too early) and 429 (too many requests), which ask for
+/// a later try. 5xx and no answer at all are retried.
+pub fn refused_for_good(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 408 | 425 | 429)
 }
 
 /// One POST. Ok(status) on 2xx; Err((status, message)) otherwise. Messages
@@ -429,6 +445,16 @@ mod tests {
             ("nonsense", "(a URL that does not parse)"),
         ] {
             assert_eq!(shown_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn only_a_final_refusal_is_not_retried() {
+        for final_ in [400, 401, 403, 404, 410, 413, 422] {
+            assert!(refused_for_good(final_), "{final_}");
+        }
+        for later in [408, 425, 429, 500, 502, 503, 504, 301, 200] {
+            assert!(!refused_for_good(later), "{later}");
         }
     }
 

@@ -94,17 +94,19 @@ pub async fn run(
     .await?;
     // What the rounds tell the HTTP endpoints, if any (DESIGN §11).
     let watched = crate::serve::Watched::default();
-    let server = listener.map(|listener| {
-        crate::serve::start(
-            listener,
-            engine.store.url().clone(),
-            engine.store.limits,
-            engine.who.clone(),
-            watched.clone(),
-            a.interval,
-            stop.child_token(),
-        )
-    });
+    let server = listener
+        .map(|listener| {
+            crate::serve::start(
+                listener,
+                engine.store.url().clone(),
+                engine.store.limits,
+                engine.who.clone(),
+                watched.clone(),
+                a.interval,
+                stop.child_token(),
+            )
+        })
+        .transpose()?;
     // Webhooks (DESIGN §11): the leader delivers the outbox after each round
     // and every few seconds while it waits.
     let deliverer = crate::notify::Deliverer::new()?;

@@ -378,6 +378,14 @@ impl Engine {
         Ok(dep)
     }
 
+    /// The ledger's id (DESIGN §12).
+    pub async fn ledger_id(&mut self) -> Result<String> {
+        let d = self.store.d;
+        ledger::ledger_id(self.store.conn(), d)
+            .await
+            .db("reading the ledger's id")
+    }
+
     /// The watcher that leads (`reconcile --watch`), if any ever did.
     pub async fn leader(&mut self) -> Result<Option<ledger::Leader>> {
         let d = self.store.d;

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 #[derive(Serialize)]
 pub struct AllStatus {
+    /// The ledger's random id (DESIGN §12), named by signed approvals and saved plans.
+    pub ledger_id: String,
     pub environments: Vec<EnvStatus>,
     /// The watcher that applies the manifests, when `reconcile --watch` runs.
     pub leader: Option<crate::store::ledger::Leader>,
@@ -18,9 +20,10 @@ pub struct AllStatus {
 impl Text for AllStatus {
     fn text(&self, s: &Style) -> String {
         let mut out = self.environments.text(s);
+        out.push_str(&format!("\nledger        {}\n", esc(&self.ledger_id)));
         if let Some(l) = &self.leader {
             out.push_str(&format!(
-                "\nwatch leader  {} since {} UTC{}\n",
+                "watch leader  {} since {} UTC{}\n",
                 esc(&l.holder),
                 l.since.as_deref().unwrap_or("?"),
                 if l.expired {

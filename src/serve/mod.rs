@@ -1,8 +1,10 @@
 //! `reconcile --watch --listen ADDR` (DESIGN §11): metrics, health, the
-//! status JSON and a dashboard over HTTP, served on the watch's runtime. The
-//! endpoints read the ledger on a connection of their own (`reading`) and
-//! what the watch loop reports after each round (`watched`); they never
-//! wait on the loop, and the loop never waits on them.
+//! status JSON and a dashboard over HTTP, served on threads of their own, so
+//! that no load on the endpoints can slow the watch's rounds or its lease
+//! renewals. The endpoints read the ledger on a connection of their own
+//! (`reading`, itself on a thread of its own) and what the watch loop
+//! reports after each round (`watched`); they never wait on the loop, and
+//! the loop never waits on them.
 
 mod metrics;
 mod page;
@@ -51,7 +53,8 @@ pub async fn bind(addr: SocketAddr) -> Result<Listener> {
 
 /// The server, running until `stop` is cancelled.
 pub struct Server {
-    task: tokio::task::JoinHandle<()>,
+    /// Fired when the server's thread has finished.
+    done: tokio::sync::oneshot::Receiver<()>,
     stop: CancellationToken,
 }
 
@@ -62,7 +65,12 @@ struct App {
     interval: Duration,
 }
 
-/// Starts serving on `listener`. `who` only names the reader's session.
+/// Threads answering requests: two, so that a slow client never holds up
+/// the others, on a machine of any size.
+const HTTP_THREADS: usize = 2;
+
+/// Starts serving on `listener`, on a runtime of its own. `who` only names
+/// the reader's session.
 pub fn start(
     listener: Listener,
     url: DbUrl,
@@ -71,9 +79,17 @@ pub fn start(
     watched: Watched,
     interval: Duration,
     stop: CancellationToken,
-) -> Server {
+) -> Result<Server> {
+    let cannot = |e: std::io::Error| Error::input(format!("cannot start the HTTP server: {e}"));
+    let socket = listener.socket.into_std().map_err(cannot)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(HTTP_THREADS)
+        .thread_name("shipctl-http")
+        .enable_all()
+        .build()
+        .map_err(cannot)?;
     let app = Arc::new(App {
-        reader: Reader::new(url, limits, who),
+        reader: Reader::new(url, limits, who, stop.clone()).map_err(cannot)?,
         watched,
         interval,
     });
@@ -85,15 +101,25 @@ pub fn start(
         .fallback(not_found)
         .with_state(app);
     let until = stop.clone();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener.socket, router)
-            .with_graceful_shutdown(until.cancelled_owned())
-            .await;
-        if let Err(e) = served {
-            crate::render::write_stderr(&format!("watch: the HTTP server stopped: {e}"));
-        }
-    });
-    Server { task, stop }
+    let (finished, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("shipctl-http".into())
+        .spawn(move || {
+            let served = runtime.block_on(async move {
+                let socket = tokio::net::TcpListener::from_std(socket)?;
+                axum::serve(socket, router)
+                    .with_graceful_shutdown(until.cancelled_owned())
+                    .await
+            });
+            if let Err(e) = served {
+                crate::render::write_stderr(&format!("watch: the HTTP server stopped: {e}"));
+            }
+            // Requests still in flight are dropped: the watch is stopping.
+            runtime.shutdown_background();
+            let _ = finished.send(());
+        })
+        .map_err(cannot)?;
+    Ok(Server { done, stop })
 }
 
 impl Server {
@@ -101,13 +127,7 @@ impl Server {
     /// drops the rest: the watch's exit is never held up by a client.
     pub async fn stop(self) {
         self.stop.cancel();
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(1), &mut task)
-            .await
-            .is_err()
-        {
-            task.abort();
-        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.done).await;
     }
 }
 
@@ -163,9 +183,13 @@ fn error_body(kind: &str, message: &str) -> String {
 
 /// 200 while rounds reach the ledger and the endpoints can read it; 503 with
 /// the reason once rounds have failed for two intervals, or at once when the
-/// ledger cannot be read (within the read limit).
+/// ledger cannot be read (a reading unanswered for one interval, at most the
+/// read limit).
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    let reading = app.reader.get().await;
+    // A reading unanswered for one --interval (a second at least, so that a
+    // busy database is not called down) is a silent database: 503 within two.
+    let within = app.interval.max(Duration::from_secs(1));
+    let reading = app.reader.get_within(within).await;
     let watched = app.watched.state();
     let last_round = watched
         .as_ref()

@@ -6,15 +6,15 @@
 
 use crate::engine::{AuditLog, Engine, Who};
 use crate::error::{DbContext, Error, Result};
-use crate::model::Env;
+use crate::model::{Env, Etat};
 use crate::render::AllStatus;
 use crate::store::ledger::AuditFilter;
 use crate::store::stats::{self, Durations, StateCount};
 use crate::store::{DbUrl, Limits, Store};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// A reading younger than this is served as it is.
 const FRESH: Duration = Duration::from_secs(1);
@@ -36,7 +36,8 @@ pub struct Snapshot {
     /// `status --output json`, as that command prints it.
     pub status_json: String,
     pub counts: Vec<StateCount>,
-    pub durations: Vec<Durations>,
+    /// The last histogram taken (see `DurationsCache`); empty until the first.
+    pub durations: Arc<Vec<Durations>>,
     pub audit: AuditLog,
 }
 
@@ -47,19 +48,59 @@ pub struct Reader {
     /// The reader's own connection, opened on first use and after a failure.
     engine: tokio::sync::Mutex<Option<Engine>>,
     readings: watch::Sender<Option<Arc<Reading>>>,
-    reading_now: AtomicBool,
+    /// When the reading being taken started, if one is.
+    reading_since: Mutex<Option<Instant>>,
+    /// Where readings are taken: a thread of their own, so that however
+    /// busy the endpoints are, a reading is never queued behind them.
+    readers: tokio::runtime::Handle,
+    durations: Mutex<DurationsCache>,
 }
 
+/// The durations histogram reads every finished deployment: a statement that
+/// grows with the ledger (a second on 100,000 deployments), so it is kept out
+/// of the readings. It is taken on a connection of its own, with a limit of
+/// its own, and again only once more deployments have finished; readings
+/// serve the last one taken.
+#[derive(Default)]
+struct DurationsCache {
+    /// The last histogram, and how many deployments had finished when it was
+    /// asked for.
+    taken: Option<(i64, Arc<Vec<Durations>>)>,
+    /// One is being taken.
+    busy: bool,
+}
+
+/// How long taking the durations histogram may take.
+const DURATIONS_LIMIT: Duration = Duration::from_secs(60);
+
 impl Reader {
-    pub fn new(url: DbUrl, limits: Limits, who: Who) -> Arc<Reader> {
-        Arc::new(Reader {
+    /// Starts the readings' thread, which ends with `stop`.
+    pub fn new(
+        url: DbUrl,
+        limits: Limits,
+        who: Who,
+        stop: CancellationToken,
+    ) -> std::io::Result<Arc<Reader>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let readers = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("shipctl-reader".into())
+            .spawn(move || {
+                runtime.block_on(stop.cancelled_owned());
+                runtime.shutdown_background();
+            })?;
+        Ok(Arc::new(Reader {
             url,
             limits,
             who,
             engine: tokio::sync::Mutex::new(None),
             readings: watch::Sender::new(None),
-            reading_now: AtomicBool::new(false),
-        })
+            reading_since: Mutex::new(None),
+            readers,
+            durations: Mutex::default(),
+        }))
     }
 
     fn limit(&self) -> Duration {
@@ -81,35 +122,75 @@ impl Reader {
         {
             return last;
         }
-        match tokio::time::timeout(self.limit(), next.changed()).await {
-            Ok(Ok(())) => {
-                if let Some(reading) = next.borrow().clone() {
-                    return reading;
-                }
-                Arc::new(Reading::failed("no reading".into()))
-            }
-            _ => Arc::new(Reading::failed(format!(
-                "the database at {} did not answer within {}",
-                self.url.redacted(),
-                crate::duration::format(self.limit())
-            ))),
-        }
+        self.next(&mut next, Instant::now(), self.limit()).await
     }
 
-    /// Takes a new reading in the background, unless one is being taken.
-    fn refresh(self: &Arc<Self>) {
-        if self.reading_now.swap(true, Ordering::SeqCst) {
-            return;
+    /// For `/healthz`, which must tell a silent database quickly: the last
+    /// reading only while it is younger than `within / 2` (and `FRESH`), else
+    /// the one being taken, given `within` from its start. A database that
+    /// stops answering is so reported within one and a half `within`.
+    pub async fn get_within(self: &Arc<Self>, within: Duration) -> Arc<Reading> {
+        let within = within.min(self.limit());
+        let mut next = self.readings.subscribe();
+        if let Some(last) = next.borrow_and_update().clone()
+            && last.taken.elapsed() < FRESH.min(within / 2)
+        {
+            return last;
         }
+        let started = self.refresh();
+        self.next(&mut next, started, within).await
+    }
+
+    /// The next reading, or a failed one once `within` has passed since `from`.
+    async fn next(
+        &self,
+        next: &mut watch::Receiver<Option<Arc<Reading>>>,
+        from: Instant,
+        within: Duration,
+    ) -> Arc<Reading> {
+        let wait = (from + within).saturating_duration_since(Instant::now());
+        if let Ok(Ok(())) = tokio::time::timeout(wait, next.changed()).await
+            && let Some(reading) = next.borrow().clone()
+        {
+            return reading;
+        }
+        Arc::new(Reading::failed(self.silent(within)))
+    }
+
+    fn silent(&self, within: Duration) -> String {
+        format!(
+            "the database at {} did not answer within {}",
+            self.url.redacted(),
+            crate::duration::format(within)
+        )
+    }
+
+    /// Takes a new reading in the background, unless one is being taken;
+    /// returns when the one being taken started.
+    fn refresh(self: &Arc<Self>) -> Instant {
+        let mut since = self
+            .reading_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(started) = *since {
+            return started;
+        }
+        let started = Instant::now();
+        *since = Some(started);
         let me = Arc::clone(self);
-        tokio::spawn(async move {
+        self.readers.spawn(async move {
             let reading = me.read().await;
+            // Cleared before the reading is sent: a request that sees it
+            // cleared starts the next one and is answered by this one.
+            *me.reading_since
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
             me.readings.send_replace(Some(Arc::new(reading)));
-            me.reading_now.store(false, Ordering::SeqCst);
         });
+        started
     }
 
-    async fn read(&self) -> Reading {
+    async fn read(self: &Arc<Self>) -> Reading {
         let mut slot = self.engine.lock().await;
         let read = async {
             if slot.is_none() {
@@ -122,13 +203,12 @@ impl Reader {
             snapshot(engine).await
         };
         let ledger = match tokio::time::timeout(self.limit(), read).await {
-            Ok(Ok(snapshot)) => Ok(snapshot),
+            Ok(Ok(mut snapshot)) => {
+                snapshot.durations = self.durations_for(&snapshot.counts);
+                Ok(snapshot)
+            }
             Ok(Err(e)) => Err(e.message),
-            Err(_) => Err(format!(
-                "the database at {} did not answer within {}",
-                self.url.redacted(),
-                crate::duration::format(self.limit())
-            )),
+            Err(_) => Err(self.silent(self.limit())),
         };
         if ledger.is_err() {
             // Whatever it was doing goes with the connection; the next
@@ -139,6 +219,53 @@ impl Reader {
             taken: Instant::now(),
             ledger,
         }
+    }
+}
+
+impl Reader {
+    /// The last durations histogram, asking for a new one when more
+    /// deployments have finished than when it was taken.
+    fn durations_for(self: &Arc<Self>, counts: &[StateCount]) -> Arc<Vec<Durations>> {
+        let finished: i64 = counts
+            .iter()
+            .filter(|c| {
+                Etat::parse(&c.state).is_some_and(|e| !e.is_pending() && e != Etat::EnCours)
+            })
+            .map(|c| c.count)
+            .sum();
+        let mut cache = self
+            .durations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let last = cache
+            .taken
+            .as_ref()
+            .map(|(_, h)| Arc::clone(h))
+            .unwrap_or_default();
+        if !cache.busy && cache.taken.as_ref().is_none_or(|(n, _)| *n != finished) {
+            cache.busy = true;
+            let me = Arc::clone(self);
+            self.readers.spawn(async move {
+                let taken = tokio::time::timeout(DURATIONS_LIMIT, me.take_durations()).await;
+                let mut cache = me.durations.lock().unwrap_or_else(PoisonError::into_inner);
+                cache.busy = false;
+                // A failure is tried again at the next reading.
+                if let Ok(Ok(histogram)) = taken {
+                    cache.taken = Some((finished, Arc::new(histogram)));
+                }
+            });
+        }
+        last
+    }
+
+    async fn take_durations(&self) -> Result<Vec<Durations>> {
+        let mut store = Store::open_read_unsupervised(&self.url, self.limits).await?;
+        let d = store.d;
+        let histogram = stats::durations(store.conn(), d)
+            .await
+            .db("reading the deployments' durations");
+        store.close().await;
+        histogram
     }
 }
 
@@ -157,9 +284,6 @@ async fn snapshot(engine: &mut Engine) -> Result<Snapshot> {
     let counts = stats::deployment_counts(engine.store.conn(), d)
         .await
         .db("counting the deployments")?;
-    let durations = stats::durations(engine.store.conn(), d)
-        .await
-        .db("reading the deployments' durations")?;
     let audit = engine
         .audit(&AuditFilter {
             deployment: None,
@@ -168,9 +292,11 @@ async fn snapshot(engine: &mut Engine) -> Result<Snapshot> {
             limit: AUDIT_ROWS,
         })
         .await?;
+    let ledger_id = engine.ledger_id().await?;
     let leader = engine.leader().await?;
     let notifications = engine.outbox_backlog().await?;
     let status = AllStatus {
+        ledger_id,
         environments,
         leader,
         notifications,
@@ -181,7 +307,7 @@ async fn snapshot(engine: &mut Engine) -> Result<Snapshot> {
         status,
         status_json,
         counts,
-        durations,
+        durations: Arc::default(),
         audit,
     })
 }

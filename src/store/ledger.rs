@@ -498,6 +498,14 @@ pub async fn release_leadership(c: &mut AnyConnection, d: Dialect, token: i64) -
     .map(|_| ())
 }
 
+/// The ledger's random id, made once by the migration that created the table
+/// (DESIGN §12): signed approvals and saved plans name it.
+pub async fn ledger_id(c: &mut AnyConnection, _d: Dialect) -> Res<String> {
+    sqlx::query_scalar("SELECT ledger_id FROM ledger_info WHERE id = 1")
+        .fetch_one(c)
+        .await
+}
+
 /// The current leader, if any watcher leads (or led and its lease expired).
 pub async fn leader(c: &mut AnyConnection, d: Dialect) -> Res<Option<Leader>> {
     let row = sqlx::query(d.sql(

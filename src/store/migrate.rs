@@ -74,6 +74,13 @@ const MIGRATIONS: &[Migration] = &[
         mysql: include_str!("../../migrations/mysql/0008_watch_leader.sql"),
     },
     Migration {
+        version: 9,
+        name: "ledger_id",
+        sqlite: include_str!("../../migrations/sqlite/0009_ledger_id.sql"),
+        postgres: include_str!("../../migrations/postgres/0009_ledger_id.sql"),
+        mysql: include_str!("../../migrations/mysql/0009_ledger_id.sql"),
+    },
+    Migration {
         version: 10,
         name: "gate_signatures",
         sqlite: include_str!("../../migrations/sqlite/0010_gate_signatures.sql"),
@@ -85,13 +92,14 @@ const MIGRATIONS: &[Migration] = &[
 const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// The tables the migrations create: a database that holds one of them without
 /// `shipctl_migrations` belongs to another application.
-const LEDGER_TABLES: [&str; 6] = [
+const LEDGER_TABLES: [&str; 7] = [
     "releases",
     "environnements",
     "deploiements",
     "audit_logs",
     "gate_results",
     "watch_leader",
+    "ledger_info",
 ];
 const HOW_TO_CREATE: &str = "a writing command creates it, for example `shipctl reconcile` or \
      `shipctl release --create VERSION --tag TAG`";

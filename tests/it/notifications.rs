@@ -313,6 +313,41 @@ fn events_reach_a_receiver_once_each_in_order_signed_through_an_outage() {
             created[1].key(),
             "the retry carries the same key"
         );
+
+        // 429 asks for a later try; 404 refuses the request for good: given
+        // up at once (a retry could only be refused again), and the events
+        // queued behind it go on.
+        rx.answers.lock().unwrap().extend([429, 404]);
+        release(db, "1.2");
+        release(db, "1.3");
+        let busy = deliver(db, &d);
+        assert_eq!((busy.retried, busy.delivered), (1, 0), "{busy:?}");
+        make_due(db);
+        let refused = deliver(db, &d);
+        assert_eq!((refused.given_up, refused.delivered), (1, 1), "{refused:?}");
+        assert_eq!(
+            db.query(
+                "SELECT response_status, attempts FROM notification_outbox \
+                 WHERE gave_up_at IS NOT NULL AND last_error LIKE 'refused for good%'"
+            ),
+            vec![vec!["404".to_string(), "2".to_string()]]
+        );
+        let got = rx.got();
+        let versions: Vec<String> = got[got.len() - 3..]
+            .iter()
+            .map(|g| {
+                g.json()["event"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect();
+        assert!(
+            versions[0].contains("1.2")
+                && versions[1].contains("1.2")
+                && versions[2].contains("1.3"),
+            "{versions:?}"
+        );
     });
 }
 

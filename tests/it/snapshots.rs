@@ -83,7 +83,7 @@ impl Session {
 }
 
 /// What varies between runs, and only that.
-const MASKS: [(&str, &str); 4] = [
+const MASKS: [(&str, &str); 5] = [
     // 2026-11-30 20:24:18 or 2026-11-30T20:24:18.123Z: as wide as before,
     // so that tables keep their columns.
     (
@@ -96,6 +96,8 @@ const MASKS: [(&str, &str); 4] = [
     (r"\b(ran|in|after) \d+ms\b", "$1 [duration]"),
     // host:pid:nonce
     (r"[^\s:(]+:\d+:[0-9a-f]{8}\b", "[holder]"),
+    // The ledger's random id.
+    (r"\b[0-9a-f]{32}\b", "[ledger-id-----------------------]"),
 ];
 
 /// `text` as a regular expression that matches exactly it.
