@@ -398,8 +398,10 @@ impl Text for EnvStatus {
                     dg.deployment,
                     match waiting {
                         Some(g) => format!(
-                            ": waiting for approval; `shipctl approve --deploy-id {} --gate {}`",
-                            dg.deployment, g.gate
+                            ": waiting for approval; `shipctl approve --deploy-id {} --gate {}{}`",
+                            dg.deployment,
+                            g.gate,
+                            if g.signed { " --sign KEY" } else { "" }
                         ),
                         None => String::new(),
                     }
