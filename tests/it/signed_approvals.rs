@@ -33,29 +33,34 @@ fn plan_prod(db: &TestDb) -> String {
     db.scalar("SELECT MAX(id) FROM deploiements")
 }
 
-fn sign(db: &TestDb, id: &str, by: &str, key: &Key, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "approve",
-        "--deploy-id",
-        id,
-        "--gate",
-        "qa",
-        "--by",
-        by,
-        "--sign",
-        key.arg(),
-        "--output",
-        "json",
-    ];
+/// `approve --deploy-id ID --gate GATE --by BY [--sign KEY] EXTRA --output json`,
+/// with no agent and no terminal; `path` replaces PATH when given.
+fn decide(
+    db: &TestDb,
+    (id, gate, by): (&str, &str, &str),
+    key: Option<&Key>,
+    path: Option<&std::path::Path>,
+    extra: &[&str],
+) -> Run {
+    let mut args = vec!["approve", "--deploy-id", id, "--gate", gate, "--by", by];
+    if let Some(k) = key {
+        args.extend(["--sign", k.arg()]);
+    }
     args.extend(extra);
-    let out = db
-        .cmd()
-        .args(&args)
+    args.extend(["--output", "json"]);
+    let mut cmd = db.cmd();
+    cmd.args(&args)
         .env_remove("SSH_AUTH_SOCK")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run");
-    Run::from(out)
+        .stdin(std::process::Stdio::null());
+    if let Some(p) = path {
+        cmd.env("PATH", p);
+    }
+    Run::from(cmd.output().expect("run"))
+}
+
+/// `approve` at gate qa, signed with `key`.
+fn sign(db: &TestDb, id: &str, by: &str, key: &Key, extra: &[&str]) -> Run {
+    decide(db, (id, "qa", by), Some(key), None, extra)
 }
 
 fn gate(db: &TestDb) -> Value {
@@ -351,59 +356,14 @@ fn a_key_that_cannot_sign_writes_nothing() {
         let r = sign(db, &id, "bob", &carol, &["--reject", "--reason", "no"]);
         refused(&r, "is not bob's key at gate qa", "sign with bob's own key");
         // Unsigned, where a key is declared: it would not count.
-        let r = db.run(&[
-            "approve",
-            "--deploy-id",
-            &id,
-            "--gate",
-            "qa",
-            "--by",
-            "bob",
-            "--output",
-            "json",
-        ]);
+        let r = decide(db, (&id, "qa", "bob"), None, None, &[]);
         refused(&r, "an unsigned approval by bob would not count", "--sign");
         // Signed, where no key is declared: nothing could check it.
-        let r = db
-            .cmd()
-            .args([
-                "approve",
-                "--deploy-id",
-                &id,
-                "--gate",
-                "ops",
-                "--by",
-                "bob",
-                "--sign",
-                bob.arg(),
-                "--output",
-                "json",
-            ])
-            .output()
-            .map(Run::from)
-            .expect("run");
+        let r = decide(db, (&id, "ops", "bob"), Some(&bob), None, &[]);
         refused(&r, "declares no SSH key for bob", "leave out --sign");
         // No ssh-keygen at all.
         let empty = tempfile::tempdir().expect("empty PATH");
-        let r = db
-            .cmd()
-            .env("PATH", empty.path())
-            .args([
-                "approve",
-                "--deploy-id",
-                &id,
-                "--gate",
-                "qa",
-                "--by",
-                "bob",
-                "--sign",
-                bob.arg(),
-                "--output",
-                "json",
-            ])
-            .output()
-            .map(Run::from)
-            .expect("run");
+        let r = decide(db, (&id, "qa", "bob"), Some(&bob), Some(empty.path()), &[]);
         refused(&r, "ssh-keygen was not found on PATH", "openssh-client");
     });
 }
@@ -452,16 +412,8 @@ fn a_key_in_ssh_agent_signs_through_its_public_half() {
         .cmd()
         .env("SSH_AUTH_SOCK", &sock)
         .stdin(std::process::Stdio::null())
-        .args([
-            "approve",
-            "--deploy-id",
-            &id,
-            "--gate",
-            "qa",
-            "--by",
-            "alice",
-            "--sign",
-        ])
+        .args(approval(&id, "alice"))
+        .arg("--sign")
         .arg(&public)
         .output()
         .map(Run::from)
