@@ -66,14 +66,17 @@ pub struct Unverified {
 }
 
 impl Unverified {
-    /// "alice's approval does not verify: signed for deployment 7, not 9".
+    /// "alice's approval (gate result 12) does not verify: signed for
+    /// deployment 7, not 9": the row named, since the same person may also
+    /// have a decision that counts.
     pub fn sentence(&self) -> String {
         format!(
-            "{}'s {} does not verify: {}",
+            "{}'s {} (gate result {}) does not verify: {}",
             self.actor,
             crate::signing::decision_words(&self.decision)
                 .trim_start_matches("an ")
                 .trim_start_matches("a "),
+            self.gate_result_id,
             self.reason
         )
     }
@@ -887,8 +890,8 @@ async fn sign_decision(
                 .filter_map(|k| crate::signing::fingerprint(k))
                 .collect();
             Err(Error::input(format!(
-                "{} ({fingerprint}) is not {actor}'s key at gate {gate}: the manifests declare \
-                 {}; nothing was recorded",
+                "the key {} ({fingerprint}) is not {actor}'s key at gate {gate}: the manifests \
+                 declare {}; nothing was recorded",
                 key.display(),
                 declared.join(", ")
             ))

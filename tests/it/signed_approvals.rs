@@ -180,21 +180,32 @@ fn a_signed_approval_counts_and_a_forged_one_is_named() {
             "{reasons:?}"
         );
 
-        // Validation refuses and names them; status and history say the same.
-        let r = db.expect(&["validate", "--deploy-id", &id], 4);
-        assert!(
-            r.stderr.contains(
-                "bob's rejection does not verify: signed as an approval, not a rejection"
-            ) && r
-                .stderr
-                .contains("alice's approval does not verify: signed with key SHA256:"),
-            "{}",
-            r.stderr
+        // Validation refuses and names them, row by row; status says the same.
+        let (forged, unsigned) = (
+            db.scalar(&format!(
+                "SELECT MAX(id) FROM gate_results WHERE acteur = 'bob' AND outcome = 'rejected'"
+            )),
+            db.scalar("SELECT MAX(id) FROM gate_results"),
         );
+        let r = db.expect(&["validate", "--deploy-id", &id], 4);
+        for want in [
+            format!(
+                "bob's rejection (gate result {forged}) does not verify: signed as an approval, \
+                 not a rejection"
+            ),
+            format!(
+                "alice's approval (gate result {unsigned}) does not verify: signed with key SHA256:"
+            ),
+        ] {
+            assert!(r.stderr.contains(&want), "{want}\n{}", r.stderr);
+        }
         assert!(r.stderr.contains("--sign KEY"), "{}", r.stderr);
         let text = db.expect(&["status", "--env", "prod"], 0).stdout;
         assert!(
-            text.contains("not counted: alice's approval does not verify: signed with key"),
+            text.contains(&format!(
+                "not counted: alice's approval (gate result {unsigned}) does not verify: signed \
+                 with key"
+            )),
             "{text}"
         );
         let history = db.expect(&["history", "--env", "prod"], 0).stdout;
