@@ -182,9 +182,9 @@ fn a_signed_approval_counts_and_a_forged_one_is_named() {
 
         // Validation refuses and names them, row by row; status says the same.
         let (forged, unsigned) = (
-            db.scalar(&format!(
-                "SELECT MAX(id) FROM gate_results WHERE acteur = 'bob' AND outcome = 'rejected'"
-            )),
+            db.scalar(
+                "SELECT MAX(id) FROM gate_results WHERE acteur = 'bob' AND outcome = 'rejected'",
+            ),
             db.scalar("SELECT MAX(id) FROM gate_results"),
         );
         let r = db.expect(&["validate", "--deploy-id", &id], 4);
