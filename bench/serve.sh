@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/serve.sh: how fast do the watch's /metrics and /api/status answer on a
-# big SQLite ledger under load? A measurement, not a test.
+# big SQLite ledger under load? A measurement, not a test (that no request
+# fails under this load is tests/it/serve.rs's fifty_clients_... test).
 #
 # What it does
 #   Builds a --rows deployment ledger with bench/status.sh (its generator:

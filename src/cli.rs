@@ -11,7 +11,7 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(
     name = "shipctl",
-    version,
+    version = version(),
     about = "Deployment ledger for dev, staging and prod, kept in SQL",
     long_about = "Deployment ledger for dev, staging and prod, kept in SQL.\n\n\
         Releases are planned into deployments, validated and executed as two short \
@@ -34,7 +34,7 @@ use std::time::Duration;
 )]
 pub struct Cli {
     /// Output format: text for people, json for programs
-    #[arg(long, global = true, value_enum, value_name = "FORMAT", default_value_t = Output::Text, help_heading = GLOBAL)]
+    #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT", default_value_t = Output::Text, help_heading = GLOBAL)]
     pub output: Output,
 
     #[command(flatten)]
@@ -44,8 +44,22 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `--version` prints after the name: shipctl's version, then the
+/// versions of the formats it reads, from where they are defined.
+pub fn version() -> &'static str {
+    static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "{} (manifests {}, ledger schema {})",
+            env!("CARGO_PKG_VERSION"),
+            crate::manifest::API_VERSION,
+            crate::store::LEDGER_SCHEMA_VERSION
+        )
+    });
+    &VERSION
+}
+
 /// The heading of the options every command takes, apart from its own.
-const GLOBAL: &str = "Global options";
+pub const GLOBAL: &str = "Global options";
 
 /// How to reach the ledger. Every command but `check` opens it; `check` accepts
 /// these options (a global option may come before any command) but hides them.
@@ -92,6 +106,7 @@ fn reconcile_output_arg() -> Arg {
         .filter_map(ValueEnum::to_possible_value)
         .map(|v| v.hide(false));
     Arg::new("output")
+        .short('o')
         .long("output")
         .value_name("FORMAT")
         .default_value("text")
@@ -310,6 +325,36 @@ pub enum Command {
         #[arg(long, value_enum)]
         env: Env,
     },
+
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell
+    #[command(after_help = "Examples:\n  \
+        source <(shipctl completions bash)      # this bash session\n  \
+        shipctl completions bash > ~/.local/share/bash-completion/completions/shipctl\n  \
+        shipctl completions zsh > ~/.zfunc/_shipctl   # fpath+=~/.zfunc before compinit\n  \
+        shipctl completions fish > ~/.config/fish/completions/shipctl.fish",
+        args = hidden_database_args())]
+    Completions {
+        /// The shell
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the manual page (roff), every command included
+    #[command(after_help = "Examples:\n  \
+        shipctl man | man -l -\n  \
+        shipctl man > ~/.local/share/man/man1/shipctl.1",
+        args = hidden_database_args())]
+    Man,
+
+    /// Print the JSON Schema of the manifests, for editors and linters
+    #[command(after_help = "Examples:\n  \
+        shipctl schema > shipctl.schema.json\n\n\
+        Then, in manifests/*.yaml, for the YAML language server (VS Code, Neovim, Helix):\n  \
+        # yaml-language-server: $schema=../shipctl.schema.json\n\n\
+        The schema checks each file alone; `shipctl check` also checks what spans files\n\
+        (a release declared in one file and used in another, keys defined twice).",
+        args = hidden_database_args())]
+    Schema,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,11 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
                 .hint("use --output text or --output json with this command"),
         );
     }
+    // What shipctl says about itself: no database, no manifests.
+    if let Some(text) = describe(&cli.command, cli.output)? {
+        printer.raw(&text);
+        return Ok(Exit::Done);
+    }
     // Offline: no database is opened, so pull requests from forks need no credentials.
     if let Command::Check { manifests } = &cli.command {
         let desired = manifest::load(&manifests.manifests)?;
@@ -125,6 +130,30 @@ async fn listen(addr: std::net::SocketAddr, printer: &Printer) -> Result<crate::
     Ok(listener)
 }
 
+/// The text of `completions`, `man` and `schema`; `None` for other commands.
+/// A script or a manual page has no JSON form: `--output json` is refused for
+/// those; the schema is JSON whatever the format.
+fn describe(command: &Command, output: Output) -> Result<Option<String>> {
+    let (what, text) = match command {
+        Command::Completions { shell } => ("completions", crate::describe::completions(*shell)),
+        Command::Man => ("man", crate::describe::man_page()),
+        Command::Schema => return Ok(Some(crate::describe::schema())),
+        _ => return Ok(None),
+    };
+    if output == Output::Json {
+        return Err(Error::input(format!(
+            "`shipctl {what}` prints {}, which has no JSON form",
+            if what == "man" {
+                "a manual page"
+            } else {
+                "a shell script"
+            }
+        ))
+        .hint("run it without --output json"));
+    }
+    Ok(Some(text))
+}
+
 /// Whether the command may write the ledger (and so records an actor).
 fn writes(command: &Command) -> bool {
     let offline_or_dry = match command {
@@ -220,7 +249,9 @@ async fn execute(
             });
             Ok(Exit::Done)
         }
-        Command::Check { .. } => unreachable!("handled before the database is opened"),
+        Command::Check { .. } | Command::Completions { .. } | Command::Man | Command::Schema => {
+            unreachable!("handled before the database is opened")
+        }
         Command::Reconcile(a) if a.watch => {
             crate::watch::run(engine, &a, &overrides(&a.sim), listener, printer).await
         }

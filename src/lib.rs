@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod describe;
 pub mod duration;
 pub mod engine;
 pub mod error;

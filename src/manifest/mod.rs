@@ -2,6 +2,7 @@
 //! directory (sorted, not recursive), merged; every error names the file and the
 //! line or key path, and says what to do.
 
+pub mod json_schema;
 mod lex;
 pub mod schema;
 pub mod stored;

@@ -1,8 +1,14 @@
 //! The YAML shape of a manifest file, with the checks serde can make while it
 //! still knows the line and key path: unknown keys, unquoted numeric versions,
 //! environment names, durations, keys defined twice.
+//!
+//! The same types give `shipctl schema` its JSON Schema (`JsonSchema` derives;
+//! `json_schema` holds the hand-written parts): the doc comments below are the
+//! descriptions an editor shows.
 
+use super::json_schema as js;
 use crate::model::{Env, OnFailure};
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -11,59 +17,100 @@ use std::time::Duration;
 /// Marker the loader looks for to quote the user's own text back in the hint.
 pub const UNQUOTED_NUMBER: &str = "is an unquoted number";
 
-#[derive(Debug, Deserialize)]
+/// A shipctl manifest: releases, the environments that run them, and webhooks.
+/// Every *.yaml/*.yml file of the manifests directory is one; they are merged.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "shipctl manifest", transform = js::file)]
 pub struct File {
+    /// The manifest format; optional. This shipctl reads shipctl/v1.
     #[serde(rename = "apiVersion")]
+    #[schemars(transform = js::api_version)]
     pub api_version: Option<String>,
+    /// The releases the environments may name: each version once, across all files.
     pub releases: Option<Vec<Release>>,
+    /// The managed environments (dev, staging, prod), each in one file only; an
+    /// environment absent from every file is not managed.
     pub environments: Option<UniqueMap<EnvName, Environment>>,
     /// Webhooks told about audited events (DESIGN §11); in one file only.
     pub notifications: Option<Vec<Notification>>,
 }
 
 /// One `notifications:` entry: where to POST, which events, how to sign.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Notification {
+    /// The webhook: an http or https URL (at most 2000 bytes), never printed
+    /// in full (it may hold a token).
+    #[schemars(length(max = 2000), regex(pattern = js::HTTP_URL))]
     pub url: String,
     /// Audit actions to send; absent: every one.
     #[serde(default)]
+    #[schemars(length(min = 1), transform = js::events)]
     pub events: Option<Vec<String>>,
     /// The environment variable that holds the HMAC key, read at delivery.
     #[serde(default)]
+    #[schemars(regex(pattern = js::VARIABLE_NAME))]
     pub secret_env: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A release: a version and the git tag it was built from. Releases are
+/// immutable: a version the ledger holds with another tag is refused.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Release {
+    /// The version, such as "1.0.2": quote it (unquoted 1.10 is the number 1.1 to YAML).
     pub version: Label,
+    /// The git tag, such as v1.0.2.
     pub tag: Label,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// A managed environment: the release it should run and the policy that
+/// deployments to it follow.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
+    /// The version this environment should run; declared under releases: in some manifest.
     pub release: Label,
+    /// An environment before this one (dev → staging → prod) where the release must
+    /// have succeeded first; that environment must be managed too.
     pub requires: Option<EnvName>,
+    /// Checks every deployment passes before it runs, by name (1 to 50 letters,
+    /// digits, '-' or '_'; `approve --gate NAME`).
     #[serde(default)]
     pub gates: UniqueMap<String, Gate>,
+    /// How a deployment runs; default: a 1s simulation failing one time in five.
     pub executor: Option<ExecutorSpec>,
+    /// After a failed run: replan (plan the deployment again, up to max_attempts)
+    /// or cancel; default replan.
     pub on_failure: Option<OnFailureName>,
+    /// Runs of one release before reconcile gives up; 1 to 100, default 3.
+    #[schemars(range(min = 1, max = 100))]
     pub max_attempts: Option<u32>,
+    /// Checks after a successful run; the deployment succeeds only if they pass.
     pub verify: Option<VerifySpec>,
+    /// When deployments may start; default: at any time.
     pub windows: Option<WindowsSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// A gate: either `approvals: N` (people approve with `shipctl approve`) or
+/// `command: [...]` (exit 0 passes), never both.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = js::gate)]
 pub struct Gate {
+    /// Distinct approvals needed, 1 or more.
+    #[schemars(range(min = 1))]
     pub approvals: Option<u32>,
-    /// Who may approve an `approvals:` gate; anyone when absent.
+    /// Who may approve an `approvals:` gate; anyone when absent. At least as many
+    /// names as approvals. With SSH public keys (a mapping), a person's decisions
+    /// count only when signed with one of their keys (`approve --sign`).
     #[serde(default)]
     pub approvers: Option<Approvers>,
+    /// The program and its arguments; exit 0 passes the gate.
+    #[schemars(transform = js::argv)]
     pub command: Option<Vec<String>>,
+    /// How long the command may run (1s to 24h); default 10m.
     pub timeout: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when the gate's command is stopped.
     #[serde(default)]
@@ -207,30 +254,43 @@ impl Serialize for Approvers {
 }
 
 /// `simulate:` or `command:`, exactly one (checked by the loader).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = js::executor)]
 pub struct ExecutorSpec {
+    /// A simulated run: it waits, then succeeds or fails at random.
     #[serde(default)]
     pub simulate: Option<SimulateSpec>,
+    /// A real deployment command, with its rollback.
     #[serde(default)]
     pub command: Option<CommandSpec>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// A simulated run.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SimulateSpec {
+    /// How long a run lasts; default 1s.
     #[serde(default)]
     pub duration: Option<DurationText>,
+    /// Probability that a run fails, from 0.0 to 1.0; default 0.2.
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub failure_rate: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// A deployment command, run with SHIPCTL_* variables naming the release and environment.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandSpec {
+    /// The program and its arguments; exit 0 is a successful deployment.
+    #[schemars(transform = js::argv)]
     pub run: Vec<String>,
+    /// Run after a failed or stopped run, to undo it.
     #[serde(default)]
+    #[schemars(transform = js::argv)]
     pub rollback: Option<Vec<String>>,
+    /// How long the run may last (1s to 24h); default: until it ends.
     #[serde(default)]
     pub timeout: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when the run or the rollback is stopped.
@@ -240,21 +300,25 @@ pub struct CommandSpec {
 
 /// `verify:` — how an environment proves a deployed release healthy (DESIGN §9):
 /// exactly one of `command` and `http` (checked by the loader).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = js::verify)]
 pub struct VerifySpec {
     /// Exit 0 = healthy; run like the executor's command, with its variables.
     #[serde(default)]
+    #[schemars(transform = js::argv)]
     pub command: Option<Vec<String>>,
+    /// A GET whose status (and body) says the release is healthy.
     #[serde(default)]
     pub http: Option<HttpSpec>,
-    /// Per try; default 30s.
+    /// Per try (1s to 24h); default 30s.
     #[serde(default)]
     pub timeout: Option<DurationText>,
-    /// Tries before verification counts as failed; default 1.
+    /// Tries before verification counts as failed, 1 to 100; default 1.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub retries: Option<u32>,
-    /// Between tries; default 5s.
+    /// Between tries (up to 1h); default 5s.
     #[serde(default)]
     pub interval: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when a check's command is stopped.
@@ -263,44 +327,57 @@ pub struct VerifySpec {
 }
 
 /// `verify.http`: a GET whose status (and body) says the release is healthy.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSpec {
-    /// `{version}`, `{tag}` and `{env}` are replaced, percent-encoded.
+    /// An http or https URL; `{version}`, `{tag}` and `{env}` are replaced, percent-encoded.
+    #[schemars(transform = js::url_template)]
     pub url: String,
-    /// The status wanted; default 200.
+    /// The status wanted, 100 to 599; default 200.
     #[serde(default)]
+    #[schemars(range(min = 100, max = 599))]
     pub status: Option<u16>,
     /// Text the body must contain (`{version}`, `{tag}`, `{env}` replaced).
     #[serde(default)]
+    #[schemars(length(min = 1), transform = js::template)]
     pub contains: Option<String>,
 }
 
 /// `windows:` — when the environment may be deployed to (DESIGN §10), kept as
 /// the manifests wrote it; `crate::window::parse` reads and checks it.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowsSpec {
-    /// An IANA name; UTC when absent.
+    /// An IANA name, such as Europe/Paris; UTC when absent.
     #[serde(default)]
+    #[schemars(transform = js::timezone)]
     pub timezone: Option<String>,
     /// Absent or empty: open at any time outside the deny windows.
     #[serde(default)]
     pub allow: Vec<WindowSpec>,
+    /// When deployments may not start; deny wins over allow.
     #[serde(default)]
     pub deny: Vec<WindowSpec>,
 }
 
 /// One window: weekly (`days` with `from`/`to` as `"HH:MM"`, `to` may be
 /// `"24:00"`) or one-off (no `days`, `from`/`to` as `"YYYY-MM-DD HH:MM"`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = js::window)]
 pub struct WindowSpec {
+    /// Weekly windows: the days they apply (mon, tue, wed, thu, fri, sat, sun).
     #[serde(default)]
     pub days: Option<Vec<String>>,
+    /// When it starts: "HH:MM" (weekly) or "YYYY-MM-DD HH:MM" (one-off).
     pub from: String,
+    /// When it ends: "HH:MM", "24:00" for midnight (weekly; earlier than from:
+    /// the next day), or "YYYY-MM-DD HH:MM" (one-off).
     pub to: String,
+    /// Why, shown when the window holds a deployment back (one line, at most
+    /// 1000 characters).
     #[serde(default)]
+    #[schemars(length(min = 1, max = 1000), transform = js::one_line)]
     pub reason: Option<String>,
 }
 

@@ -89,7 +89,8 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+/// The ledger schema version this shipctl migrates to (`--version` prints it).
+pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
 /// The tables the migrations create: a database that holds one of them without
 /// `shipctl_migrations` belongs to another application.
 const LEDGER_TABLES: [&str; 7] = [

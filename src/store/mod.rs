@@ -5,6 +5,7 @@
 mod dialect;
 pub mod ledger;
 mod migrate;
+pub use migrate::LATEST as LEDGER_SCHEMA_VERSION;
 pub mod outbox;
 pub mod stats;
 pub mod url;

@@ -22,7 +22,7 @@ fn help(db: &TestDb, args: &[&str]) -> String {
 }
 
 /// The command names listed under "Commands:" in the top-level help.
-fn commands(db: &TestDb) -> Vec<String> {
+pub(crate) fn commands(db: &TestDb) -> Vec<String> {
     let top = help(db, &["--help"]);
     let names: Vec<String> = top
         .lines()

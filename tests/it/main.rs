@@ -9,6 +9,7 @@ mod bad_input;
 mod child_processes;
 mod command_executor;
 mod concurrency;
+mod describe;
 mod docs;
 mod examples;
 mod faults;

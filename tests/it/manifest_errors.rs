@@ -76,8 +76,12 @@ fn refused_within(db: &TestDb, manifests: &str, needles: &[&str], bound: Duratio
         &["reconcile", "--manifests", manifests],
         &["reconcile", "--dry-run", "--manifests", manifests],
     ];
-    for args in runs {
+    for (i, args) in runs.into_iter().enumerate() {
         let (r, took) = run_bounded(db, args, &[], bound);
+        if i == 0 {
+            // The manifests' JSON Schema refuses them too, where a schema can.
+            crate::describe::schema_refuses_or_cannot(&db.dir.path().join(manifests), &r.stderr);
+        }
         assert_eq!(
             r.code, 1,
             "shipctl {args:?} on {:?} exited {} (wanted 1)\nstdout:\n{}\nstderr:\n{}",
@@ -617,6 +621,13 @@ fn check_offline(db: &TestDb, code: i32, needles: &[&str]) -> Run {
     }
     // The database's address (a hint may show another URL on 127.0.0.1).
     assert!(!r.stderr.contains("127.0.0.1:1/"), "{}", r.stderr);
+    // The manifests' JSON Schema agrees, where a schema can.
+    let dir = db.dir.path().join("manifests");
+    if code == 0 {
+        crate::describe::schema_accepts(&dir);
+    } else {
+        crate::describe::schema_refuses_or_cannot(&dir, &r.stderr);
+    }
     r
 }
 
