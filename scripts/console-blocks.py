@@ -72,6 +72,8 @@ MASKS = [
     (re.compile(r"/\S*console-blocks-[A-Za-z0-9_]+"), "<sandbox>"),
     # the ledger's random id
     (re.compile(r"\b[0-9a-f]{32}\b"), "<ledger-id>"),
+    # keys made in the block: their fingerprints (signed approvals)
+    (re.compile(r"SHA256:[A-Za-z0-9+/]{43}"), "SHA256:<fingerprint>"),
 ]
 
 # bash, before a block's commands: `cargo` as the README uses it.

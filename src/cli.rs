@@ -279,10 +279,13 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         shipctl approve --deploy-id 7 --gate qa                  # as $USER\n  \
         shipctl approve --deploy-id 7 --gate qa --by alice\n  \
-        shipctl approve --deploy-id 7 --gate qa --reject --reason \"login page broken on Safari\"\n\n\
+        shipctl approve --deploy-id 7 --gate qa --reject --reason \"login page broken on Safari\"\n  \
+        shipctl approve --deploy-id 7 --gate qa --by alice --sign ~/.ssh/id_ed25519\n\n\
         A person's newest decision on a gate counts: approving twice counts once, and a\n\
         rejection can be taken back by approving before the deployment is validated.\n\
-        A rejection makes the deployment échec at its next validation (exit 3).")]
+        A rejection makes the deployment échec at its next validation (exit 3).\n\
+        Where the manifests declare the approver's SSH key, a decision counts only when\n\
+        signed with it (--sign, through ssh-keygen and ssh-agent, as git signs commits).")]
     Approve {
         /// The deployment (ids are in `shipctl status` and `shipctl history`)
         #[arg(long, value_name = "ID")]
@@ -299,6 +302,10 @@ pub enum Command {
         /// Why it is rejected (required with --reject; at most 1000 characters)
         #[arg(long, value_name = "TEXT", requires = "reject")]
         reason: Option<String>,
+        /// Sign the decision with this SSH key (a private key, or the public key
+        /// of one in ssh-agent): required where the gate declares the approver's key
+        #[arg(long, value_name = "KEY")]
+        sign: Option<std::path::PathBuf>,
     },
 
     /// Show an environment's deployments: states, attempts and gate results

@@ -306,11 +306,13 @@ async fn execute(
             by,
             reject,
             reason,
+            sign,
         } => {
             let decision = Decision {
                 by: by.as_deref(),
                 reject,
                 reason: reason.as_deref(),
+                sign: sign.as_deref(),
             };
             printer.emit(&engine.approve(deploy_id, &gate, decision).await?);
             Ok(Exit::Done)

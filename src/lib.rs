@@ -17,6 +17,7 @@ pub mod plan;
 pub mod progress;
 pub mod render;
 pub mod serve;
+pub mod signing;
 pub mod since;
 pub mod store;
 pub mod supervisor;

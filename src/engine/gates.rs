@@ -47,6 +47,39 @@ pub struct GateState {
     /// A rejection's reason, or a command's outcome and output.
     pub message: Option<String>,
     pub command: Option<Vec<String>>,
+    /// Whether approvers have SSH keys here: a decision then counts only when
+    /// signed by its approver's key (DESIGN §12).
+    pub signed: bool,
+    /// Decisions that do not count because their signature does not verify
+    /// (each person's newest such decision): forged, copied, altered or unsigned.
+    pub unverified: Vec<Unverified>,
+}
+
+/// A decision whose signature does not verify, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Unverified {
+    pub actor: String,
+    /// `approved` or `rejected`, as the row says.
+    pub decision: String,
+    pub gate_result_id: i64,
+    pub reason: String,
+}
+
+impl Unverified {
+    /// "alice's approval (gate result 12) does not verify: signed for
+    /// deployment 7, not 9": the row named, since the same person may also
+    /// have a decision that counts.
+    pub fn sentence(&self) -> String {
+        format!(
+            "{}'s {} (gate result {}) does not verify: {}",
+            self.actor,
+            crate::signing::decision_words(&self.decision)
+                .trim_start_matches("an ")
+                .trim_start_matches("a "),
+            self.gate_result_id,
+            self.reason
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +126,7 @@ impl GateState {
                 if !self.expired.is_empty() {
                     s.push_str(&format!("; expired: {}", self.expired.join(", ")));
                 }
+                s.push_str(&self.unverified_note());
                 if self.status == GateStatus::Waiting {
                     let excluded = |n: &String| {
                         self.approved_by.contains(n)
@@ -118,18 +152,22 @@ impl GateState {
                             may
                         }
                     ));
+                    if self.signed {
+                        s.push_str(", each signing with their key (approve --sign)");
+                    }
                 }
                 s
             }
             GateStatus::Rejected => format!(
-                "{}: rejected by {}{}",
+                "{}: rejected by {}{}{}",
                 self.gate,
                 self.rejected_by.as_deref().unwrap_or("someone"),
                 self.message
                     .as_deref()
                     .filter(|m| !m.is_empty())
                     .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                self.unverified_note()
             ),
             GateStatus::Passed | GateStatus::Failed => format!(
                 "{}: {}",
@@ -145,6 +183,17 @@ impl GateState {
     }
 }
 
+impl GateState {
+    /// "; not counted: alice's approval does not verify: ..." or nothing.
+    fn unverified_note(&self) -> String {
+        if self.unverified.is_empty() {
+            return String::new();
+        }
+        let each: Vec<String> = self.unverified.iter().map(Unverified::sentence).collect();
+        format!("; not counted: {}", each.join("; "))
+    }
+}
+
 /// What the approval gates say about a deployment.
 pub enum Verdict {
     /// Every approval gate has its approvals (command gates come next).
@@ -152,7 +201,7 @@ pub enum Verdict {
     /// Some gate lacks approvals: the deployment stays planifié.
     Waiting(Vec<GateState>),
     /// A person's newest decision on some gate is a rejection.
-    Rejected(GateState),
+    Rejected(Box<GateState>),
 }
 
 /// Where each gate of `policy` stands for `deployment`, from gate results
@@ -171,7 +220,7 @@ pub fn states(policy: Option<&Policy>, decisions: &Decisions, deployment: i64) -
                 .results
                 .iter()
                 .filter(|r| r.deployment == deployment && r.gate == g.name);
-            state(g, mine, planner)
+            state(g, mine, planner, decisions.ledger.as_deref())
         })
         .collect()
 }
@@ -182,13 +231,26 @@ pub fn states(policy: Option<&Policy>, decisions: &Decisions, deployment: i64) -
 pub struct Decisions {
     pub results: Vec<GateResult>,
     pub planners: BTreeMap<i64, String>,
+    /// The ledger's id, read when some gate has keys: signed statements name it.
+    pub ledger: Option<String>,
 }
 
-/// Reads the decisions about `deployments` in two statements.
+/// Whether some gate of `policy` has approvers with keys.
+pub fn signs(policy: Option<&Policy>) -> bool {
+    policy.is_some_and(|p| {
+        p.gates
+            .iter()
+            .any(|g| g.gate.approvers.as_ref().is_some_and(|a| a.signed()))
+    })
+}
+
+/// Reads the decisions about `deployments` in two statements, and the
+/// ledger's id in a third when `policy` has keys to check signatures against.
 pub async fn decisions(
     c: &mut sqlx::AnyConnection,
     d: Dialect,
     deployments: &[i64],
+    policy: Option<&Policy>,
 ) -> Result<Decisions> {
     Ok(Decisions {
         results: ledger::gate_results(c, d, deployments)
@@ -197,6 +259,52 @@ pub async fn decisions(
         planners: ledger::planners(c, d, deployments)
             .await
             .db("reading who planned the deployments")?,
+        ledger: match signs(policy) {
+            true => Some(
+                ledger::ledger_id(c, d)
+                    .await
+                    .db("reading the ledger's id")?,
+            ),
+            false => None,
+        },
+    })
+}
+
+/// The statement a gate result's approver signed, if it was theirs: rebuilt
+/// from the row itself, its deployment and this ledger's id.
+pub fn statement_of(r: &GateResult, ledger: &str) -> String {
+    crate::signing::Statement {
+        ledger,
+        deployment: r.deployment,
+        env: &r.subject.env,
+        version: &r.subject.version,
+        tag: &r.subject.tag,
+        gate: &r.gate,
+        decision: &r.outcome,
+        approver: &r.actor,
+    }
+    .text()
+}
+
+/// How a person's decision stands against their declared keys at gate `g`;
+/// `None` when they have none (their decisions count unsigned).
+pub fn check_signature(
+    g: &crate::manifest::schema::Gate,
+    r: &GateResult,
+    ledger: Option<&str>,
+) -> Option<crate::signing::Check> {
+    if r.kind != "approval" {
+        return None;
+    }
+    let keys = g.approvers.as_ref()?.keys_of(&r.actor)?;
+    Some(match ledger {
+        Some(ledger) => crate::signing::check(
+            keys,
+            &statement_of(r, ledger),
+            r.signature.as_deref(),
+            r.signed_statement.as_deref(),
+        ),
+        None => crate::signing::Check::Invalid("this ledger has no id to check it by".into()),
     })
 }
 
@@ -204,13 +312,14 @@ fn state<'a>(
     g: &NamedGate,
     results: impl Iterator<Item = &'a GateResult>,
     planner: Option<&str>,
+    ledger: Option<&str>,
 ) -> GateState {
     let mut s = GateState {
         gate: g.name.clone(),
         kind: "approval",
         status: GateStatus::Waiting,
         required: g.gate.approvals,
-        approvers: g.gate.approvers.clone(),
+        approvers: g.gate.approvers.as_ref().map(|a| a.names()),
         approved_by: Vec::new(),
         expired: Vec::new(),
         planned_by: planner.map(str::to_string),
@@ -218,6 +327,8 @@ fn state<'a>(
         rejected_by: None,
         message: None,
         command: g.gate.command.clone(),
+        signed: g.gate.approvers.as_ref().is_some_and(|a| a.signed()),
+        unverified: Vec::new(),
     };
     if g.gate.command.is_some() {
         s.kind = "command";
@@ -232,19 +343,36 @@ fn state<'a>(
         }
         return s;
     }
-    // Each person's newest decision, in the order they first decided.
+    // Each person's newest decision, in the order they first decided. A
+    // decision whose signature does not verify is set aside: it neither
+    // approves nor rejects, and the person's previous decision stands.
     let mut newest: BTreeMap<&str, (usize, &GateResult)> = BTreeMap::new();
+    let mut unverified: BTreeMap<&str, Unverified> = BTreeMap::new();
     for (i, r) in results.filter(|r| r.kind == "approval").enumerate() {
         let allowed = g
             .gate
             .approvers
             .as_ref()
-            .is_none_or(|names| names.contains(&r.actor));
-        if allowed {
-            let first = newest.get(r.actor.as_str()).map_or(i, |(f, _)| *f);
-            newest.insert(&r.actor, (first, r));
+            .is_none_or(|a| a.contains(&r.actor));
+        if !allowed {
+            continue;
         }
+        if let Some(problem) = check_signature(&g.gate, r, ledger).and_then(|c| c.problem()) {
+            unverified.insert(
+                &r.actor,
+                Unverified {
+                    actor: r.actor.clone(),
+                    decision: r.outcome.clone(),
+                    gate_result_id: r.id,
+                    reason: problem,
+                },
+            );
+            continue;
+        }
+        let first = newest.get(r.actor.as_str()).map_or(i, |(f, _)| *f);
+        newest.insert(&r.actor, (first, r));
     }
+    s.unverified = unverified.into_values().collect();
     let mut decided: Vec<(usize, &GateResult)> = newest.into_values().collect();
     decided.sort_by_key(|(first, _)| *first);
     for (_, r) in decided {
@@ -278,7 +406,7 @@ fn state<'a>(
 
 pub fn verdict(states: &[GateState]) -> Verdict {
     if let Some(r) = states.iter().find(|s| s.status == GateStatus::Rejected) {
-        return Verdict::Rejected(r.clone());
+        return Verdict::Rejected(Box::new(r.clone()));
     }
     let waiting: Vec<GateState> = states
         .iter()
@@ -323,7 +451,7 @@ pub(super) async fn current(
     if policy.is_none_or(|p| p.gates.is_empty()) {
         return Ok(Vec::new());
     }
-    let decisions = decisions(tx, d, &[deployment]).await?;
+    let decisions = decisions(tx, d, &[deployment], policy).await?;
     Ok(states(policy, &decisions, deployment))
 }
 
@@ -339,9 +467,11 @@ pub(super) fn waiting_error(dep: &Deployment, waiting: &[GateState]) -> Error {
         lines.join("; ")
     ))
     .hint(format!(
-        "approve it with `shipctl approve --deploy-id {} --gate {first}` (or --reject --reason ...), \
-         then run `shipctl validate --deploy-id {}` or reconcile again",
-        dep.id, dep.id
+        "approve it with `shipctl approve --deploy-id {} --gate {first}{}` (or --reject --reason \
+         ...), then run `shipctl validate --deploy-id {}` or reconcile again",
+        dep.id,
+        if waiting[0].signed { " --sign KEY" } else { "" },
+        dep.id
     ))
 }
 
@@ -535,6 +665,7 @@ pub(super) async fn record_commands(
                 outcome: if o.passed { "passed" } else { "failed" },
                 actor: who.actor(),
                 message: &o.message,
+                signed: None,
             },
         )
         .await
@@ -571,6 +702,8 @@ pub struct Approval {
     pub actor: String,
     /// False when this person's newest decision was already this one.
     pub recorded: bool,
+    /// The statement signed and stored with the decision (`--sign`).
+    pub signed: Option<Signed>,
     /// Every gate of the deployment after this decision.
     pub gates: Vec<GateState>,
     /// Whether the approval gates now let the deployment be validated.
@@ -580,15 +713,199 @@ pub struct Approval {
     pub recovered: Option<i64>,
 }
 
+/// A decision signed with `approve --sign` (DESIGN §12).
+#[derive(Debug, Clone, Serialize)]
+pub struct Signed {
+    /// The exact text signed.
+    pub statement: String,
+    /// The SHA256 fingerprint of the key that signed it.
+    pub key_fingerprint: String,
+    /// The armored SSH signature, as stored.
+    pub signature: String,
+}
+
 /// `approve` options beyond the deployment and the gate.
 pub struct Decision<'a> {
     pub by: Option<&'a str>,
     pub reject: bool,
     pub reason: Option<&'a str>,
+    /// A private key, or a public key whose private half is in ssh-agent.
+    pub sign: Option<&'a std::path::Path>,
+}
+
+/// Whether `actor` may take this decision at `gate` of `dep`'s environment,
+/// under `policy`: the gate's checks, the approvers, the keys, four eyes.
+/// Run before signing (so that nobody signs for nothing) and again, in the
+/// transaction that records it.
+async fn admit<'p>(
+    c: &mut sqlx::AnyConnection,
+    d: Dialect,
+    policy: Option<&'p Policy>,
+    dep: &Deployment,
+    gate: &str,
+    actor: &str,
+    decision: &Decision<'_>,
+) -> Result<&'p NamedGate> {
+    let id = dep.id;
+    let declared: Vec<&NamedGate> = policy.map(|p| p.gates.iter().collect()).unwrap_or_default();
+    let Some(g) = declared.iter().find(|g| g.name == gate).copied() else {
+        let known: Vec<String> = declared
+            .iter()
+            .filter(|g| g.gate.approvals.is_some())
+            .map(|g| g.name.clone())
+            .collect();
+        return Err(
+            Error::input(format!("{} has no approval gate named {gate:?}", dep.env)).hint(
+                if known.is_empty() {
+                    format!(
+                        "{} declares no approval gates; gates come from the manifests \
+                 (environments.{}.gates) and are stored by `shipctl reconcile`",
+                        dep.env, dep.env
+                    )
+                } else {
+                    format!("its approval gates: {}", known.join(", "))
+                },
+            ),
+        );
+    };
+    if g.gate.command.is_some() {
+        return Err(Error::input(format!(
+            "gate {gate} of {} is a command gate: it runs at validation and nobody approves it",
+            dep.env
+        ))
+        .hint(format!(
+            "run `shipctl validate --deploy-id {id}` to run it; its outcome is in `shipctl history --env {}`",
+            dep.env
+        )));
+    }
+    if !matches!(dep.state, Etat::Planifie | Etat::Valide) {
+        return Err(Error::input(format!(
+            "deployment {id} is {}: only planifié or validé deployments take approvals",
+            dep.state
+        ))
+        .hint(format!(
+            "approvals apply to deployments waiting to run; `shipctl status --env {}` \
+                 lists them",
+            dep.env
+        )));
+    }
+    if let Some(approvers) = &g.gate.approvers
+        && !approvers.contains(actor)
+    {
+        return Err(Error::input(format!(
+            "{actor} may not approve gate {gate} of {}: its approvers are {}",
+            dep.env,
+            approvers.names().join(", ")
+        ))
+        .hint(
+            "ask one of them, or change environments.ENV.gates.GATE.approvers in the manifests",
+        ));
+    }
+    let keys = g.gate.approvers.as_ref().and_then(|a| a.keys_of(actor));
+    let what = if decision.reject {
+        "rejection"
+    } else {
+        "approval"
+    };
+    match (keys, decision.sign) {
+        (Some(_), None) => {
+            return Err(Error::input(format!(
+                "gate {gate} of {} declares {actor}'s SSH key: an unsigned {what} by {actor} \
+                 would not count, so none is recorded",
+                dep.env
+            ))
+            .hint(format!(
+                "sign it with the key: `shipctl approve --deploy-id {id} --gate {gate} --by \
+                 {actor} --sign ~/.ssh/id_ed25519` (a private key, or its .pub when the key is \
+                 in ssh-agent)"
+            )));
+        }
+        (None, Some(_)) => {
+            return Err(Error::input(format!(
+                "gate {gate} of {} declares no SSH key for {actor}: a signature could not be \
+                 checked, so none is made",
+                dep.env
+            ))
+            .hint(format!(
+                "leave out --sign ({actor}'s decisions count unsigned here), or declare the key \
+                 in the manifests: approvers: {{ {actor}: \"ssh-ed25519 AAAA... {actor}@laptop\" }}"
+            )));
+        }
+        _ => {}
+    }
+    // The four-eyes rule: whoever planned it may reject it, not approve it.
+    if !decision.reject && !g.gate.self_approval.unwrap_or(false) {
+        let planners = ledger::planners(c, d, &[id])
+            .await
+            .db("reading who planned the deployment")?;
+        if planners.get(&id).map(String::as_str) == Some(actor) {
+            let others: Vec<String> = g
+                .gate
+                .approvers
+                .as_ref()
+                .map(|a| a.names())
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|n| n != actor)
+                .collect();
+            return Err(Error::input(format!(
+                "{actor} planned deployment {id} ({} to {}) and may not approve it: gate \
+                     {gate} follows the four-eyes rule (self_approval is false)",
+                dep.version, dep.env
+            ))
+            .hint(format!(
+                "ask {}; a reconcile plans as $SHIPCTL_ACTOR (CI should set it to the \
+                     committer), or set self_approval: true on the gate",
+                if others.is_empty() {
+                    "someone else".to_string()
+                } else {
+                    others.join(" or ")
+                }
+            )));
+        }
+    }
+    Ok(g)
+}
+
+/// The statement of this decision, signed with `key` by ssh-keygen, and
+/// checked here against the approver's declared keys before anything is written.
+async fn sign_decision(
+    key: &std::path::Path,
+    keys: &[String],
+    statement: String,
+    actor: &str,
+    gate: &str,
+) -> Result<Signed> {
+    let signature = crate::signing::sign(key, &statement).await?;
+    let fingerprint = crate::signing::signer(&signature).unwrap_or_else(|| "?".into());
+    match crate::signing::check(keys, &statement, Some(&signature), None) {
+        crate::signing::Check::Verified => Ok(Signed {
+            statement,
+            key_fingerprint: fingerprint,
+            signature,
+        }),
+        _ => {
+            let declared: Vec<String> = keys
+                .iter()
+                .filter_map(|k| crate::signing::fingerprint(k))
+                .collect();
+            Err(Error::input(format!(
+                "the key {} ({fingerprint}) is not {actor}'s key at gate {gate}: the manifests \
+                 declare {}; nothing was recorded",
+                key.display(),
+                declared.join(", ")
+            ))
+            .hint(format!(
+                "sign with {actor}'s own key, or have the manifests declare this one \
+                 (its public half: ssh-keygen -y -f {})",
+                key.display()
+            )))
+        }
+    }
 }
 
 impl Engine {
-    /// `approve --deploy-id N --gate G [--by NAME] [--reject --reason TEXT]`.
+    /// `approve --deploy-id N --gate G [--by NAME] [--reject --reason TEXT] [--sign KEY]`.
     pub async fn approve(
         &mut self,
         id: i64,
@@ -621,7 +938,47 @@ impl Engine {
             ));
         }
         let d = self.store.d;
+        let outcome = if decision.reject {
+            "rejected"
+        } else {
+            "approved"
+        };
         let dep = self.find(id).await?;
+        // Signing happens before the transaction: ssh-keygen may wait for an
+        // agent or a passphrase, and no lock is held meanwhile. The decision
+        // is admitted first, so that nobody signs what would be refused.
+        let signed = match decision.sign {
+            None => None,
+            Some(key) => {
+                let c = self.store.conn();
+                let env = ledger::env_row(c, d, dep.env)
+                    .await
+                    .db("reading the environment")?;
+                let g = admit(c, d, env.known_policy()?, &dep, gate, &actor, &decision).await?;
+                let keys = g
+                    .gate
+                    .approvers
+                    .as_ref()
+                    .and_then(|a| a.keys_of(&actor))
+                    .unwrap_or_default()
+                    .to_vec();
+                let ledger_id = ledger::ledger_id(c, d)
+                    .await
+                    .db("reading the ledger's id")?;
+                let statement = crate::signing::Statement {
+                    ledger: &ledger_id,
+                    deployment: id,
+                    env: dep.env.as_str(),
+                    version: &dep.version,
+                    tag: &dep.tag,
+                    gate,
+                    decision: outcome,
+                    approver: &actor,
+                }
+                .text();
+                Some(sign_decision(key, &keys, statement, &actor, gate).await?)
+            }
+        };
         let mut tx = self.store.write_env(dep.env_id).await?;
         // A writing command like the others: a dead holder's lease in this
         // environment ends here (the deployment approved may be that one).
@@ -631,99 +988,26 @@ impl Engine {
             .db("reading the environment")?;
         let policy = env.known_policy()?;
         let dep = load(&mut tx, d, id).await?;
-        let declared: Vec<&NamedGate> =
-            policy.map(|p| p.gates.iter().collect()).unwrap_or_default();
-        let Some(g) = declared.iter().find(|g| g.name == gate) else {
-            let known: Vec<String> = declared
-                .iter()
-                .filter(|g| g.gate.approvals.is_some())
-                .map(|g| g.name.clone())
-                .collect();
-            return Err(
-                Error::input(format!("{} has no approval gate named {gate:?}", dep.env)).hint(
-                    if known.is_empty() {
-                        format!(
-                            "{} declares no approval gates; gates come from the manifests \
-                     (environments.{}.gates) and are stored by `shipctl reconcile`",
-                            dep.env, dep.env
-                        )
-                    } else {
-                        format!("its approval gates: {}", known.join(", "))
-                    },
-                ),
-            );
-        };
-        if g.gate.command.is_some() {
-            return Err(Error::input(format!(
-                "gate {gate} of {} is a command gate: it runs at validation and nobody approves it",
-                dep.env
-            ))
-            .hint(format!(
-                "run `shipctl validate --deploy-id {id}` to run it; its outcome is in `shipctl history --env {}`",
-                dep.env
-            )));
-        }
-        if !matches!(dep.state, Etat::Planifie | Etat::Valide) {
-            return Err(Error::input(format!(
-                "deployment {id} is {}: only planifié or validé deployments take approvals",
-                dep.state
-            ))
-            .hint(format!(
-                "approvals apply to deployments waiting to run; `shipctl status --env {}` \
-                 lists them",
-                dep.env
-            )));
-        }
-        if let Some(names) = &g.gate.approvers
-            && !names.contains(&actor)
-        {
-            return Err(Error::input(format!(
-                "{actor} may not approve gate {gate} of {}: its approvers are {}",
-                dep.env,
-                names.join(", ")
-            ))
-            .hint(
-                "ask one of them, or change environments.ENV.gates.GATE.approvers in the manifests",
-            ));
-        }
-        // The four-eyes rule: whoever planned it may reject it, not approve it.
-        if !decision.reject && !g.gate.self_approval.unwrap_or(false) {
-            let planners = ledger::planners(&mut tx, d, &[id])
-                .await
-                .db("reading who planned the deployment")?;
-            if planners.get(&id) == Some(&actor) {
-                let others: Vec<&String> = g
-                    .gate
-                    .approvers
-                    .iter()
-                    .flatten()
-                    .filter(|n| **n != actor)
-                    .collect();
+        let g = admit(&mut tx, d, policy, &dep, gate, &actor, &decision).await?;
+        if let Some(s) = &signed {
+            // The manifests' keys may have changed while ssh-keygen ran.
+            let keys = g
+                .gate
+                .approvers
+                .as_ref()
+                .and_then(|a| a.keys_of(&actor))
+                .unwrap_or_default();
+            if crate::signing::check(keys, &s.statement, Some(&s.signature), None)
+                != crate::signing::Check::Verified
+            {
                 return Err(Error::input(format!(
-                    "{actor} planned deployment {id} ({} to {}) and may not approve it: gate \
-                     {gate} follows the four-eyes rule (self_approval is false)",
-                    dep.version, dep.env
+                    "{actor}'s keys at gate {gate} of {} changed while the decision was being \
+                     signed; nothing was recorded",
+                    dep.env
                 ))
-                .hint(format!(
-                    "ask {}; a reconcile plans as $SHIPCTL_ACTOR (CI should set it to the \
-                     committer), or set self_approval: true on the gate",
-                    if others.is_empty() {
-                        "someone else".to_string()
-                    } else {
-                        others
-                            .iter()
-                            .map(|s| s.as_str())
-                            .collect::<Vec<_>>()
-                            .join(" or ")
-                    }
-                )));
+                .hint("run the same approve again"));
             }
         }
-        let outcome = if decision.reject {
-            "rejected"
-        } else {
-            "approved"
-        };
         // Approving is idempotent (a person whose newest decision is an approval
         // is among `approved_by`); a rejection is always a new statement.
         let recorded = decision.reject
@@ -742,6 +1026,9 @@ impl Engine {
                     outcome,
                     actor: &actor,
                     message: &reason,
+                    signed: signed
+                        .as_ref()
+                        .map(|s| (s.signature.as_str(), s.statement.as_str())),
                 },
             )
             .await
@@ -759,13 +1046,17 @@ impl Engine {
                 },
                 (None, None),
                 format!(
-                    "{} in {}: gate {gate} {outcome} by {actor}{}{}",
+                    "{} in {}: gate {gate} {outcome} by {actor}{}{}{}",
                     dep.version,
                     dep.env,
                     if reason.is_empty() {
                         String::new()
                     } else {
                         format!(": {reason}")
+                    },
+                    match &signed {
+                        Some(s) => format!(", signed with {}", s.key_fingerprint),
+                        None => String::new(),
                     },
                     match (actor == self.who.actor(), db_user) {
                         (true, None) => String::new(),
@@ -788,6 +1079,7 @@ impl Engine {
             decision: outcome,
             actor,
             recorded,
+            signed: if recorded { signed } else { None },
             gates,
             ready,
             recovered,

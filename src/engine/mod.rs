@@ -491,10 +491,33 @@ impl Engine {
                 .db("reading the gate results")?,
             None => Vec::new(),
         };
+        // Each decision judged against the stored policy's keys, as validation
+        // would judge it now: a forged or copied approval says so here too.
+        let policy = row.known_policy().ok().flatten();
+        let ledger_id = if gates::signs(policy) && !results.is_empty() {
+            Some(
+                ledger::ledger_id(&mut tx, d)
+                    .await
+                    .db("reading the ledger's id")?,
+            )
+        } else {
+            None
+        };
         tx.commit().await.db("closing the read transaction")?;
         let mut by_deployment: std::collections::HashMap<i64, Vec<ledger::GateResult>> =
             std::collections::HashMap::new();
-        for r in results {
+        for mut r in results {
+            let declared = policy.and_then(|p| p.gates.iter().find(|g| g.name == r.gate));
+            if let Some(check) =
+                declared.and_then(|g| gates::check_signature(&g.gate, &r, ledger_id.as_deref()))
+            {
+                r.signature_status = Some(match check {
+                    crate::signing::Check::Verified => "verified",
+                    crate::signing::Check::Unsigned => "unsigned",
+                    crate::signing::Check::Invalid(_) => "invalid",
+                });
+                r.signature_problem = check.problem();
+            }
             by_deployment.entry(r.deployment).or_default().push(r);
         }
         Ok(History {
@@ -551,7 +574,7 @@ async fn env_status(
             return Ok(None);
         }
         let ids: Vec<i64> = o.pending.iter().map(|p| p.id).collect();
-        let decisions = gates::decisions(c, d, &ids).await?;
+        let decisions = gates::decisions(c, d, &ids, policy).await?;
         ids.iter()
             .map(|&id| DeploymentGates {
                 deployment: id,

@@ -357,7 +357,7 @@ async fn actual_env(
         && !pending.is_empty()
     {
         let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
-        let decisions = gates::decisions(tx, d, &ids).await?;
+        let decisions = gates::decisions(tx, d, &ids, Some(policy)).await?;
         for p in &mut pending {
             p.waiting = gates::states(Some(policy), &decisions, p.id)
                 .iter()

@@ -11,7 +11,9 @@
 //! What no JSON Schema can say is left to `shipctl check` (see `BEYOND`).
 
 use super::API_VERSION;
-use super::schema::{DurationText, EnvName, Environment, Gate, Label, OnFailureName, UniqueMap};
+use super::schema::{
+    Approvers, DurationText, EnvName, Environment, Gate, Label, OnFailureName, UniqueMap,
+};
 use crate::model::{Env, MAX_ACTOR_CHARS, MAX_ARG_CHARS, MAX_ARGV_ITEMS, MAX_GATE_NAME_CHARS};
 use crate::model::{MAX_LABEL_CHARS, OnFailure};
 use schemars::generate::SchemaSettings;
@@ -54,6 +56,11 @@ pub const BEYOND: &[(&str, &str)] = &[
     (
         "a window empty or ending before it starts, and a date that is not in the calendar (2027-02-30)",
         "a comparison between two values; the schema checks the form of dates only",
+    ),
+    (
+        "an approver's SSH key that is not an ed25519 or RSA (2048 bits or more) public key, \
+         or the same key for two approvers",
+        "the key's own encoding, and a comparison between values",
     ),
     (
         "an environment's policy over 6144 bytes once stored",
@@ -244,19 +251,45 @@ pub fn events(schema: &mut Schema) {
     );
 }
 
-pub fn approvers(schema: &mut Schema) {
-    set(schema, "uniqueItems", json!(true));
-    set(
-        schema,
-        "items",
-        json!({
+/// `approvers:`: login names, or login names with their SSH public keys
+/// (DESIGN §12); the keys themselves are parsed by `shipctl check`.
+impl JsonSchema for Approvers {
+    fn schema_name() -> Cow<'static, str> {
+        "Approvers".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let name = json!({
             "description": "A login name, as `approve --by` or $USER gives it.",
             "type": "string",
             "minLength": 1,
             "maxLength": MAX_ACTOR_CHARS,
             "pattern": trimmed_line(),
-        }),
-    );
+        });
+        // The key itself is checked by `shipctl check` (see `BEYOND`).
+        let key = json!({
+            "description": "An SSH public key line, as in ~/.ssh/id_ed25519.pub: ed25519 or RSA.",
+            "type": "string",
+            "minLength": 1,
+        });
+        json_schema!({
+            "description": "A list of login names; or a mapping of login names to an SSH public \
+                key or a list of them, whose decisions then count only when signed with one \
+                (`shipctl approve --sign`).",
+            "oneOf": [
+                { "type": "array", "minItems": 1, "uniqueItems": true, "items": name },
+                {
+                    "type": "object",
+                    "minProperties": 1,
+                    "propertyNames": name,
+                    "additionalProperties": {
+                        "oneOf": [key, { "type": "array", "minItems": 1, "items": key }]
+                    }
+                }
+            ],
+            "examples": [["alice", "bob"], { "alice": "ssh-ed25519 AAAAC3Nza... alice@laptop" }],
+        })
+    }
 }
 
 /// A command line: the program (not empty) and its arguments, bounded.

@@ -573,10 +573,26 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
     for (name, gate) in &spec.gates.0 {
         let key = format!("gates.{name}");
         check_gate_name(name).map_err(|m| bad(&key, m, "a gate is named with 1 to 50 letters, digits, '-' or '_', e.g. qa or security-scan"))?;
-        if let Some(names) = &gate.approvers {
-            check_approvers(gate.approvals, names)
+        let mut gate = gate.clone();
+        if let Some(approvers) = &mut gate.approvers {
+            check_approvers(gate.approvals, approvers)
                 .map_err(|(m, h)| bad(&format!("{key}.approvers"), m, h))?;
+            check_keys(approvers).map_err(|(who, m, h)| {
+                // The line of the person's entry when it has one of its own.
+                let name = who.split('[').next().unwrap_or(&who);
+                let line = if at(path, text, name) == path.display().to_string() {
+                    "approvers".to_string()
+                } else {
+                    name.to_string()
+                };
+                Error::input(format!(
+                    "{}: environments.{env}.{key}.approvers.{who}: {m}",
+                    at(path, text, &line)
+                ))
+                .hint(h)
+            })?;
         }
+        let gate = &gate;
         match (&gate.approvals, &gate.command) {
             (Some(0), None) => {
                 return Err(bad(
@@ -747,7 +763,18 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
              {MAX_POLICY_BYTES} are allowed",
             path.display()
         ))
-        .hint("move long command lines into a script in the repository and call it"));
+        .hint(
+            if policy
+                .gates
+                .iter()
+                .any(|g| g.gate.approvers.as_ref().is_some_and(|a| a.signed()))
+            {
+                "move long command lines into a script in the repository and call it; an \
+                 ed25519 key takes 80 bytes where an RSA key takes up to 750"
+            } else {
+                "move long command lines into a script in the repository and call it"
+            },
+        ));
     }
     Ok(policy)
 }
@@ -895,11 +922,47 @@ fn check_gate_name(name: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// Each declared key parsed and put in its stored form (without its comment).
+/// `Err((key path under approvers, message, hint))`.
+fn check_keys(
+    approvers: &mut schema::Approvers,
+) -> std::result::Result<(), (String, String, String)> {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for a in &mut approvers.0 {
+        let many = a.keys.len() > 1;
+        for (i, line) in a.keys.iter_mut().enumerate() {
+            let who = if many {
+                format!("{}[{i}]", words::cut(&a.name))
+            } else {
+                words::cut(&a.name)
+            };
+            let stored = crate::signing::parse_key(line).map_err(|(m, h)| (who.clone(), m, h))?;
+            if let Some((other, _)) = seen.iter().find(|(_, k)| *k == stored) {
+                return Err((
+                    who,
+                    if *other == a.name {
+                        "the same key is listed twice".into()
+                    } else {
+                        format!("the same key as {other}'s")
+                    },
+                    "each approver signs with a key of their own: one person could otherwise \
+                     approve as two"
+                        .into(),
+                ));
+            }
+            seen.push((a.name.clone(), stored.clone()));
+            *line = stored;
+        }
+    }
+    Ok(())
+}
+
 /// `approvers:` lists who may approve; it must be able to reach `approvals`.
 fn check_approvers(
     approvals: Option<u32>,
-    names: &[String],
+    approvers: &schema::Approvers,
 ) -> std::result::Result<(), (String, &'static str)> {
+    let names = approvers.names();
     let Some(need) = approvals else {
         return Err((
             "approvers apply to approval gates only".into(),
@@ -907,7 +970,7 @@ fn check_approvers(
         ));
     };
     let mut seen = std::collections::BTreeSet::new();
-    for n in names {
+    for n in &names {
         crate::model::check_actor("the approver's name", n)
             .map_err(|m| (m, "write each approver as their login name, e.g. alice"))?;
         if !seen.insert(n.as_str()) {

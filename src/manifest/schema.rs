@@ -103,10 +103,10 @@ pub struct Gate {
     #[schemars(range(min = 1))]
     pub approvals: Option<u32>,
     /// Who may approve an `approvals:` gate; anyone when absent. At least as many
-    /// names as approvals.
+    /// names as approvals. With SSH public keys (a mapping), a person's decisions
+    /// count only when signed with one of their keys (`approve --sign`).
     #[serde(default)]
-    #[schemars(length(min = 1), transform = js::approvers)]
-    pub approvers: Option<Vec<String>>,
+    pub approvers: Option<Approvers>,
     /// The program and its arguments; exit 0 passes the gate.
     #[schemars(transform = js::argv)]
     pub command: Option<Vec<String>>,
@@ -122,6 +122,135 @@ pub struct Gate {
     /// Approvals older than this do not count; default: they never expire.
     #[serde(default)]
     pub expires: Option<DurationText>,
+}
+
+/// `approvers:` — who may approve a gate: a list of login names, or a mapping
+/// of login names to SSH public keys (DESIGN §12), one key or a list of keys
+/// each. With keys, a person's decisions count only when signed by one of them.
+/// Stored as written: a list when no one has a key, a mapping otherwise.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Approvers(pub Vec<Approver>);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Approver {
+    pub name: String,
+    /// OpenSSH public key lines; empty in the list form.
+    pub keys: Vec<String>,
+}
+
+impl Approvers {
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|a| a.name.clone()).collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a.name == name)
+    }
+
+    /// The keys `name` must sign with; `None` when their decisions count unsigned.
+    pub fn keys_of(&self, name: &str) -> Option<&[String]> {
+        self.0
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.keys.as_slice())
+            .filter(|k| !k.is_empty())
+    }
+
+    /// Whether approvals at this gate are signed (the mapping form).
+    pub fn signed(&self) -> bool {
+        self.0.iter().any(|a| !a.keys.is_empty())
+    }
+}
+
+impl<'de> Deserialize<'de> for Approvers {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Approvers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of names or a mapping of names to SSH public keys")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Approvers, A::Error> {
+                let mut out = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    out.push(Approver {
+                        name,
+                        keys: Vec::new(),
+                    });
+                }
+                Ok(Approvers(out))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Approvers, A::Error> {
+                let mut out: Vec<Approver> = Vec::new();
+                while let Some(name) = map.next_key::<String>()? {
+                    if out.iter().any(|a| a.name == name) {
+                        return Err(de::Error::custom(format!(
+                            "{} is defined twice in this file",
+                            super::words::cut(&name)
+                        )));
+                    }
+                    let keys = map.next_value::<Keys>()?.0;
+                    if keys.is_empty() {
+                        return Err(de::Error::custom(format!(
+                            "{} has no key: in the mapping form, each approver has an SSH \
+                             public key (or a list of them)",
+                            super::words::cut(&name)
+                        )));
+                    }
+                    out.push(Approver { name, keys });
+                }
+                Ok(Approvers(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One key line, or a list of them.
+struct Keys(Vec<String>);
+
+impl<'de> Deserialize<'de> for Keys {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Keys;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an SSH public key or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Keys, E> {
+                Ok(Keys(vec![v.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Keys, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = seq.next_element::<String>()? {
+                    out.push(k);
+                }
+                Ok(Keys(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Approvers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        if !self.signed() {
+            let mut seq = s.serialize_seq(Some(self.0.len()))?;
+            for a in &self.0 {
+                seq.serialize_element(&a.name)?;
+            }
+            return seq.end();
+        }
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for a in &self.0 {
+            match a.keys.as_slice() {
+                [one] => m.serialize_entry(&a.name, one)?,
+                many => m.serialize_entry(&a.name, many)?,
+            }
+        }
+        m.end()
+    }
 }
 
 /// `simulate:` or `command:`, exactly one (checked by the loader).

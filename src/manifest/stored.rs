@@ -337,7 +337,12 @@ mod tests {
                 name: "qa".into(),
                 gate: Gate {
                     approvals: Some(1),
-                    approvers: Some(vec!["alice".into()]),
+                    approvers: Some(crate::manifest::schema::Approvers(vec![
+                        crate::manifest::schema::Approver {
+                            name: "alice".into(),
+                            keys: vec![],
+                        },
+                    ])),
                     command: None,
                     timeout: None,
                     kill_grace: None,
@@ -453,6 +458,39 @@ mod tests {
                 "{json}"
             );
         }
+    }
+
+    #[test]
+    fn approvers_are_read_as_names_or_with_their_keys() {
+        let policy = |approvers: &str| {
+            format!(
+                r#"{{"gates":[{{"name":"qa","gate":{{"approvals":1,"approvers":{approvers}}}}}],"on_failure":"replan","max_attempts":3}}"#
+            )
+        };
+        let approvers = |json: &str| {
+            let s = read(json).unwrap_or_default();
+            assert_eq!(s.unknown, Vec::<String>::new(), "{json}");
+            s.policy.gates[0].gate.approvers.clone().unwrap_or_default()
+        };
+        // What shipctl stored before keys: a list of names, read as it was.
+        let names = approvers(&policy(r#"["alice","bob"]"#));
+        assert_eq!(names.names(), ["alice", "bob"]);
+        assert!(!names.signed() && names.keys_of("alice").is_none());
+        // With keys: one per person, or a list.
+        let keyed = approvers(&policy(
+            r#"{"alice":"ssh-ed25519 AAAA1","bob":["ssh-ed25519 AAAA2","ssh-rsa AAAA3"]}"#,
+        ));
+        assert!(keyed.signed());
+        assert_eq!(keyed.keys_of("bob").map(<[String]>::len), Some(2));
+        // Written back the same way.
+        let p = read(&policy(r#"{"alice":"ssh-ed25519 AAAA1"}"#)).unwrap_or_default();
+        assert!(compact(&p.policy).contains(r#""approvers":{"alice":"ssh-ed25519 AAAA1"}"#));
+        // A form this version cannot read is named, so nothing acts on the gate
+        // as if it had no keys.
+        assert_eq!(
+            unknown(&policy(r#"{"alice":{"key":"ssh-ed25519 AAAA1"}}"#)),
+            ["gates.qa.approvers"]
+        );
     }
 
     #[test]

@@ -317,5 +317,70 @@ fn gate_names_and_approvers_are_checked() {
     )]);
     let m = load(d.path()).expect("a valid approvers list");
     let gate = &m.environments[&Env::Prod].policy.gates[0].gate;
-    assert_eq!(gate.approvers.as_ref().map(Vec::len), Some(3));
+    assert_eq!(gate.approvers.as_ref().map(|a| a.names().len()), Some(3));
+}
+
+const ALICE: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILM+rvN+ot98qgEN796jTiQfZfG1KaT0PtFDJ/XFSqti";
+
+#[test]
+fn approvers_may_come_with_ssh_keys() {
+    let yaml = |approvers: &str| {
+        format!(
+            "releases:\n  - {{ version: \"1.0\", tag: v1 }}\nenvironments:\n  prod:\n    \
+             release: \"1.0\"\n    gates:\n      qa:\n        approvals: 1\n        \
+             approvers:\n{approvers}"
+        )
+    };
+    // One key each, or a list; the comment is not kept.
+    let d = dir(&[(
+        "m.yaml",
+        &yaml(&format!(
+            "          alice: \"{ALICE} alice@laptop\"\n          bob: [\"{}\"]\n",
+            ALICE.replace("ILM+", "ILN+")
+        )),
+    )]);
+    let m = load(d.path()).expect("keyed approvers");
+    let a = m.environments[&Env::Prod].policy.gates[0]
+        .gate
+        .approvers
+        .clone()
+        .unwrap_or_default();
+    assert!(a.signed());
+    assert_eq!(a.keys_of("alice"), Some(&[ALICE.to_string()][..]));
+    assert_eq!(a.names(), ["alice", "bob"]);
+    // Stored compactly, and read back as it was.
+    let p = &m.environments[&Env::Prod].policy;
+    let json = super::stored::compact(p);
+    assert!(
+        json.contains(&format!("\"approvers\":{{\"alice\":\"{ALICE}\"")),
+        "{json}"
+    );
+    assert_eq!(super::stored::read(&json).map(|s| s.policy), Ok(p.clone()));
+
+    let cases = [
+        (
+            "          alice: \"ssh-ed25519 AAAAnope\"\n".to_string(),
+            "m.yaml:10: environments.prod.gates.qa.approvers.alice: \"ssh-ed25519 AAAAnope\" is not an SSH public key",
+        ),
+        (
+            format!("          alice: [\"{ALICE}\", \"ssh-rsa x\"]\n"),
+            "m.yaml:10: environments.prod.gates.qa.approvers.alice[1]: \"ssh-rsa x\" is not an SSH public key",
+        ),
+        (
+            format!("          alice: \"{ALICE}\"\n          bob: \"{ALICE} bob@desk\"\n"),
+            "m.yaml:11: environments.prod.gates.qa.approvers.bob: the same key as alice's",
+        ),
+        ("          alice: []\n".to_string(), "alice has no key"),
+        (
+            "          alice: \"-----BEGIN OPENSSH PRIVATE KEY----- b3Blbn\"\n".to_string(),
+            "environments.prod.gates.qa.approvers.alice: this is a private key: never put it in a manifest",
+        ),
+    ];
+    for (approvers, want) in cases {
+        let e = err(&[("m.yaml", &yaml(&approvers))]);
+        assert!(e.contains(want), "{approvers}: {e}");
+        assert!(!e.contains("b3Blbn"), "a private key is never echoed: {e}");
+        assert!(e.contains("hint: "), "{e}");
+    }
 }

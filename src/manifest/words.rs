@@ -202,10 +202,15 @@ fn expected(segs: &[(&str, bool)]) -> (&'static str, &'static str) {
             "qa: { approvals: 1 }",
         ),
         Some(("approvals", _)) => ("a whole number, 1 or more", "approvals: 1"),
-        Some(("approvers", false)) => {
-            ("a list of strings (login names)", "approvers: [alice, bob]")
-        }
+        Some(("approvers", false)) => (
+            "a list of login names, or a mapping of login names to SSH public keys",
+            "approvers: [alice, bob] or approvers: { alice: \"ssh-ed25519 AAAA... alice@laptop\" }",
+        ),
         Some(("approvers", true)) => ("a string (a login name)", "alice"),
+        Some(_) if parent == Some("approvers") => (
+            "an SSH public key line (or a list of them)",
+            "alice: \"ssh-ed25519 AAAA... alice@laptop\"",
+        ),
         Some(("command", false)) if grand == Some("gates") => ARGV,
         Some(("command" | "run" | "rollback", true)) => ("a string", "\"--fast\""),
         Some(("run" | "rollback", false)) => ARGV,

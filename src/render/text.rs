@@ -398,8 +398,10 @@ impl Text for EnvStatus {
                     dg.deployment,
                     match waiting {
                         Some(g) => format!(
-                            ": waiting for approval; `shipctl approve --deploy-id {} --gate {}`",
-                            dg.deployment, g.gate
+                            ": waiting for approval; `shipctl approve --deploy-id {} --gate {}{}`",
+                            dg.deployment,
+                            g.gate,
+                            if g.signed { " --sign KEY" } else { "" }
                         ),
                         None => String::new(),
                     }
@@ -620,6 +622,16 @@ impl Text for Approval {
                 self.actor, d.id, self.gate
             )
         });
+        if let Some(signed) = &self.signed {
+            out.push_str(&format!(
+                "  signed with {} (namespace {}); the statement:\n",
+                signed.key_fingerprint,
+                crate::signing::NAMESPACE
+            ));
+            for line in signed.statement.lines() {
+                out.push_str(&format!("    {}\n", esc(line)));
+            }
+        }
         for g in &self.gates {
             out.push_str(&gate_line(s, g));
         }
@@ -660,8 +672,9 @@ impl Text for History {
                 e.gate_results
                     .iter()
                     .map(|r| {
+                        let counts = matches!(r.signature_status, None | Some("verified"));
                         let mark = match r.outcome.as_str() {
-                            "approved" | "passed" => s.green("✓"),
+                            "approved" | "passed" if counts => s.green("✓"),
                             _ => s.red("✗"),
                         };
                         let first = crate::engine::headline(&r.message);
@@ -674,8 +687,18 @@ impl Text for History {
                             _ if first.is_empty() => format!("{} by {by}", r.outcome),
                             _ => format!("{} by {by}: {first}", r.outcome),
                         };
+                        // Judged against today's keys, as validation would.
+                        let signature = match (r.signature_status, &r.signature_problem) {
+                            (Some("verified"), _) => {
+                                format!(" {}", s.green("(signature verified)"))
+                            }
+                            (Some(_), Some(why)) => {
+                                format!(" {}", s.red(&format!("(does not count: {})", esc(why))))
+                            }
+                            _ => String::new(),
+                        };
                         format!(
-                            "      {mark} gate {} {}  {}",
+                            "      {mark} gate {} {}{signature}  {}",
                             esc(&r.gate),
                             esc(&what),
                             s.dim(&r.date)

@@ -1011,6 +1011,27 @@ pub struct GateResult {
     /// Its age by the database clock, when read: what `expires` is judged on.
     #[serde(skip)]
     pub age_s: i64,
+    /// The armored SSH signature `approve --sign` stored (DESIGN §12).
+    pub signature: Option<String>,
+    /// The statement that signature signs, as it was signed.
+    pub signed_statement: Option<String>,
+    /// Whether the signature verifies against the approver's declared key
+    /// (`verified`, `unsigned`, `invalid`); `None` when the approver has no key.
+    /// Set by the reader that knows the policy (history).
+    pub signature_status: Option<&'static str>,
+    /// Why it does not verify.
+    pub signature_problem: Option<String>,
+    /// What its statement is rebuilt from: its deployment's environment and release.
+    #[serde(skip)]
+    pub subject: Subject,
+}
+
+/// A gate result's deployment as a signed statement names it.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    pub env: String,
+    pub version: String,
+    pub tag: String,
 }
 
 /// The database clock, UTC to the second: what deploy windows are judged by.
@@ -1065,6 +1086,8 @@ pub struct NewGateResult<'a> {
     pub outcome: &'static str,
     pub actor: &'a str,
     pub message: &'a str,
+    /// The armored signature and the statement it signs (`approve --sign`).
+    pub signed: Option<(&'a str, &'a str)>,
 }
 
 pub async fn insert_gate_result(
@@ -1076,7 +1099,8 @@ pub async fn insert_gate_result(
         c,
         d,
         "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message, \
-         date_resultat, db_user) VALUES (?, ?, ?, ?, ?, ?, {now}, {db_user})",
+         date_resultat, db_user, signature, signed_statement) \
+         VALUES (?, ?, ?, ?, ?, ?, {now}, {db_user}, ?, ?)",
         |q| {
             q.bind(g.deployment)
                 .bind(g.gate.to_string())
@@ -1084,14 +1108,21 @@ pub async fn insert_gate_result(
                 .bind(g.outcome)
                 .bind(g.actor.to_string())
                 .bind(crate::model::fit_message(g.message).into_owned())
+                .bind(g.signed.map(|(s, _)| s.to_string()))
+                .bind(g.signed.map(|(_, t)| t.to_string()))
         },
     )
     .await
 }
 
+/// Each row with what a signed statement names: its deployment's environment
+/// and release (joined, so that no row costs a statement of its own).
 const GATE_SELECT: &str = "SELECT g.id, g.id_deploiement, g.gate, g.kind, g.outcome, g.acteur, \
      g.message, {ts:g.date_resultat} AS date_resultat, g.db_user, \
-     {age_s:g.date_resultat} AS age_s FROM gate_results g";
+     {age_s:g.date_resultat} AS age_s, g.signature, g.signed_statement, \
+     gr.version AS subject_version, gr.tag_git AS subject_tag, ge.nom AS subject_env \
+     FROM gate_results g JOIN deploiements gd ON gd.id = g.id_deploiement \
+     JOIN releases gr ON gr.id = gd.id_release JOIN environnements ge ON ge.id = gd.id_env";
 
 fn gate_result(row: &AnyRow) -> Res<GateResult> {
     Ok(GateResult {
@@ -1105,6 +1136,15 @@ fn gate_result(row: &AnyRow) -> Res<GateResult> {
         date: ts(row, "date_resultat")?,
         db_user: row.try_get("db_user")?,
         age_s: row.try_get("age_s")?,
+        signature: row.try_get("signature")?,
+        signed_statement: row.try_get("signed_statement")?,
+        signature_status: None,
+        signature_problem: None,
+        subject: Subject {
+            env: row.try_get("subject_env")?,
+            version: row.try_get("subject_version")?,
+            tag: row.try_get("subject_tag")?,
+        },
     })
 }
 
@@ -1160,8 +1200,7 @@ pub async fn env_gate_results(
     first_id: i64,
 ) -> Res<Vec<GateResult>> {
     let sql = d.sql(&format!(
-        "{GATE_SELECT} JOIN deploiements d ON d.id = g.id_deploiement \
-         WHERE d.id_env = ? AND g.id_deploiement >= ? ORDER BY g.id"
+        "{GATE_SELECT} WHERE gd.id_env = ? AND g.id_deploiement >= ? ORDER BY g.id"
     ));
     let rows = sqlx::query(sql)
         .bind(env_id)

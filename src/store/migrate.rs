@@ -80,6 +80,13 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0009_ledger_id.sql"),
         mysql: include_str!("../../migrations/mysql/0009_ledger_id.sql"),
     },
+    Migration {
+        version: 10,
+        name: "gate_signatures",
+        sqlite: include_str!("../../migrations/sqlite/0010_gate_signatures.sql"),
+        postgres: include_str!("../../migrations/postgres/0010_gate_signatures.sql"),
+        mysql: include_str!("../../migrations/mysql/0010_gate_signatures.sql"),
+    },
 ];
 
 /// The ledger schema version this shipctl migrates to (`--version` prints it).

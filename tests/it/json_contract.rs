@@ -439,3 +439,58 @@ fn the_contract_refuses_what_it_does_not_list() {
         assert!(!c.validators["release_create"].is_valid(&bad), "{bad:#}");
     }
 }
+
+/// Signed approvals (DESIGN §12): the policy with keys (`check`, the dry run),
+/// `approve --sign`, a forged row in `status` and `history`, on every backend.
+#[test]
+fn signed_approvals_print_what_docs_json_md_says() {
+    let c = Contract::load();
+    let keys = tempfile::tempdir().expect("key dir");
+    let alice = crate::common::ssh::keygen(keys.path(), "alice", "ed25519", "");
+    let bob = crate::common::ssh::keygen(keys.path(), "bob", "rsa", "");
+    let m = ["--manifests", "manifests"];
+    each_backend(|db| {
+        crate::common::declare(
+            db,
+            &format!(
+                "releases:\n  - {{ version: \"1.0\", tag: v1.0 }}\nenvironments:\n  prod:\n    \
+                 release: \"1.0\"\n    gates:\n      qa:\n        approvals: 1\n        \
+                 approvers:\n          alice: \"{}\"\n          bob: [\"{}\"]\n    executor: {SIM}\n",
+                alice.public, bob.public
+            ),
+        );
+        let checked = c.run(db, &["check", m[0], m[1]], 0, "check");
+        let approvers = checked
+            .pointer("/environments/0/policy/gates/0/gate/approvers")
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            // One key is stored as a string, however the manifests wrote it.
+            approvers["alice"].is_string() && approvers["bob"].is_string(),
+            "{checked:#}"
+        );
+        c.run(db, &["reconcile", "--dry-run", m[0], m[1]], 2, "dry_run");
+        c.run(db, &["reconcile", m[0], m[1]], 4, "reconcile");
+        let signed = approve(&c, db, "1", &["--by", "bob", "--sign", bob.arg()]);
+        assert!(signed["signed"]["signature"].is_string(), "{signed:#}");
+        // bob's signed approval copied into alice's name.
+        db.query(
+            "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message, \
+             signature, signed_statement) SELECT id_deploiement, gate, kind, 'rejected', \
+             'alice', 'forged', signature, signed_statement FROM gate_results",
+        );
+        let st = c.run(db, &["status", "--env", "prod"], 0, "status_env");
+        let g = &st["gates"][0]["gates"][0];
+        assert_eq!(g["signed"], true, "{st:#}");
+        assert_eq!(
+            g["status"], "approved",
+            "a forged rejection blocked: {st:#}"
+        );
+        assert_eq!(g["unverified"][0]["actor"], "alice", "{st:#}");
+        let h = c.run(db, &["history", "--env", "prod"], 0, "history");
+        let rows = &h["deployments"][0]["gate_results"];
+        assert_eq!(rows[0]["signature_status"], "verified", "{h:#}");
+        assert_eq!(rows[1]["signature_status"], "invalid", "{h:#}");
+        assert!(rows[1]["signature_problem"].is_string(), "{h:#}");
+    });
+}

@@ -28,6 +28,7 @@ mod reconcile;
 mod saved_plans;
 mod seed_scenario;
 mod serve;
+mod signed_approvals;
 mod snapshots;
 mod verification;
 mod watch;

@@ -978,7 +978,9 @@ fn type_errors_are_worded_in_yaml_terms() {
         ),
         (
             env("gates: { g: { approvals: 1, approvers: alice } }"),
-            vec!["environments.dev.gates.g.approvers: expected a list of strings"],
+            vec![
+                "environments.dev.gates.g.approvers: expected a list of login names, or a mapping of login names to SSH public keys",
+            ],
         ),
         (
             format!("{RELEASE}environments:\n  dev:\n"),

@@ -83,7 +83,7 @@ impl Session {
 }
 
 /// What varies between runs, and only that.
-const MASKS: [(&str, &str); 5] = [
+const MASKS: [(&str, &str); 6] = [
     // 2026-11-30 20:24:18 or 2026-11-30T20:24:18.123Z: as wide as before,
     // so that tables keep their columns.
     (
@@ -98,6 +98,8 @@ const MASKS: [(&str, &str); 5] = [
     (r"[^\s:(]+:\d+:[0-9a-f]{8}\b", "[holder]"),
     // The ledger's random id.
     (r"\b[0-9a-f]{32}\b", "[ledger-id-----------------------]"),
+    // SSH keys made by the test: their fingerprints.
+    (r"SHA256:[A-Za-z0-9+/]{43}", "SHA256:[fingerprint]"),
 ];
 
 /// `text` as a regular expression that matches exactly it.
@@ -201,6 +203,40 @@ fn approvals_and_rejections_at_a_gate() {
     s.run("validate --deploy-id 2", 3);
     s.run("history --env prod", 0);
     s.assert("gates");
+}
+
+#[test]
+fn signed_approvals_and_a_forged_one() {
+    let mut s = Session::new();
+    let dir = s.db.dir.path().to_path_buf();
+    let alice = crate::common::ssh::keygen(&dir, "alice", "ed25519", "");
+    let bob = crate::common::ssh::keygen(&dir, "bob", "rsa", "");
+    declare(
+        &s.db,
+        &format!(
+            "releases:\n  - {{ version: \"1.0.0\", tag: v1.0.0 }}\nenvironments:\n  prod:\n    \
+             release: \"1.0.0\"\n    gates:\n      qa:\n        approvals: 2\n        \
+             approvers: {{ alice: \"{}\", bob: \"{}\" }}\n    executor: {SIM_OK}\n",
+            alice.public, bob.public
+        ),
+    );
+    s.run("reconcile", 4);
+    s.run("approve --deploy-id 1 --gate qa --by alice --sign alice", 0);
+    s.run("approve --deploy-id 1 --gate qa --by bob", 1);
+    s.run("approve --deploy-id 1 --gate qa --by bob --sign alice", 1);
+    s.note("alice's signed approval copied into bob's name, with SQL");
+    s.db.query(
+        "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message, \
+         signature, signed_statement) SELECT id_deploiement, gate, kind, outcome, 'bob', \
+         message, signature, signed_statement FROM gate_results",
+    );
+    s.run("status --env prod", 0);
+    s.run("reconcile --dry-run", 2);
+    s.run("validate --deploy-id 1", 4);
+    s.run("approve --deploy-id 1 --gate qa --by bob --sign bob", 0);
+    s.run("validate --deploy-id 1", 0);
+    s.run("history --env prod", 0);
+    s.assert("signed");
 }
 
 // ------------------------------------------------------------ manifests

@@ -12,6 +12,7 @@ pub mod account;
 pub mod process;
 pub mod proxy;
 pub mod servers;
+pub mod ssh;
 
 pub use process::{Proc, describe, until, watcher};
 
