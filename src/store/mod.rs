@@ -2,6 +2,7 @@
 //! ledger's queries. Backend differences stay in `dialect`; everything above
 //! this module speaks one SQL.
 
+pub mod chain;
 mod dialect;
 pub mod ledger;
 mod migrate;
