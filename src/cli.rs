@@ -328,8 +328,16 @@ pub enum AuditCommand {
         Each environment has its chain, and events of no environment have one: every row\n\
         carries the hash of the row before it in its chain and its own, SHA-256 over its\n\
         columns. Exit codes: 0 every chain holds, 1 a row was changed, removed or\n\
-        inserted (named, with its chain: the first one of each chain), or an error.")]
-    Verify,
+        inserted (named, with its chain: the first one of each chain), or an error.\n\n\
+        The hashes hold no secret: rows rewritten with every later hash recomputed hold\n\
+        together. Keep the heads (the JSON output) where the database's writers cannot,\n\
+        and pass them back with --anchor: each chain must still have that hash at that place.")]
+    Verify {
+        /// A previous `audit verify --output json` (its chains' heads): each chain
+        /// must still hold that hash at that place
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -259,8 +259,15 @@ async fn execute(
             printer.emit(&view);
             Ok(view.result.exit())
         }
-        Command::Audit(a) if a.verify.is_some() => {
-            let verified = engine.verify_audit().await?;
+        Command::Audit(crate::cli::AuditArgs {
+            verify: Some(crate::cli::AuditCommand::Verify { anchor }),
+            ..
+        }) => {
+            let anchors = match &anchor {
+                Some(path) => crate::store::chain::read_anchors(path)?,
+                None => Vec::new(),
+            };
+            let verified = engine.verify_audit(&anchors).await?;
             printer.emit(&verified);
             Ok(if verified.ok() {
                 Exit::Done

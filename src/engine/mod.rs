@@ -490,10 +490,13 @@ impl Engine {
     }
 
     /// `audit verify`: every chain recomputed in one ordered read, in one snapshot.
-    pub async fn verify_audit(&mut self) -> Result<crate::store::chain::Verified> {
+    pub async fn verify_audit(
+        &mut self,
+        anchors: &[crate::store::chain::Anchor],
+    ) -> Result<crate::store::chain::Verified> {
         let d = self.store.d;
         let mut tx = self.store.read().await?;
-        let verified = crate::store::chain::verify(&mut tx, d)
+        let verified = crate::store::chain::verify(&mut tx, d, anchors)
             .await
             .db("verifying the audit log")?;
         tx.commit().await.db("closing the read transaction")?;

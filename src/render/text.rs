@@ -540,13 +540,15 @@ impl Text for crate::store::chain::Verified {
                 }
                 (_, _, true) => "empty".to_string(),
                 (Some(seq), _, false) => format!("holds up to place {seq}"),
+                (None, _, false) if c.rows == 0 => "no row left".to_string(),
                 (None, _, false) => "broken from its first row".to_string(),
             };
             let mark = if c.ok { s.green("✓") } else { s.red("✗") };
             out.push_str(&format!(
-                "  {mark} {:<8} {:>9} rows  {head}\n",
+                "  {mark} {:<8} {:>9} {}  {head}\n",
                 c.chain,
-                thousands(c.rows)
+                thousands(c.rows),
+                if c.rows == 1 { "row " } else { "rows" }
             ));
         }
         for p in &self.problems {

@@ -248,46 +248,46 @@ fn read(r: &sqlx::any::AnyRow) -> Res<Read<'_>> {
     })
 }
 
-/// Chains the rows a ledger holds when migration 11 adds the chains: each
-/// chain in id order, 500 rows per read and per write.
+/// Chains the rows a ledger holds when migration 11 adds the chains: one
+/// pass in id order (the primary key's), 500 rows per read and per write,
+/// each row appended to its chain as the script set it.
 pub async fn chain_existing(c: &mut AnyConnection, d: Dialect) -> Res<()> {
     const BATCH: i64 = 500;
     let select = d.expand(&format!(
-        "SELECT {LINK_COLS} FROM audit_logs a WHERE a.chain = ? AND a.id > ? ORDER BY a.id LIMIT ?"
+        "SELECT {LINK_COLS} FROM audit_logs a WHERE a.id > ? ORDER BY a.id LIMIT ?"
     ));
     let mut buf = Vec::with_capacity(1024);
-    for chain in CHAINS {
-        let (mut seq, mut prev, mut after) = (0i64, None::<String>, 0i64);
-        loop {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
-                .bind(chain)
-                .bind(after)
-                .bind(BATCH)
-                .fetch_all(&mut *c)
-                .await?;
-            if rows.is_empty() {
-                break;
-            }
-            let mut done: Vec<(i64, i64, Option<String>, String)> = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let mut r = read(row)?;
-                seq += 1;
-                r.link.seq = seq;
-                r.link.prev = prev.as_deref();
-                let hash = hex_str(&r.link.hash(&mut buf)).to_string();
-                let id = r.link.id;
-                done.push((id, seq, prev.replace(hash.clone()), hash));
-                after = id;
-            }
-            let source = vec!["SELECT ? AS id, ? AS seq, ? AS prev_hash, ? AS hash"; done.len()]
-                .join(" UNION ALL ");
-            let sql = d.sql(&d.update_from("audit_logs", &source, &["seq", "prev_hash", "hash"]));
-            let mut q = sqlx::query(sql);
-            for (id, seq, prev, hash) in done {
-                q = q.bind(id).bind(seq).bind(prev).bind(hash);
-            }
-            q.execute(&mut *c).await?;
+    // Each chain's last place and hash so far.
+    let mut heads: Vec<(i64, Option<String>)> = vec![(0, None); CHAINS.len()];
+    let mut after = 0i64;
+    loop {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+            .bind(after)
+            .bind(BATCH)
+            .fetch_all(&mut *c)
+            .await?;
+        if rows.is_empty() {
+            break;
         }
+        let mut done: Vec<(i64, i64, Option<String>, String)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut r = read(row)?;
+            after = r.link.id;
+            // The script gave every row a chain; one it did not know stays out.
+            let Some(at) = r.chain.and_then(|c| CHAINS.iter().position(|k| *k == c)) else {
+                continue;
+            };
+            let (seq, prev) = &mut heads[at];
+            *seq += 1;
+            r.link.seq = *seq;
+            r.link.prev = prev.as_deref();
+            let hash = hex_str(&r.link.hash(&mut buf)).to_string();
+            done.push((r.link.id, *seq, prev.replace(hash.clone()), hash));
+        }
+        write_links(c, d, done).await?;
+        // Each batch done is the database answering: the migration's
+        // watchdog waits for the next one, not for the whole log.
+        crate::supervisor::phase();
     }
     sqlx::query(
         "UPDATE audit_chains SET seq = COALESCE((SELECT MAX(a.seq) FROM audit_logs a \
@@ -296,6 +296,37 @@ pub async fn chain_existing(c: &mut AnyConnection, d: Dialect) -> Res<()> {
     .execute(c)
     .await
     .map(|_| ())
+}
+
+/// Writes the places and hashes of a batch of rows. SQLite runs in the
+/// process: one prepared statement per row costs less than planning a join
+/// of the batch with the whole table. A server gets the batch in one
+/// statement.
+async fn write_links(
+    c: &mut AnyConnection,
+    d: Dialect,
+    done: Vec<(i64, i64, Option<String>, String)>,
+) -> Res<()> {
+    if d.0 == super::Backend::Sqlite {
+        for (id, seq, prev, hash) in done {
+            sqlx::query("UPDATE audit_logs SET seq = ?, prev_hash = ?, hash = ? WHERE id = ?")
+                .bind(seq)
+                .bind(prev)
+                .bind(hash)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+        }
+        return Ok(());
+    }
+    let source =
+        vec!["SELECT ? AS id, ? AS seq, ? AS prev_hash, ? AS hash"; done.len()].join(" UNION ALL ");
+    let sql = d.sql(&d.update_from("audit_logs", &source, &["seq", "prev_hash", "hash"]));
+    let mut q = sqlx::query(sql);
+    for (id, seq, prev, hash) in done {
+        q = q.bind(id).bind(seq).bind(prev).bind(hash);
+    }
+    q.execute(c).await.map(|_| ())
 }
 
 /// `audit verify`: what every chain holds, and the first problem of each.
@@ -335,6 +366,57 @@ pub enum ProblemKind {
     /// A row does not follow the one before it, though its own hash holds:
     /// the one before was changed and re-hashed, or rows between were removed.
     Broken,
+    /// The chain holds, but not the head an anchor recorded (`--anchor`): it
+    /// was rewritten, hashes recomputed, or cut short, up to that place.
+    Rewritten,
+}
+
+/// A chain's head as a previous `audit verify --output json` recorded it.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// The heads of a previous `audit verify --output json` (`--anchor FILE`).
+pub fn read_anchors(path: &std::path::Path) -> crate::error::Result<Vec<Anchor>> {
+    let shown = path.display();
+    let bad = |why: String| {
+        crate::error::Error::input(format!("cannot use {shown} as an anchor: {why}"))
+            .hint("pass a file written by `shipctl audit verify --output json` (its chains' heads)")
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("it is not JSON ({e})")))?;
+    let chains = doc["chains"]
+        .as_array()
+        .ok_or_else(|| bad("it has no `chains` list".into()))?;
+    let mut out = Vec::new();
+    for c in chains {
+        let chain = c["chain"]
+            .as_str()
+            .filter(|n| CHAINS.contains(n))
+            .ok_or_else(|| bad(format!("a chain without a known name: {c}")))?;
+        match (c["head_seq"].as_i64(), c["head_hash"].as_str()) {
+            (Some(seq), Some(hash))
+                if seq >= 1 && hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                out.push(Anchor {
+                    chain: chain.to_string(),
+                    seq,
+                    hash: hash.to_ascii_lowercase(),
+                });
+            }
+            (None, None) => {}
+            _ => {
+                return Err(bad(format!(
+                    "the head of {chain} is not a place and a hash: {c}"
+                )));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Serialize)]
@@ -361,9 +443,11 @@ struct Walk {
     rows: i64,
     /// The place and hash expected next, and the last row that held.
     next: i64,
-    prev_hash: Option<String>,
+    prev_hash: Option<[u8; 64]>,
     last_id: Option<i64>,
     problem: Option<Problem>,
+    /// The head an anchor recorded, if any: place and hash.
+    anchor: Option<(i64, String)>,
 }
 
 impl Walk {
@@ -376,6 +460,7 @@ impl Walk {
             prev_hash: None,
             last_id: None,
             problem: None,
+            anchor: None,
         }
     }
 
@@ -394,16 +479,17 @@ impl Walk {
         if self.problem.is_some() {
             return;
         }
-        let (id, c) = (link.id, self.chain.clone());
-        let holds = stored.is_some_and(|h| h.as_bytes() == link.hash(buf));
+        let id = link.id;
+        let computed = link.hash(buf);
+        let holds = stored.is_some_and(|h| h.as_bytes() == computed);
         if seq > self.written {
             return self.fail(
                 ProblemKind::Inserted,
                 Some(id),
                 format!(
-                    "row {id} ({c}) was inserted: its place in the chain ({seq}) is past the \
+                    "row {id} ({}) was inserted: its place in the chain ({seq}) is past the \
                      last one shipctl wrote ({})",
-                    self.written
+                    self.chain, self.written
                 ),
             );
         }
@@ -411,7 +497,10 @@ impl Walk {
             return self.fail(
                 ProblemKind::Inserted,
                 Some(id),
-                format!("row {id} ({c}) was inserted: another row already holds place {seq}"),
+                format!(
+                    "row {id} ({}) was inserted: another row already holds place {seq}",
+                    self.chain
+                ),
             );
         }
         if seq > self.next {
@@ -424,10 +513,10 @@ impl Walk {
             return self.fail(
                 ProblemKind::Missing,
                 Some(id),
-                format!("{what} before row {id} ({c})"),
+                format!("{what} before row {id} ({})", self.chain),
             );
         }
-        if link.prev != self.prev_hash.as_deref() {
+        if link.prev.map(str::as_bytes) != self.prev_hash.as_ref().map(|h| &h[..]) {
             let after = self
                 .last_id
                 .map(|l| format!("row {l}"))
@@ -437,9 +526,10 @@ impl Walk {
                     ProblemKind::Broken,
                     Some(id),
                     format!(
-                        "the chain breaks before row {id} ({c}): it follows another row than \
+                        "the chain breaks before row {id} ({}): it follows another row than \
                          {after} (that row was changed and its hash recomputed, or rows between \
-                         them were removed)"
+                         them were removed)",
+                        self.chain
                     ),
                 )
             } else {
@@ -447,8 +537,9 @@ impl Walk {
                     ProblemKind::Inserted,
                     Some(id),
                     format!(
-                        "row {id} ({c}) was inserted: it does not follow {after} and its hash \
-                         does not match its content"
+                        "row {id} ({}) was inserted: it does not follow {after} and its hash \
+                         does not match its content",
+                        self.chain
                     ),
                 )
             };
@@ -457,16 +548,44 @@ impl Walk {
             return self.fail(
                 ProblemKind::Changed,
                 Some(id),
-                format!("row {id} ({c}) was changed: its hash does not match its content"),
+                format!(
+                    "row {id} ({}) was changed: its hash does not match its content",
+                    self.chain
+                ),
+            );
+        }
+        if let Some((at, hash)) = &self.anchor
+            && *at == seq
+            && hash.as_bytes() != computed
+        {
+            return self.fail(
+                ProblemKind::Rewritten,
+                Some(id),
+                format!(
+                    "row {id} ({}) is not the row the anchor recorded at place {seq}: the chain \
+                     was rewritten up to it, its hashes recomputed",
+                    self.chain
+                ),
             );
         }
         self.next += 1;
-        self.prev_hash = stored.map(str::to_string);
+        self.prev_hash = Some(computed);
         self.last_id = Some(id);
     }
 
     fn end(mut self) -> (ChainState, Option<Problem>) {
         let last = self.next - 1;
+        if let Some((at, _)) = &self.anchor
+            && self.problem.is_none()
+            && last < *at
+        {
+            let message = format!(
+                "the anchor recorded place {at} in the chain ({}), which now ends at place \
+                 {last}: rows were removed and the chain's counter set back",
+                self.chain
+            );
+            self.fail(ProblemKind::Rewritten, self.last_id, message);
+        }
         if self.problem.is_none() && last < self.written {
             let n = self.written - last;
             let what = if n == 1 {
@@ -479,8 +598,10 @@ impl Walk {
                 .map(|l| format!(", after row {l}"))
                 .unwrap_or_default();
             let message = format!(
-                "{what} at the end of the chain ({}){after}: shipctl wrote {} rows to it",
-                self.chain, self.written
+                "{what} at the end of the chain ({}){after}: shipctl wrote {} {} to it",
+                self.chain,
+                self.written,
+                if self.written == 1 { "row" } else { "rows" }
             );
             self.fail(ProblemKind::Missing, self.last_id, message);
         }
@@ -491,7 +612,7 @@ impl Walk {
                 rows: self.rows,
                 head_id: self.last_id,
                 head_seq: (last > 0).then_some(last),
-                head_hash: self.prev_hash,
+                head_hash: self.prev_hash.as_ref().map(|h| hex_str(h).to_string()),
                 ok,
             },
             self.problem,
@@ -501,7 +622,7 @@ impl Walk {
 
 /// Recomputes every chain in one ordered read of the log (constant memory):
 /// the first problem of each chain, and rows that belong to none.
-pub async fn verify(c: &mut AnyConnection, d: Dialect) -> Res<Verified> {
+pub async fn verify(c: &mut AnyConnection, d: Dialect, anchors: &[Anchor]) -> Res<Verified> {
     let written: Vec<(String, i64)> = sqlx::query("SELECT chain, seq FROM audit_chains")
         .fetch_all(&mut *c)
         .await?
@@ -522,14 +643,21 @@ pub async fn verify(c: &mut AnyConnection, d: Dialect) -> Res<Verified> {
     };
     let mut walks: Vec<Option<Walk>> = CHAINS
         .iter()
-        .map(|c| Some(Walk::new(c, written_in(c))))
+        .map(|c| {
+            let mut walk = Walk::new(c, written_in(c));
+            walk.anchor = anchors
+                .iter()
+                .find(|a| a.chain == *c)
+                .map(|a| (a.seq, a.hash.clone()));
+            Some(walk)
+        })
         .collect();
     let mut ends: Vec<(ChainState, Option<Problem>)> = Vec::new();
     let mut unchained: Vec<Problem> = Vec::new();
     let mut current: Option<usize> = None;
     let mut buf = Vec::with_capacity(1024);
     let sql = d.sql(&format!(
-        "SELECT {LINK_COLS} FROM audit_logs a ORDER BY a.chain, a.seq, a.id"
+        "SELECT {LINK_COLS} FROM audit_logs a ORDER BY a.chain, a.seq"
     ));
     let mut rows = sqlx::query(sql).fetch(&mut *c);
     while let Some(row) = rows.try_next().await? {
@@ -677,5 +805,115 @@ mod tests {
         assert_eq!(buf, want);
         let digest = ring::digest::digest(&ring::digest::SHA256, &want);
         assert_eq!(got, hex(digest.as_ref()));
+    }
+
+    /// A chain of `n` rows as shipctl writes them: (id, seq, prev, hash, message).
+    fn written(n: i64) -> Vec<(i64, i64, Option<String>, String, String)> {
+        let mut buf = Vec::new();
+        let mut prev: Option<String> = None;
+        (1..=n)
+            .map(|seq| {
+                let message = format!("row {seq}");
+                let mut l = link(&message, prev.as_deref());
+                l.id = seq * 10;
+                l.seq = seq;
+                let hash = hex_str(&l.hash(&mut buf)).to_string();
+                (
+                    seq * 10,
+                    seq,
+                    prev.replace(hash.clone()),
+                    hash,
+                    message.clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Walks `rows` as `verify` reads them; the problem found, if any.
+    fn walk(
+        rows: &[(i64, i64, Option<String>, String, String)],
+        written: i64,
+    ) -> Option<(ProblemKind, Option<i64>, String)> {
+        let mut w = Walk::new("prod", written);
+        let mut buf = Vec::new();
+        for (id, seq, prev, hash, message) in rows {
+            let mut l = link(message, prev.as_deref());
+            l.id = *id;
+            l.seq = *seq;
+            w.step(*seq, &l, Some(hash), &mut buf);
+        }
+        let (state, problem) = w.end();
+        assert_eq!(state.ok, problem.is_none());
+        problem.map(|p| (p.kind, p.row_id, p.message))
+    }
+
+    #[test]
+    fn each_alteration_is_named_by_its_row() {
+        let rows = written(5);
+        assert_eq!(walk(&rows, 5), None);
+        let mut changed = rows.clone();
+        changed[2].4 = "forged".into();
+        assert_eq!(
+            walk(&changed, 5),
+            Some((
+                ProblemKind::Changed,
+                Some(30),
+                "row 30 (prod) was changed: its hash does not match its content".into()
+            ))
+        );
+        let mut removed = rows.clone();
+        removed.remove(1);
+        assert_eq!(
+            walk(&removed, 5),
+            Some((
+                ProblemKind::Missing,
+                Some(30),
+                "a row is missing before row 30 (prod)".into()
+            ))
+        );
+        let truncated = &rows[..3];
+        let (kind, row, message) = walk(truncated, 5).expect("a problem");
+        assert_eq!((kind, row), (ProblemKind::Missing, Some(30)));
+        assert!(
+            message.starts_with("2 rows are missing at the end of the chain (prod), after row 30")
+        );
+        // A row added past the last place shipctl wrote.
+        let mut past = rows.clone();
+        let last = past[4].3.clone();
+        past.push((60, 6, Some(last.clone()), last, "forged".into()));
+        assert_eq!(
+            walk(&past, 5).map(|p| (p.0, p.1)),
+            Some((ProblemKind::Inserted, Some(60)))
+        );
+        // Places renumbered after a removal: the place is hashed, so the
+        // renumbered row neither holds nor follows.
+        let mut renumbered = rows.clone();
+        renumbered.remove(1);
+        for r in renumbered.iter_mut().skip(1) {
+            r.1 -= 1;
+        }
+        assert_eq!(
+            walk(&renumbered, 4).map(|p| (p.0, p.1)),
+            Some((ProblemKind::Inserted, Some(30)))
+        );
+        // A row changed and its hash recomputed by someone who knows the
+        // encoding: it holds, the next one no longer follows it.
+        let mut rehashed = rows.clone();
+        rehashed[1].4 = "forged".into();
+        let mut l = link(&rehashed[1].4, rehashed[1].2.as_deref());
+        l.id = 20;
+        l.seq = 2;
+        rehashed[1].3 = hex_str(&l.hash(&mut Vec::new())).to_string();
+        assert_eq!(
+            walk(&rehashed, 5).map(|p| (p.0, p.1)),
+            Some((ProblemKind::Broken, Some(30)))
+        );
+        // A forged row in the middle with a made-up hash and link.
+        let mut forged = rows.clone();
+        forged[2].2 = Some("0".repeat(64));
+        assert_eq!(
+            walk(&forged, 5).map(|p| (p.0, p.1)),
+            Some((ProblemKind::Inserted, Some(30)))
+        );
     }
 }

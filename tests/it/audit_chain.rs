@@ -587,3 +587,109 @@ fn jsonl_is_for_audit_only() {
     let row: Value = serde_json::from_str(r.stdout.trim()).expect("one JSON line");
     assert_eq!(row["action"], "release.created");
 }
+
+/// A follower whose connection is lost says so on stderr, tries again with
+/// back-off, and goes on from where it was once the server answers again.
+#[test]
+fn follow_survives_a_lost_connection() {
+    each_backend(|db| {
+        if db.backend == Backend::Sqlite {
+            return; // no connection to lose
+        }
+        release(db, "1.0");
+        let mut via = url::Url::parse(&db.url).expect("url");
+        let proxy = crate::common::proxy::Proxy::start(via.port().expect("port"));
+        via.set_port(Some(proxy.port)).expect("port");
+        let follower = Proc::start_with(
+            db,
+            &["audit", "--follow", "--output", "jsonl"],
+            &[("SHIPCTL_DATABASE_URL", via.as_str())],
+        );
+        until(
+            "the existing row",
+            Duration::from_secs(20),
+            &[&follower],
+            || lines(&follower).len() == 1,
+        );
+        proxy.refuse();
+        until(
+            "a word on stderr",
+            Duration::from_secs(20),
+            &[&follower],
+            || follower.stderr().contains("audit --follow: cannot read"),
+        );
+        release(db, "2.0");
+        proxy.pass();
+        until(
+            "the row written meanwhile",
+            Duration::from_secs(20),
+            &[&follower],
+            || lines(&follower).len() == 2,
+        );
+        assert!(
+            follower.stderr().contains("audit --follow: reading"),
+            "{}",
+            follower.log()
+        );
+        assert_eq!(
+            lines(&follower)[1]["message"]
+                .as_str()
+                .map(|m| m.starts_with("release 2.0")),
+            Some(true)
+        );
+        follower.signal(libc::SIGTERM);
+        let (run, _) = follower.finish(Duration::from_secs(5), "SIGTERM");
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    });
+}
+
+/// The hashes hold no secret: rows removed from a chain's end with its
+/// counter set back leave a chain that holds. A head kept elsewhere
+/// (`audit verify --output json`) and passed back with `--anchor` catches it.
+#[test]
+fn an_anchor_catches_a_chain_cut_short_with_its_counter_set_back() {
+    each_backend(|db| {
+        let r = release(db, "1.0");
+        let d = plan(db, r, "prod");
+        succeed(db, d);
+        let heads = db.expect(&["audit", "verify", "--output", "json"], 0);
+        std::fs::write(db.dir.path().join("heads.json"), &heads.stdout).expect("write");
+        // Rows written since leave the anchored heads where they were.
+        let r2 = release(db, "2.0");
+        let d2 = plan(db, r2, "prod");
+        succeed(db, d2);
+        db.expect(&["audit", "verify", "--anchor", "heads.json"], 0);
+        // prod cut back to two rows, its counter set back: the chain alone holds.
+        db.query("DELETE FROM audit_logs WHERE chain = 'prod' AND seq > 2");
+        db.query("UPDATE audit_chains SET seq = 2 WHERE chain = 'prod'");
+        verify(db, 0);
+        let r = db.expect(
+            &[
+                "audit",
+                "verify",
+                "--anchor",
+                "heads.json",
+                "--output",
+                "json",
+            ],
+            1,
+        );
+        let v = r.json();
+        let p = problem(&v, Some("prod"));
+        assert_eq!(p["kind"], "rewritten", "{v:#}");
+        assert!(
+            p["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the anchor recorded place 4 in the chain (prod)")),
+            "{v:#}"
+        );
+        // An anchor that is not one is refused, naming the file.
+        std::fs::write(db.dir.path().join("bad.json"), "{}").expect("write");
+        let r = db.expect(&["audit", "verify", "--anchor", "bad.json"], 1);
+        assert!(
+            r.stderr.contains("cannot use bad.json as an anchor"),
+            "{}",
+            r.stderr
+        );
+    });
+}
