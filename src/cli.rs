@@ -296,7 +296,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct AuditArgs {
     #[command(subcommand)]
     pub verify: Option<AuditCommand>,
