@@ -494,6 +494,18 @@ impl Engine {
         &mut self,
         anchors: &[crate::store::chain::Anchor],
     ) -> Result<crate::store::chain::Verified> {
+        if let Some(path) = self.store.url().sqlite_path() {
+            // SQLite: read in this process through its C API, on a blocking thread.
+            let busy = i32::try_from(self.store.limits.lock.as_millis()).unwrap_or(i32::MAX);
+            let anchors = anchors.to_vec();
+            crate::supervisor::phase();
+            return tokio::task::spawn_blocking(move || {
+                crate::store::chain::verify_sqlite(&path, busy, &anchors)
+            })
+            .await
+            .map_err(|e| Error::input(format!("verifying the audit log stopped: {e}")))?
+            .db("verifying the audit log");
+        }
         let d = self.store.d;
         let mut tx = self.store.read().await?;
         let verified = crate::store::chain::verify(&mut tx, d, anchors)

@@ -620,8 +620,80 @@ impl Walk {
     }
 }
 
-/// Recomputes every chain in one ordered read of the log (constant memory):
-/// the first problem of each chain, and rows that belong to none.
+/// The walk of every chain, fed one row at a time in id order.
+struct Verifier {
+    out: Verified,
+    walks: Vec<Walk>,
+    unchained: Vec<Problem>,
+    buf: Vec<u8>,
+}
+
+impl Verifier {
+    /// `written`: each chain's counter (`audit_chains`), read in the same
+    /// snapshot as the rows.
+    fn new(written: &[(String, i64)], anchors: &[Anchor]) -> Verifier {
+        let walks = CHAINS
+            .iter()
+            .map(|c| {
+                let n = written.iter().find(|(w, _)| w == c).map_or(0, |(_, n)| *n);
+                let mut walk = Walk::new(c, n);
+                walk.anchor = anchors
+                    .iter()
+                    .find(|a| a.chain == *c)
+                    .map(|a| (a.seq, a.hash.clone()));
+                walk
+            })
+            .collect();
+        Verifier {
+            out: Verified {
+                intact: false,
+                rows: 0,
+                chains: Vec::new(),
+                problems: Vec::new(),
+            },
+            walks,
+            unchained: Vec::new(),
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    fn row(&mut self, r: &Read<'_>) {
+        self.out.rows += 1;
+        // A long log is still one answer from the database: each stretch of
+        // rows re-arms the watchdog (`supervisor::phase`).
+        if self.out.rows % 65_536 == 0 {
+            crate::supervisor::phase();
+        }
+        let at = r.chain.and_then(|c| CHAINS.iter().position(|k| *k == c));
+        let (Some(at), Some(seq)) = (at, r.seq) else {
+            // Only the first few are named: a forged batch is one problem.
+            if self.unchained.len() < 10 {
+                self.unchained.push(unchained_problem(r));
+            }
+            return;
+        };
+        self.walks[at].step(seq, &r.link, r.hash, &mut self.buf);
+    }
+
+    fn finish(mut self) -> Verified {
+        for (state, problem) in self.walks.into_iter().map(Walk::end) {
+            self.out.chains.push(state);
+            self.out.problems.extend(problem);
+        }
+        self.out.problems.extend(self.unchained);
+        self.out.intact = self.out.problems.is_empty();
+        self.out
+    }
+}
+
+/// The rows in id order, the primary key's: one sequential read. A chain's
+/// rows are written in the order of their places (its counter is locked from
+/// before the row's id is taken until it commits), so each chain is walked in
+/// place order; a row out of that order was moved by hand.
+const VERIFY_SQL: &str = "SELECT {LINK_COLS} FROM audit_logs a ORDER BY a.id";
+
+/// Recomputes every chain in one ordered read of the log, streamed (constant
+/// memory): the first problem of each chain, and rows that belong to none.
 pub async fn verify(c: &mut AnyConnection, d: Dialect, anchors: &[Anchor]) -> Res<Verified> {
     let written: Vec<(String, i64)> = sqlx::query("SELECT chain, seq FROM audit_chains")
         .fetch_all(&mut *c)
@@ -629,72 +701,59 @@ pub async fn verify(c: &mut AnyConnection, d: Dialect, anchors: &[Anchor]) -> Re
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Res<_>>()?;
-    let written_in = |chain: &str| {
-        written
-            .iter()
-            .find(|(c, _)| c == chain)
-            .map_or(0, |(_, n)| *n)
-    };
-    let mut out = Verified {
-        intact: false,
-        rows: 0,
-        chains: Vec::new(),
-        problems: Vec::new(),
-    };
-    let mut walks: Vec<Walk> = CHAINS
-        .iter()
-        .map(|c| {
-            let mut walk = Walk::new(c, written_in(c));
-            walk.anchor = anchors
-                .iter()
-                .find(|a| a.chain == *c)
-                .map(|a| (a.seq, a.hash.clone()));
-            walk
-        })
-        .collect();
-    let mut unchained: Vec<Problem> = Vec::new();
-    let mut buf = Vec::with_capacity(1024);
-    if d.0 == super::Backend::Sqlite {
-        // Pages mapped rather than read one system call at a time: the
-        // connection's own setting, nothing stored changes.
-        sqlx::raw_sql("PRAGMA mmap_size = 1073741824")
-            .execute(&mut *c)
-            .await?;
-    }
-    // In id order, the primary key's: one sequential read. A chain's rows
-    // are written in the order of their places (its counter is locked from
-    // before the row's id is taken until it commits), so each chain is
-    // walked in place order; a row out of that order was moved by hand.
-    let sql = d.sql(&format!(
-        "SELECT {LINK_COLS} FROM audit_logs a ORDER BY a.id"
-    ));
+    let mut v = Verifier::new(&written, anchors);
+    let sql = d.sql(&VERIFY_SQL.replace("{LINK_COLS}", LINK_COLS));
     let mut rows = sqlx::query(sql).fetch(&mut *c);
     while let Some(row) = rows.try_next().await? {
-        out.rows += 1;
-        // A long log is still one answer from the server: each stretch of
-        // rows that arrives re-arms the watchdog (`supervisor::phase`).
-        if out.rows % 65_536 == 0 {
-            crate::supervisor::phase();
+        v.row(&read(&row)?);
+    }
+    Ok(v.finish())
+}
+
+/// `verify` on a SQLite ledger, through SQLite's C API on a read-only
+/// connection of its own, in one read transaction (blocking: run it on a
+/// blocking thread). `busy_ms`: how long to wait for a lock.
+pub fn verify_sqlite(path: &std::path::Path, busy_ms: i32, anchors: &[Anchor]) -> Res<Verified> {
+    let db = super::scan::Db::open(path, busy_ms)?;
+    db.exec("BEGIN")?;
+    let mut written = Vec::new();
+    {
+        let mut heads = db.prepare("SELECT chain, seq FROM audit_chains")?;
+        while heads.step()? {
+            written.push((
+                heads.text(0).unwrap_or_default().to_string(),
+                heads.int(1).unwrap_or_default(),
+            ));
         }
-        let r = read(&row)?;
-        let at = r.chain.and_then(|c| CHAINS.iter().position(|k| *k == c));
-        let (Some(at), Some(seq)) = (at, r.seq) else {
-            // Only the first few are named: a forged batch is one problem.
-            if unchained.len() < 10 {
-                unchained.push(unchained_problem(&r));
-            }
-            continue;
-        };
-        walks[at].step(seq, &r.link, r.hash, &mut buf);
+    }
+    let mut v = Verifier::new(&written, anchors);
+    let sql = Dialect(super::Backend::Sqlite).expand(&VERIFY_SQL.replace("{LINK_COLS}", LINK_COLS));
+    let mut rows = db.prepare(&sql)?;
+    while rows.step()? {
+        let (chain, seq) = (rows.text(1), rows.int(2));
+        v.row(&Read {
+            chain,
+            seq,
+            link: Link {
+                id: rows.int(0).unwrap_or_default(),
+                chain: chain.unwrap_or_default(),
+                seq: seq.unwrap_or_default(),
+                deployment: rows.int(3),
+                env_id: rows.int(4),
+                action: rows.text(5).unwrap_or_default(),
+                before: rows.text(6),
+                after: rows.text(7),
+                message: rows.text(8).unwrap_or_default(),
+                actor: rows.text(9).unwrap_or_default(),
+                date: rows.text(10).unwrap_or_default(),
+                prev: rows.text(11),
+            },
+            hash: rows.text(12),
+        });
     }
     drop(rows);
-    for (state, problem) in walks.into_iter().map(Walk::end) {
-        out.chains.push(state);
-        out.problems.extend(problem);
-    }
-    out.problems.extend(unchained);
-    out.intact = out.problems.is_empty();
-    Ok(out)
+    db.exec("COMMIT")?;
+    Ok(v.finish())
 }
 
 fn unchained_problem(r: &Read<'_>) -> Problem {

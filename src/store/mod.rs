@@ -7,6 +7,7 @@ mod dialect;
 pub mod ledger;
 mod migrate;
 pub mod outbox;
+mod scan;
 pub mod stats;
 pub mod url;
 
