@@ -68,6 +68,8 @@ MASKS = [
     (re.compile(r"\b(try \d+/\d+) \(\d+ms\)"), r"\1 (<duration>)"),
     # lease holders: host:pid:nonce
     (re.compile(r"[^\s:(]+:\d+:[0-9a-f]{8}\b"), "<holder>"),
+    # the audit log's hashes (they cover dates and ids): whole, or their first 16 digits
+    (re.compile(r"\b[0-9a-f]{16}(?:[0-9a-f]{48})?\b"), "<hash>"),
     # the sandbox
     (re.compile(r"/\S*console-blocks-[A-Za-z0-9_]+"), "<sandbox>"),
     # the ledger's random id

@@ -33,7 +33,7 @@ use std::time::Duration;
         a signal during a run gives 3"
 )]
 pub struct Cli {
-    /// Output format: text for people, json for programs
+    /// Output format: text for people, json for programs, jsonl (audit: one row per line)
     #[arg(short = 'o', long, global = true, value_enum, value_name = "FORMAT", default_value_t = Output::Text, help_heading = GLOBAL)]
     pub output: Output,
 
@@ -111,7 +111,7 @@ fn reconcile_output_arg() -> Arg {
         .value_name("FORMAT")
         .default_value("text")
         .help_heading(GLOBAL)
-        .help("Output format: text for people, json for programs, markdown (with --dry-run) for a pull-request comment")
+        .help("Output format: text for people, json for programs, markdown (with --dry-run) for a pull-request comment, jsonl (audit only)")
         .value_parser(
             PossibleValuesParser::new(values).try_map(|s| Output::from_str(&s, false)),
         )
@@ -148,6 +148,8 @@ impl DatabaseArgs {
 pub enum Output {
     Text,
     Json,
+    /// One JSON object per line: `audit` (with or without --follow) prints one row per line
+    Jsonl,
     /// A plan table and a diff block for pull-request comments (`reconcile --dry-run` only)
     #[value(hide = true)]
     Markdown,
@@ -249,31 +251,19 @@ pub enum Command {
         130/143 stopped by SIGINT/SIGTERM before claiming anything. --watch asked to stop exits 0.")]
     Reconcile(ReconcileArgs),
 
-    /// Show the audit log: every state change and failure, who, when and why
+    /// Show the audit log: every state change and failure, who, when and why; or verify it
     #[command(after_help = "Examples:\n  \
         shipctl audit --env prod\n  \
         shipctl audit --deploy-id 4 --output json\n  \
         shipctl audit --since 1h\n  \
         shipctl audit --since 2d --env prod\n  \
-        shipctl audit --since 2026-11-23T14:00:00+01:00 --limit 500\n\n\
+        shipctl audit --since 2026-11-23T14:00:00+01:00 --limit 500\n  \
+        shipctl audit --follow --env prod             # new rows as they commit, until Ctrl-C\n  \
+        shipctl audit --limit 100000 --output jsonl   # export: one row per line\n  \
+        shipctl audit verify                          # recompute every hash chain\n\n\
         Shows the newest --limit rows (50 by default), oldest first, and says how many\n\
         older rows matched but were not shown (JSON: `total`, how many rows matched).")]
-    Audit {
-        /// Only the rows of this deployment
-        #[arg(long, value_name = "ID")]
-        deploy_id: Option<i64>,
-        /// Only the rows of this environment
-        #[arg(long, value_enum)]
-        env: Option<Env>,
-        /// Rows from this moment on: a span before the database's clock (30s, 15m, 1h, 2d, 1w),
-        /// an RFC 3339 time (2026-11-23T14:00:00Z, 2026-11-23T15:00:00+01:00), or a UTC
-        /// time (2026-11-23 14:00:00, 2026-11-23)
-        #[arg(long, value_name = "WHEN", value_parser = parse_since)]
-        since: Option<Since>,
-        /// At most this many rows, the newest ones
-        #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
-        limit: i64,
-    },
+    Audit(AuditArgs),
 
     /// Approve (or reject) a pending deployment at one of its approval gates
     #[command(after_help = "Examples:\n  \
@@ -358,6 +348,51 @@ pub enum Command {
         (a release declared in one file and used in another, keys defined twice).",
         args = hidden_database_args())]
     Schema,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub verify: Option<AuditCommand>,
+    /// Only the rows of this deployment
+    #[arg(long, value_name = "ID")]
+    pub deploy_id: Option<i64>,
+    /// Only the rows of this environment
+    #[arg(long, value_enum)]
+    pub env: Option<Env>,
+    /// Rows from this moment on: a span before the database's clock (30s, 15m, 1h, 2d, 1w),
+    /// an RFC 3339 time (2026-11-23T14:00:00Z, 2026-11-23T15:00:00+01:00), or a UTC
+    /// time (2026-11-23 14:00:00, 2026-11-23)
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<Since>,
+    /// At most this many rows, the newest ones
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub limit: i64,
+    /// Then print new rows as they commit, until SIGINT or SIGTERM (text or jsonl)
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute every hash chain of the audit log
+    #[command(after_help = "Examples:\n  \
+        shipctl audit verify\n  \
+        shipctl audit verify --output json > audit-heads.json   # keep the heads elsewhere\n\n\
+        Each environment has its chain, and events of no environment have one: every row\n\
+        carries the hash of the row before it in its chain and its own, SHA-256 over its\n\
+        columns. Exit codes: 0 every chain holds, 1 a row was changed, removed or\n\
+        inserted (named, with its chain: the first one of each chain), or an error.\n\n\
+        The hashes hold no secret: rows rewritten with every later hash recomputed hold\n\
+        together. Keep the heads (the JSON output) where the database's writers cannot,\n\
+        and pass them back with --anchor: each chain must still have that hash at that place.")]
+    Verify {
+        /// A previous `audit verify --output json` (its chains' heads): each chain
+        /// must still hold that hash at that place
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]

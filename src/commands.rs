@@ -25,6 +25,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
                 .hint("use --output text or --output json with this command"),
         );
     }
+    check_streams(&cli)?;
     // What shipctl says about itself: no database, no manifests.
     if let Some(text) = describe(&cli.command, cli.output)? {
         printer.raw(&text);
@@ -67,6 +68,7 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         holder: Box::leak(format!("shipctl {}", who.holder).into_boxed_str()),
     };
     supervisor::set_answer_limit(limits.answer());
+    let follow = matches!(&cli.command, Command::Audit(a) if a.follow);
     let watch = matches!(&cli.command, Command::Reconcile(a) if a.watch);
     if watch {
         printer.stream();
@@ -107,8 +109,9 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
         engine.store.close().await;
         result
     };
-    // Watch mode handles signals itself, between rounds and inside them.
-    if watch {
+    // Watch mode handles signals itself, between rounds and inside them, and
+    // so does `audit --follow`, between polls.
+    if watch || follow {
         return work.await;
     }
     // A signal outside a supervised step drops the command where it waits: it
@@ -126,6 +129,28 @@ pub async fn run(cli: Cli, printer: &mut Printer) -> Result<Exit> {
                step that waited; --lock-timeout sets how long shipctl waits for locks and \
                statements")),
     }
+}
+
+/// `--output jsonl` is a stream of audit rows; `audit --follow` prints rows
+/// one at a time, which a single JSON document cannot be.
+fn check_streams(cli: &Cli) -> Result<()> {
+    let (audit, follow) = match &cli.command {
+        Command::Audit(a) => (a.verify.is_none(), a.follow),
+        _ => (false, false),
+    };
+    if cli.output == Output::Jsonl && !audit {
+        return Err(Error::input(
+            "--output jsonl is for `shipctl audit` (one audit row per line, with or without --follow)",
+        )
+        .hint("use --output json with this command: it prints one JSON object"));
+    }
+    if follow && cli.output == Output::Json {
+        return Err(Error::input(
+            "`audit --follow` prints rows as they commit: JSON comes as JSON Lines",
+        )
+        .hint("use --output jsonl (one row per line) or --output text"));
+    }
+    Ok(())
 }
 
 /// Binds `--listen`; says where, and warns when it is not loopback only.
@@ -280,24 +305,43 @@ async fn execute(
             printer.emit(&view);
             Ok(view.result.exit())
         }
-        Command::Audit {
-            deploy_id,
-            env,
-            since,
-            limit,
-        } => {
-            if let Some(id) = deploy_id {
+        Command::Audit(crate::cli::AuditArgs {
+            verify: Some(crate::cli::AuditCommand::Verify { anchor }),
+            ..
+        }) => {
+            let anchors = match &anchor {
+                Some(path) => crate::store::chain::read_anchors(path)?,
+                None => Vec::new(),
+            };
+            let verified = engine.verify_audit(&anchors).await?;
+            printer.emit(&verified);
+            Ok(if verified.ok() {
+                Exit::Done
+            } else {
+                Exit::Altered
+            })
+        }
+        Command::Audit(a) => {
+            if let Some(id) = a.deploy_id {
                 engine.find(id).await?;
             }
-            let log = engine
-                .audit(&AuditFilter {
-                    deployment: deploy_id,
-                    env,
-                    since,
-                    limit,
-                })
-                .await?;
-            printer.emit(&log);
+            let filter = AuditFilter {
+                deployment: a.deploy_id,
+                env: a.env,
+                since: a.since,
+                limit: a.limit,
+            };
+            if a.follow {
+                return crate::follow::run(engine, &filter, printer).await;
+            }
+            let log = engine.audit(&filter).await?;
+            if printer.is_stream() {
+                for row in &log.rows {
+                    printer.audit_row(row);
+                }
+            } else {
+                printer.emit(&log);
+            }
             Ok(Exit::Done)
         }
         Command::Approve {

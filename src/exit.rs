@@ -12,6 +12,9 @@ pub enum Exit {
     Error,
     /// `--dry-run` found changes.
     Changes,
+    /// `audit verify` found a row changed, removed or inserted: 1, as a
+    /// check that fails.
+    Altered,
     /// A deployment ran and failed (rolled back), a gate rejected it, or a
     /// signal stopped it after its claim.
     Failed,
@@ -26,7 +29,7 @@ impl Exit {
     pub fn code(self) -> i32 {
         match self {
             Exit::Done => 0,
-            Exit::Error => 1,
+            Exit::Error | Exit::Altered => 1,
             Exit::Changes => 2,
             Exit::Failed => 3,
             Exit::Blocked => 4,
@@ -46,7 +49,7 @@ impl Exit {
                 Exit::Blocked => 2,
                 Exit::Interrupted(_) => 3,
                 Exit::Failed => 4,
-                Exit::Error => 5,
+                Exit::Error | Exit::Altered => 5,
             }
         }
         if rank(other) > rank(self) {

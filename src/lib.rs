@@ -9,6 +9,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod exit;
+pub mod follow;
 pub mod leader;
 pub mod manifest;
 pub mod model;

@@ -21,15 +21,18 @@ fn one_malloc_arena() {
     }
 }
 
-/// Whether the command line asks for JSON, read from the raw arguments: a
-/// usage error is reported before clap has parsed anything, and a script that
-/// asked for JSON gets JSON then too.
-fn wants_json() -> bool {
+/// Whether the command line asks for this output format (json, jsonl), read
+/// from the raw arguments: a usage error is reported before clap has parsed
+/// anything, and a script that asked for JSON gets JSON then too.
+fn wants(format: &str) -> bool {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    args.iter().any(|a| a == "--output=json" || a == "-ojson")
-        || args
-            .windows(2)
-            .any(|w| (w[0] == "--output" || w[0] == "-o") && w[1] == "json")
+    args.iter().any(|a| {
+        a.strip_prefix("--output=")
+            .or_else(|| a.strip_prefix("-o"))
+            .is_some_and(|v| v == format)
+    }) || args
+        .windows(2)
+        .any(|w| (w[0] == "--output" || w[0] == "-o") && w[1] == format)
 }
 
 fn run() -> i32 {
@@ -42,9 +45,14 @@ fn run() -> i32 {
                     let _ = e.print();
                     0
                 }
-                _ if wants_json() => {
+                _ if wants("json") || wants("jsonl") => {
                     let usage = shipctl::error::Error::usage(&e.render().to_string());
-                    Printer::new(Output::Json).error(&usage);
+                    Printer::new(if wants("jsonl") {
+                        Output::Jsonl
+                    } else {
+                        Output::Json
+                    })
+                    .error(&usage);
                     usage.exit_code()
                 }
                 _ => {

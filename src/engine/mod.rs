@@ -458,6 +458,25 @@ impl Engine {
     /// `audit`: the newest rows that match, and how many match in all, read in
     /// one snapshot. The count is skipped when the rows did not reach the limit.
     pub async fn audit(&mut self, filter: &ledger::AuditFilter) -> Result<AuditLog> {
+        self.audit_in_snapshot(filter, false)
+            .await
+            .map(|(log, _)| log)
+    }
+
+    /// `audit --follow`: what `audit` shows, and where each chain stands in
+    /// the same snapshot, to read what commits next from there.
+    pub async fn audit_to_follow(
+        &mut self,
+        filter: &ledger::AuditFilter,
+    ) -> Result<(AuditLog, ledger::Cursor)> {
+        self.audit_in_snapshot(filter, true).await
+    }
+
+    async fn audit_in_snapshot(
+        &mut self,
+        filter: &ledger::AuditFilter,
+        cursor: bool,
+    ) -> Result<(AuditLog, ledger::Cursor)> {
         let d = self.store.d;
         let mut tx = self.store.read().await?;
         let rows = ledger::audit_rows(&mut tx, d, filter)
@@ -470,8 +489,41 @@ impl Engine {
                 .await
                 .db("counting the audit log's rows")?
         };
+        let heads = if cursor {
+            ledger::audit_heads(&mut tx, d)
+                .await
+                .db("reading where the audit log's chains stand")?
+        } else {
+            ledger::Cursor::default()
+        };
         tx.commit().await.db("closing the read transaction")?;
-        Ok(AuditLog { total, rows })
+        Ok((AuditLog { total, rows }, heads))
+    }
+
+    /// `audit verify`: every chain recomputed in one ordered read, in one snapshot.
+    pub async fn verify_audit(
+        &mut self,
+        anchors: &[crate::store::chain::Anchor],
+    ) -> Result<crate::store::chain::Verified> {
+        if let Some(path) = self.store.url().sqlite_path() {
+            // SQLite: read in this process through its C API, on a blocking thread.
+            let busy = i32::try_from(self.store.limits.lock.as_millis()).unwrap_or(i32::MAX);
+            let anchors = anchors.to_vec();
+            crate::supervisor::phase();
+            return tokio::task::spawn_blocking(move || {
+                crate::store::chain::verify_sqlite(&path, busy, &anchors)
+            })
+            .await
+            .map_err(|e| Error::input(format!("verifying the audit log stopped: {e}")))?
+            .db("verifying the audit log");
+        }
+        let d = self.store.d;
+        let mut tx = self.store.read().await?;
+        let verified = crate::store::chain::verify(&mut tx, d, anchors)
+            .await
+            .db("verifying the audit log")?;
+        tx.commit().await.db("closing the read transaction")?;
+        Ok(verified)
     }
 
     /// `history --env ENV`: the newest `limit` deployments with their gate

@@ -237,7 +237,7 @@ async fn moved(
     env: Option<Env>,
     after: i64,
 ) -> Result<Option<String>> {
-    let found = ledger::audit_after(store.conn(), d, env, after)
+    let found = ledger::first_audit_after(store.conn(), d, env, after)
         .await
         .db("reading the audit log")?;
     Ok(found.map(|(row, n)| {

@@ -33,10 +33,11 @@ pub struct Style {
 
 impl Printer {
     pub fn new(output: Output) -> Printer {
-        let json = output == Output::Json;
+        let json = matches!(output, Output::Json | Output::Jsonl);
         Printer {
             json,
-            stream: false,
+            // JSON Lines: one compact object per line, errors included.
+            stream: output == Output::Jsonl,
             style: if json {
                 Style::PLAIN
             } else {
@@ -53,6 +54,22 @@ impl Printer {
             value.text(&self.style)
         };
         self.write_stdout(&out);
+    }
+
+    /// One audit row: a line of JSON (`--output jsonl`), or a line of text
+    /// (`audit --follow`).
+    pub fn audit_row(&self, row: &crate::store::ledger::AuditRow) {
+        let out = if self.json {
+            self.json(row)
+        } else {
+            text::audit_line(&self.style, row)
+        };
+        self.write_stdout(&out);
+    }
+
+    /// Whether results are a stream of JSON lines (`--output jsonl`, watch mode in JSON).
+    pub fn is_stream(&self) -> bool {
+        self.json && self.stream
     }
 
     /// From now on, results and errors are a stream (watch mode): in JSON,

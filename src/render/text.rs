@@ -515,6 +515,51 @@ impl Text for AuditLog {
     }
 }
 
+impl Text for crate::store::chain::Verified {
+    fn text(&self, s: &Style) -> String {
+        let chains = self.chains.len();
+        let rows = thousands(self.rows);
+        let mut out = if self.ok() {
+            format!(
+                "{} audit log intact: {chains} chains, {rows} rows, every hash recomputed\n",
+                s.green("✓")
+            )
+        } else {
+            let broken = self.chains.iter().filter(|c| !c.ok).count();
+            format!(
+                "{} audit log altered: {} ({broken} of {chains} chains; {rows} rows read)\n",
+                s.red("✗"),
+                match self.problems.len() {
+                    1 => "1 problem".to_string(),
+                    n => format!("{n} problems"),
+                }
+            )
+        };
+        for c in &self.chains {
+            let head = match (&c.head_seq, &c.head_hash, c.ok) {
+                (Some(seq), Some(hash), true) => {
+                    format!("head: place {seq}, {}…", &hash[..hash.len().min(16)])
+                }
+                (_, _, true) => "empty".to_string(),
+                (Some(seq), _, false) => format!("holds up to place {seq}"),
+                (None, _, false) if c.rows == 0 => "no row left".to_string(),
+                (None, _, false) => "broken from its first row".to_string(),
+            };
+            let mark = if c.ok { s.green("✓") } else { s.red("✗") };
+            out.push_str(&format!(
+                "  {mark} {:<8} {:>9} {}  {head}\n",
+                c.chain,
+                thousands(c.rows),
+                if c.rows == 1 { "row " } else { "rows" }
+            ));
+        }
+        for p in &self.problems {
+            out.push_str(&format!("  {} {}\n", s.red("✗"), esc(&p.message)));
+        }
+        out
+    }
+}
+
 /// `1234567` as `1,234,567`.
 fn thousands(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
@@ -531,36 +576,51 @@ fn thousands(n: i64) -> String {
     out
 }
 
+/// One audit row on one line, in the columns of the table (`audit --follow`
+/// prints rows one at a time, as they commit); a command's output, kept in
+/// the message, goes under it.
+pub(super) fn audit_line(s: &Style, a: &AuditRow) -> String {
+    let mut cells = audit_cells(a).into_iter().map(|(_, shown)| shown);
+    let mut out = cells.next().unwrap_or_default();
+    for cell in cells.filter(|c| !c.is_empty()) {
+        out.push_str("  ");
+        out.push_str(&cell);
+    }
+    for l in a.message.lines().skip(1) {
+        out.push_str(&format!("\n{} {}", s.dim("    │"), esc_output(l)));
+    }
+    out
+}
+
+fn audit_cells(a: &AuditRow) -> Vec<(String, String)> {
+    let change = match (&a.before, &a.after) {
+        (None, None) => String::new(),
+        (b, after) => format!(
+            "{} → {}",
+            b.as_deref().unwrap_or("·"),
+            after.as_deref().unwrap_or("·")
+        ),
+    };
+    vec![
+        plain(&a.date),
+        plain(
+            a.deployment
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "-".into()),
+        ),
+        plain(a.env.as_deref().unwrap_or("-")),
+        plain(&a.action),
+        plain(change),
+        plain(&a.actor),
+        plain(a.message.lines().next().unwrap_or_default()),
+    ]
+}
+
 fn audit_table(s: &Style, audit: &[AuditRow]) -> String {
     if audit.is_empty() {
         return "No audit rows match.".into();
     }
-    let rows: Vec<_> = audit
-        .iter()
-        .map(|a| {
-            let change = match (&a.before, &a.after) {
-                (None, None) => String::new(),
-                (b, after) => format!(
-                    "{} → {}",
-                    b.as_deref().unwrap_or("·"),
-                    after.as_deref().unwrap_or("·")
-                ),
-            };
-            vec![
-                plain(&a.date),
-                plain(
-                    a.deployment
-                        .map(|d| d.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                ),
-                plain(a.env.as_deref().unwrap_or("-")),
-                plain(&a.action),
-                plain(change),
-                plain(&a.actor),
-                plain(a.message.lines().next().unwrap_or_default()),
-            ]
-        })
-        .collect();
+    let rows: Vec<_> = audit.iter().map(audit_cells).collect();
     // A command's output, kept in the message, goes under its row.
     let notes: Vec<Vec<String>> = audit
         .iter()

@@ -11,7 +11,12 @@
 //! - `{age_s:EXPR}`: whole seconds from the timestamp EXPR to the database clock;
 //! - `{span_s:A,B}`: seconds (fractional) from the timestamp A to the timestamp B;
 //! - `{db_user}`: the user the server authenticated (NULL on SQLite);
-//! - `{now_text}`: the database clock as `{ts:…}` renders it.
+//! - `{now_text}`: the database clock as `{ts:…}` renders it;
+//! - `{ts_exact:EXPR}`: the timestamp EXPR as text to the precision stored
+//!   (SQLite: the stored text; PostgreSQL and MySQL: `YYYY-MM-DD HH:MM:SS.ffffff`
+//!   in UTC), what the audit log's hashes cover: bound back through
+//!   `{ts_param}`, it stores the same instant;
+//! - `{now_exact}`: the database clock as `{ts_exact:…}` renders it.
 
 use super::url::Backend;
 use sqlx::AssertSqlSafe;
@@ -67,6 +72,8 @@ impl Dialect {
             ("ts_param", Backend::Postgres) => "CAST(? AS TIMESTAMP) AT TIME ZONE 'UTC'".into(),
             ("ts_param", Backend::MySql) => "CAST(? AS DATETIME(6))".into(),
             ("now_text", b) => Dialect(b).token(&format!("ts:{}", Dialect(b).token("now"))),
+            ("now_exact", Backend::Sqlite) => Dialect(Backend::Sqlite).token("now"),
+            ("now_exact", b) => Dialect(b).token(&format!("ts_exact:{}", Dialect(b).token("now"))),
             ("db_user", Backend::Sqlite) => "NULL".into(),
             ("db_user", Backend::Postgres) => "CAST(current_user AS TEXT)".into(),
             ("db_user", Backend::MySql) => "CURRENT_USER()".into(),
@@ -80,6 +87,16 @@ impl Dialect {
                         format!("CAST(EXTRACT(EPOCH FROM (now() - {expr})) AS BIGINT)")
                     }
                     Backend::MySql => format!("TIMESTAMPDIFF(SECOND, {expr}, NOW(6))"),
+                }
+            }
+            (t, backend) if t.starts_with("ts_exact:") => {
+                let expr = &t["ts_exact:".len()..];
+                match backend {
+                    Backend::Sqlite => format!("CAST({expr} AS TEXT)"),
+                    Backend::Postgres => {
+                        format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')")
+                    }
+                    Backend::MySql => format!("DATE_FORMAT({expr}, '%Y-%m-%d %H:%i:%s.%f')"),
                 }
             }
             (t, backend) if t.starts_with("span_s:") => {
@@ -106,6 +123,24 @@ impl Dialect {
                 },
                 None => panic!("unknown SQL template token {{{t}}}"),
             },
+        }
+    }
+
+    /// `UPDATE target SET cols FROM (source) v WHERE target.id = v.id`, as
+    /// each dialect writes it: one statement for a batch of rows.
+    pub fn update_from(self, target: &str, source: &str, cols: &[&str]) -> String {
+        if self.0 == Backend::MySql {
+            let set: Vec<String> = cols.iter().map(|c| format!("t.{c} = v.{c}")).collect();
+            format!(
+                "UPDATE {target} t JOIN ({source}) v ON v.id = t.id SET {}",
+                set.join(", ")
+            )
+        } else {
+            let set: Vec<String> = cols.iter().map(|c| format!("{c} = v.{c}")).collect();
+            format!(
+                "UPDATE {target} SET {} FROM ({source}) AS v WHERE {target}.id = v.id",
+                set.join(", ")
+            )
         }
     }
 

@@ -861,27 +861,10 @@ pub async fn finish(c: &mut AnyConnection, d: Dialect, id: i64, token: i64, to: 
 
 // ---------------------------------------------------------------- audit
 
-/// Inserts the row; its id, for the notifications' outbox.
+/// Appends the row to its hash chain (DESIGN §12); its id, for the
+/// notifications' outbox.
 pub async fn audit(c: &mut AnyConnection, d: Dialect, a: Audit<'_>) -> Res<i64> {
-    insert(
-        c,
-        d,
-        "INSERT INTO audit_logs (id_deploiement, id_env, action, etat_avant, etat_apres, message, acteur, date_log) \
-         VALUES (?, COALESCE((SELECT id FROM environnements WHERE nom = ?), \
-                             (SELECT id_env FROM deploiements WHERE id = ?)), \
-                 ?, ?, ?, ?, ?, {now})",
-        |q| {
-            q.bind(a.deployment)
-                .bind(a.env.map(Env::as_str))
-                .bind(a.deployment)
-                .bind(a.action.to_string())
-                .bind(a.before.map(Etat::as_str))
-                .bind(a.after.map(Etat::as_str))
-                .bind(crate::model::fit_message(&a.message).into_owned())
-                .bind(a.actor.to_string())
-        },
-    )
-    .await
+    super::chain::append(c, d, a).await
 }
 
 /// One row of `audit_logs`, as read.
@@ -959,6 +942,66 @@ pub async fn audit_rows(c: &mut AnyConnection, d: Dialect, f: &AuditFilter) -> R
         .await?;
     let mut out = rows.iter().map(audit_row).collect::<Res<Vec<_>>>()?;
     out.reverse();
+    Ok(out)
+}
+
+/// Where `audit --follow` stands: the last place it has read in each chain.
+/// A chain's rows commit in the order of their places (its counter stays
+/// locked until the row commits), whatever order their ids commit in.
+#[derive(Debug, Clone, Default)]
+pub struct Cursor(Vec<(String, i64)>);
+
+/// The last place of each chain, now.
+pub async fn audit_heads(c: &mut AnyConnection, d: Dialect) -> Res<Cursor> {
+    let rows = sqlx::query(d.sql(
+        "SELECT c.chain, COALESCE((SELECT MAX(a.seq) FROM audit_logs a WHERE a.chain = c.chain), 0) \
+         AS seq FROM audit_chains c ORDER BY c.chain",
+    ))
+    .fetch_all(c)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("chain")?, r.try_get("seq")?)))
+        .collect::<Res<_>>()
+        .map(Cursor)
+}
+
+/// The rows committed past the cursor (at most 1,000, oldest first) that
+/// match the filter; the cursor moves past every row read, shown or not, so
+/// that rows the filter leaves out are not read again.
+pub async fn audit_after(
+    c: &mut AnyConnection,
+    d: Dialect,
+    f: &AuditFilter,
+    cursor: &mut Cursor,
+) -> Res<Vec<AuditRow>> {
+    if cursor.0.is_empty() {
+        return Ok(Vec::new());
+    }
+    let places = vec!["(a.chain = ? AND a.seq > ?)"; cursor.0.len()].join(" OR ");
+    let sql = format!(
+        "SELECT a.id, a.id_deploiement, e.nom, a.action, a.etat_avant, a.etat_apres, a.message, \
+         a.acteur, {{ts:a.date_log}} AS date_log, a.chain, a.seq, \
+         CASE WHEN 1 = 1{} THEN 1 ELSE 0 END AS shown \
+         FROM audit_logs a LEFT JOIN environnements e ON e.id = a.id_env \
+         WHERE {places} ORDER BY a.id LIMIT 1000",
+        f.conditions()
+    );
+    let mut q = f.bind(sqlx::query(d.sql(&sql)));
+    for (chain, seq) in &cursor.0 {
+        q = q.bind(chain.clone()).bind(*seq);
+    }
+    let rows = q.fetch_all(c).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let chain: String = r.try_get("chain")?;
+        let seq: i64 = r.try_get("seq")?;
+        if let Some(at) = cursor.0.iter_mut().find(|(c, _)| *c == chain) {
+            at.1 = at.1.max(seq);
+        }
+        if r.try_get::<i64, _>("shown")? == 1 {
+            out.push(audit_row(r)?);
+        }
+    }
     Ok(out)
 }
 
@@ -1262,7 +1305,7 @@ pub async fn audit_watermark(c: &mut AnyConnection, d: Dialect, env: Option<Env>
 
 /// The first audit row after `after` (of `env`, or of no environment), and
 /// how many came after it: what a stale plan names as what moved.
-pub async fn audit_after(
+pub async fn first_audit_after(
     c: &mut AnyConnection,
     d: Dialect,
     env: Option<Env>,

@@ -87,7 +87,19 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../../migrations/postgres/0010_gate_signatures.sql"),
         mysql: include_str!("../../migrations/mysql/0010_gate_signatures.sql"),
     },
+    Migration {
+        version: 11,
+        name: "audit_chain",
+        sqlite: include_str!("../../migrations/sqlite/0011_audit_chain.sql"),
+        postgres: include_str!("../../migrations/postgres/0011_audit_chain.sql"),
+        mysql: include_str!("../../migrations/mysql/0011_audit_chain.sql"),
+    },
 ];
+
+/// The migration that adds the audit log's hash chains: SQL cannot compute
+/// SHA-256 on every backend, so the rows already there are chained in Rust
+/// right after its script, in the same transaction (DESIGN §12).
+const AUDIT_CHAIN: i64 = 11;
 
 /// The ledger schema version this shipctl migrates to (`--version` prints it).
 pub const LATEST: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -379,6 +391,11 @@ async fn apply_missing(conn: &mut AnyConnection, d: Dialect, place: &str) -> Res
                     e.hint("fix the cause and run the command again: the migration resumes")
                 }
             })?;
+        if m.version == AUDIT_CHAIN {
+            super::chain::chain_existing(conn, d)
+                .await
+                .db("chaining the existing audit rows")?;
+        }
         sqlx::query(d.sql("INSERT INTO shipctl_migrations (version, name) VALUES (?, ?)"))
             .bind(m.version)
             .bind(m.name)

@@ -2,11 +2,13 @@
 //! ledger's queries. Backend differences stay in `dialect`; everything above
 //! this module speaks one SQL.
 
+pub mod chain;
 mod dialect;
 pub mod ledger;
 mod migrate;
 pub use migrate::LATEST as LEDGER_SCHEMA_VERSION;
 pub mod outbox;
+mod scan;
 pub mod stats;
 pub mod url;
 

@@ -201,7 +201,7 @@ fn markdown_is_offered_by_reconcile_only() {
     // Where it is not offered, a wrong value lists the ones that are.
     let out = db.expect(&["status", "--output", "xml"], 1);
     assert!(
-        out.stderr.contains("[possible values: text, json]"),
+        out.stderr.contains("[possible values: text, json, jsonl]"),
         "{}",
         out.stderr
     );

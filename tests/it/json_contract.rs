@@ -347,6 +347,22 @@ fn every_command_prints_what_docs_json_md_says() {
         let a = c.run(db, &["audit", "--limit", "3"], 0, "audit");
         assert!(a["total"].as_i64() > Some(3), "{a:#}");
         c.run(db, &["audit", "--env", "prod", "--since", "1h"], 0, "audit");
+        // JSON Lines: each line one row, the shape of an item of `rows`.
+        let lines = db.expect(&["audit", "--limit", "4", "--output", "jsonl"], 0);
+        let rows: Vec<&str> = lines.stdout.lines().collect();
+        assert_eq!(rows.len(), 4, "{}", lines.stdout);
+        for line in rows {
+            let row: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not one JSON object per line ({e}): {line:?}"));
+            c.check("audit_jsonl_row", "a line of audit --output jsonl", &row);
+        }
+        // The hash chains: intact, then one row changed by hand.
+        let v = c.run(db, &["audit", "verify"], 0, "audit_verify");
+        assert_eq!(v["intact"], true, "{v:#}");
+        db.query("UPDATE audit_logs SET message = 'forged' WHERE id = 2");
+        let v = c.run(db, &["audit", "verify"], 1, "audit_verify");
+        assert_eq!(v["problems"][0]["kind"], "changed", "{v:#}");
+        assert_eq!(v["problems"][0]["row_id"], 2, "{v:#}");
     });
     c.all_used();
 }

@@ -5,6 +5,7 @@ mod common;
 
 mod approvals;
 mod audit_and_seed;
+mod audit_chain;
 mod bad_input;
 mod child_processes;
 mod command_executor;
