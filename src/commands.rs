@@ -530,8 +530,20 @@ fn write_plan(path: &std::path::Path, plan: &SavedPlan) -> Result<()> {
     use std::io::Write;
     let shown = path.display().to_string();
     let failed = |e: std::io::Error| {
-        Error::input(format!("cannot write the plan to {shown}: {e}"))
-            .hint(crate::error::io_hint(&e, &shown))
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                format!(
+                    "the directory of {shown} does not exist: create it, or pass --out another path"
+                )
+            }
+            std::io::ErrorKind::PermissionDenied => {
+                format!(
+                    "you cannot write in the directory of {shown}: pass --out a path you can write"
+                )
+            }
+            _ => "pass --out a file in a directory you can write, on a disk with room".into(),
+        };
+        Error::input(format!("cannot write the plan to {shown}: {e}")).hint(hint)
     };
     let Some(name) = path.file_name() else {
         return Err(Error::input(format!("--out {shown}: not a file name"))

@@ -531,3 +531,32 @@ fn a_plan_from_no_ledger_applies_to_a_ledger_still_empty_only() {
         refused(db, &mut apply_cmd(db), "it was planned before the ledger");
     });
 }
+
+/// `--out` into a directory that is not there: exit 1, a hint that says so,
+/// no ledger created, no file written.
+#[test]
+fn a_plan_that_cannot_be_written_says_where() {
+    let db = TestDb::new(Backend::Sqlite).expect("SQLite");
+    declare(&db, &two_envs("1.0", "1.0"));
+    let r = db.expect(
+        &[
+            "reconcile",
+            "--dry-run",
+            "--manifests",
+            "manifests",
+            "--out",
+            "missing/plan.json",
+        ],
+        1,
+    );
+    assert!(
+        r.stderr
+            .contains("cannot write the plan to missing/plan.json")
+            && r.stderr
+                .contains("the directory of missing/plan.json does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(!db.dir.path().join("shipctl.db").exists(), "no ledger made");
+    assert!(!db.dir.path().join("missing").exists());
+}
