@@ -197,6 +197,8 @@ pub enum Command {
         #[arg(long, value_name = "TEXT", requires = "override_window")]
         reason: Option<String>,
         #[command(flatten)]
+        keys: KeysArgs,
+        #[command(flatten)]
         sim: SimArgs,
     },
 
@@ -209,6 +211,8 @@ pub enum Command {
         /// One environment; all three when omitted
         #[arg(long, value_enum)]
         env: Option<Env>,
+        #[command(flatten)]
+        keys: KeysArgs,
     },
 
     /// Cancel a pending deployment, or roll a live one back to the previous release
@@ -296,6 +300,8 @@ pub enum Command {
         /// of one in ssh-agent): required where the gate declares the approver's key
         #[arg(long, value_name = "KEY")]
         sign: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        keys: KeysArgs,
     },
 
     /// Show an environment's deployments: states, attempts and gate results
@@ -309,6 +315,8 @@ pub enum Command {
         /// At most this many deployments, the newest ones
         #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
+        #[command(flatten)]
+        keys: KeysArgs,
     },
 
     /// Lift the pin a rollback left on an environment
@@ -450,6 +458,16 @@ pub struct ReconcileArgs {
     pub plan: Option<PathBuf>,
     #[command(flatten)]
     pub sim: SimArgs,
+}
+
+/// For the commands that judge approvals: signed gates are read from the
+/// manifests, never from the ledger's copy (DESIGN §12).
+#[derive(Debug, Args, Clone)]
+pub struct KeysArgs {
+    /// Directory of the manifests: approvers' SSH keys are read from them, never from the
+    /// ledger (only gates with keys need them)
+    #[arg(long, value_name = "DIR", default_value = "manifests")]
+    pub manifests: PathBuf,
 }
 
 #[derive(Debug, Args, Clone)]

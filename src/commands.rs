@@ -219,6 +219,15 @@ async fn execute(
     engine: &mut Engine,
     printer: &Printer,
 ) -> Result<Exit> {
+    // Approvers' keys come from the manifests (DESIGN §12), for the commands
+    // that judge approvals; reconcile takes them from the manifests it applies.
+    if let Command::Validate { keys, .. }
+    | Command::Status { keys, .. }
+    | Command::Approve { keys, .. }
+    | Command::History { keys, .. } = &command
+    {
+        engine.keys = std::sync::Arc::new(engine::Keys::load(&keys.manifests));
+    }
     match command {
         Command::Release(args) => {
             if let (Some(version), Some(tag)) = (args.create, args.tag) {
@@ -239,6 +248,7 @@ async fn execute(
             override_window: _,
             reason,
             sim,
+            keys: _,
         } => {
             let reason = reason
                 .as_deref()
@@ -267,14 +277,14 @@ async fn execute(
                 crate::engine::RollbackReport::Restored(exec) => exec.exit(),
             })
         }
-        Command::Status { env: Some(env) } => {
+        Command::Status { env: Some(env), .. } => {
             let mut all = engine.status(&[env]).await?;
             if let Some(one) = all.pop() {
                 printer.emit(&one);
             }
             Ok(Exit::Done)
         }
-        Command::Status { env: None } => {
+        Command::Status { env: None, .. } => {
             let environments = engine.status(&Env::ALL).await?;
             let ledger_id = engine.ledger_id().await?;
             let leader = engine.leader().await?;
@@ -351,6 +361,7 @@ async fn execute(
             reject,
             reason,
             sign,
+            keys: _,
         } => {
             let decision = Decision {
                 by: by.as_deref(),
@@ -361,7 +372,7 @@ async fn execute(
             printer.emit(&engine.approve(deploy_id, &gate, decision).await?);
             Ok(Exit::Done)
         }
-        Command::History { env, limit } => {
+        Command::History { env, limit, .. } => {
             printer.emit(&engine.history(env, limit).await?);
             Ok(Exit::Done)
         }

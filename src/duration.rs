@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+/// The longest duration `parse` reads: 366 days.
+pub const MAX: Duration = Duration::from_secs(366 * 86_400);
+
 pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t
@@ -28,7 +31,7 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         }
     };
     let secs = value * scale;
-    if !secs.is_finite() || secs > 366.0 * 86400.0 {
+    if !secs.is_finite() || secs > MAX.as_secs_f64() {
         return Err(format!("{text:?} is too long a duration"));
     }
     Ok(Duration::from_secs_f64(secs))

@@ -112,7 +112,7 @@ pub async fn run(
     let deliverer = crate::notify::Deliverer::new()?;
     let mut deliveries = tokio::time::interval(DELIVER_EVERY);
     deliveries.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut desires = Desires::new(&dir);
+    let mut desires = Desires::new(&dir, watched.clone());
     let mut resync = tokio::time::interval(a.interval);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     resync.tick().await; // the first tick is immediate: the initial round below is it.
@@ -323,16 +323,19 @@ struct Desires {
     seen: Option<Digest>,
     /// The directory's absence was reported (once, until it comes back).
     gone: bool,
+    /// Told the last good manifests' keys, for the HTTP readings.
+    watched: crate::serve::Watched,
 }
 
 impl Desires {
-    fn new(dir: &Path) -> Desires {
+    fn new(dir: &Path, watched: crate::serve::Watched) -> Desires {
         Desires {
             dir: dir.to_path_buf(),
             last_good: None,
             applied: None,
             seen: None,
             gone: false,
+            watched,
         }
     }
 
@@ -354,6 +357,7 @@ impl Desires {
                     ));
                 }
                 let same = self.last_good.as_ref() == Some(&desired);
+                self.watched.set_keys(crate::engine::Keys::of(&desired));
                 self.last_good = Some(desired);
                 if same && self.last_good == self.applied {
                     printer.note(

@@ -3,7 +3,7 @@
 //! (executor plus heartbeats), *finish* (token-guarded `réussi` or rollback).
 
 use super::gates::{self, GateState, Verdict};
-use super::{Engine, Who, find, lease, load, record};
+use super::{Engine, Who, find, keys, lease, load, record};
 use crate::error::{DbContext, Error, Result};
 use crate::executor::{Executor, Job, Overrides, command};
 use crate::exit::Exit;
@@ -211,10 +211,8 @@ impl Engine {
         let env_id = dep.env_id;
 
         let mut tx = self.store.write_env(env_id).await?;
-        let mut env = ledger::env_row(&mut tx, d, dep.env)
-            .await
-            .db("reading the environment")?;
-        if let Err(e) = env.known_policy() {
+        let mut env = keys::env_row(&self.keys, &mut tx, d, dep.env).await?;
+        if let Err(e) = env.known_policy().and_then(|p| gates::trusted(p, env.env)) {
             return fail(tx, e).await;
         }
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env_id).await?;
@@ -283,10 +281,8 @@ impl Engine {
             // own: nothing that fails after it can lose the one or keep the other.
             let held = gates::record_run(&mut self.store, &self.who, &dep, &outcomes).await?;
             tx = self.store.write_env(env_id).await?;
-            env = ledger::env_row(&mut tx, d, dep.env)
-                .await
-                .db("reading the environment")?;
-            if let Err(e) = env.known_policy() {
+            env = keys::env_row(&self.keys, &mut tx, d, dep.env).await?;
+            if let Err(e) = env.known_policy().and_then(|p| gates::trusted(p, env.env)) {
                 return fail(tx, e).await;
             }
             dep = load(&mut tx, d, id).await?;
@@ -442,9 +438,7 @@ impl Engine {
         let _spinner =
             crate::progress::start(format!("rollback of deployment {id} in {}", dep.env));
         crate::progress::step("claim");
-        let env = ledger::env_row(self.store.conn(), d, dep.env)
-            .await
-            .db("reading the environment")?;
+        let env = keys::env_row(&self.keys, self.store.conn(), d, dep.env).await?;
         env.known_policy()?;
         let exec = executor_for(&env, overrides)?;
 

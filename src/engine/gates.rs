@@ -6,7 +6,7 @@
 //! deployment is validated. Every decision and every command outcome is a row
 //! of `gate_results` and of `audit_logs`.
 
-use super::{Engine, Who, load, record};
+use super::{Engine, Who, keys, load, record};
 use crate::error::{DbContext, Error, Result};
 use crate::executor::{DEFAULT_KILL_GRACE, Job, command};
 use crate::manifest::{NamedGate, Policy};
@@ -297,6 +297,11 @@ pub fn check_signature(
         return None;
     }
     let keys = g.approvers.as_ref()?.keys_of(&r.actor)?;
+    if let Some(why) = &g.unverifiable {
+        return Some(crate::signing::Check::Invalid(format!(
+            "its keys are read from the manifests, and {why}"
+        )));
+    }
     Some(match ledger {
         Some(ledger) => crate::signing::check(
             keys,
@@ -439,6 +444,26 @@ pub(super) fn to_run(policy: Option<&Policy>, state: Etat, states: &[GateState])
         })
         .cloned()
         .collect()
+}
+
+/// Refuses to act on a gate whose keys are in the ledger's copy only: they
+/// are read from the manifests, and none could be (`keys`).
+pub(super) fn trusted(policy: Option<&Policy>, env: crate::model::Env) -> Result<()> {
+    let unverifiable = policy
+        .into_iter()
+        .flat_map(|p| &p.gates)
+        .find_map(|g| Some((&g.name, g.gate.unverifiable.as_ref()?)));
+    match unverifiable {
+        None => Ok(()),
+        Some((gate, why)) => Err(Error::input(format!(
+            "gate {gate} of {env} takes signed decisions, and its approvers' keys are read \
+             from the manifests, never from the ledger: {why}"
+        ))
+        .hint(
+            "run shipctl in the repository that holds the manifests, or point at them \
+             with --manifests DIR",
+        )),
+    }
 }
 
 /// The approval gates' states for a deployment, read in the caller's transaction.
@@ -951,10 +976,10 @@ impl Engine {
             None => None,
             Some(key) => {
                 let c = self.store.conn();
-                let env = ledger::env_row(c, d, dep.env)
-                    .await
-                    .db("reading the environment")?;
-                let g = admit(c, d, env.known_policy()?, &dep, gate, &actor, &decision).await?;
+                let env = keys::env_row(&self.keys, c, d, dep.env).await?;
+                let policy = env.known_policy()?;
+                trusted(policy, dep.env)?;
+                let g = admit(c, d, policy, &dep, gate, &actor, &decision).await?;
                 let keys = g
                     .gate
                     .approvers
@@ -983,10 +1008,9 @@ impl Engine {
         // A writing command like the others: a dead holder's lease in this
         // environment ends here (the deployment approved may be that one).
         let recovered = super::lease::recover_stale(&mut tx, d, &self.who, dep.env_id).await?;
-        let env = ledger::env_row(&mut tx, d, dep.env)
-            .await
-            .db("reading the environment")?;
+        let env = keys::env_row(&self.keys, &mut tx, d, dep.env).await?;
         let policy = env.known_policy()?;
+        trusted(policy, dep.env)?;
         let dep = load(&mut tx, d, id).await?;
         let g = admit(&mut tx, d, policy, &dep, gate, &actor, &decision).await?;
         if let Some(s) = &signed {

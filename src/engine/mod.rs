@@ -3,11 +3,13 @@
 
 mod execute;
 mod gates;
+mod keys;
 mod lease;
 mod reconcile;
 
 pub use execute::{Execution, Outcome, Refused, RollbackReport, Validated, Why};
 pub use gates::{Approval, Decision, GateState, GateStatus, headline};
+pub use keys::Keys;
 pub use reconcile::{
     EnvOutcome, EnvResult, Reconciled, actual, actual_and_marks, check_conflicts, check_policies,
     check_saved,
@@ -166,6 +168,9 @@ fn hostname() -> String {
 pub struct Engine {
     pub store: Store,
     pub who: Who,
+    /// Where approvers' keys come from: the manifests, never the ledger's
+    /// copy (`keys`). Set by the command before it judges any gate.
+    pub keys: std::sync::Arc<Keys>,
 }
 
 #[derive(Debug, Serialize)]
@@ -268,7 +273,11 @@ pub const RECENT: u32 = 10;
 
 impl Engine {
     pub fn new(store: Store, who: Who) -> Engine {
-        Engine { store, who }
+        Engine {
+            store,
+            who,
+            keys: Default::default(),
+        }
     }
 
     pub async fn create_release(&mut self, version: &str, tag: &str) -> Result<Release> {
@@ -321,9 +330,7 @@ impl Engine {
                      `shipctl release --create VERSION --tag TAG`",
                 )
             })?;
-        let env_row = ledger::env_row(self.store.conn(), d, env)
-            .await
-            .db("reading the environment")?;
+        let env_row = keys::env_row(&self.keys, self.store.conn(), d, env).await?;
         let mut tx = self.store.write_env(env_row.id).await?;
         lease::recover_stale(&mut tx, d, &self.who, env_row.id).await?;
         let pending = ledger::pending(&mut tx, d, env_row.id)
@@ -405,14 +412,14 @@ impl Engine {
         // gates must be read too; several statements share a read transaction so
         // that they are seen at the same moment.
         if let [env] = envs
-            && let Some(one) = env_status(self.store.conn(), d, *env, false).await?
+            && let Some(one) = env_status(&self.keys, self.store.conn(), d, *env, false).await?
         {
             return Ok(vec![one]);
         }
         let mut tx = self.store.read().await?;
         let mut out = Vec::with_capacity(envs.len());
         for &env in envs {
-            if let Some(status) = env_status(&mut tx, d, env, true).await? {
+            if let Some(status) = env_status(&self.keys, &mut tx, d, env, true).await? {
                 out.push(status);
             }
         }
@@ -422,14 +429,10 @@ impl Engine {
 
     pub async fn unpin(&mut self, env: Env) -> Result<Unpinned> {
         let d = self.store.d;
-        let row = ledger::env_row(self.store.conn(), d, env)
-            .await
-            .db("reading the environment")?;
+        let row = keys::env_row(&self.keys, self.store.conn(), d, env).await?;
         let mut tx = self.store.write_env(row.id).await?;
         let recovered = lease::recover_stale(&mut tx, d, &self.who, row.id).await?;
-        let row = ledger::env_row(&mut tx, d, env)
-            .await
-            .db("reading the environment")?;
+        let row = keys::env_row(&self.keys, &mut tx, d, env).await?;
         let Some(pin) = row.pin else {
             return Err(Error::input(format!("{env} is not pinned"))
                 .hint("pins are set by `shipctl rollback` of a live deployment"));
@@ -531,9 +534,7 @@ impl Engine {
     pub async fn history(&mut self, env: Env, limit: i64) -> Result<History> {
         let d = self.store.d;
         let mut tx = self.store.read().await?;
-        let row = ledger::env_row(&mut tx, d, env)
-            .await
-            .db("reading the environment")?;
+        let row = keys::env_row(&self.keys, &mut tx, d, env).await?;
         let deployments = ledger::history(&mut tx, d, row.id, limit)
             .await
             .db("reading the deployments")?;
@@ -543,7 +544,7 @@ impl Engine {
                 .db("reading the gate results")?,
             None => Vec::new(),
         };
-        // Each decision judged against the stored policy's keys, as validation
+        // Each decision judged against the manifests' keys, as validation
         // would judge it now: a forged or copied approval says so here too.
         let policy = row.known_policy().ok().flatten();
         let ledger_id = if gates::signs(policy) && !results.is_empty() {
@@ -560,12 +561,13 @@ impl Engine {
             std::collections::HashMap::new();
         for mut r in results {
             let declared = policy.and_then(|p| p.gates.iter().find(|g| g.name == r.gate));
-            if let Some(check) =
-                declared.and_then(|g| gates::check_signature(&g.gate, &r, ledger_id.as_deref()))
+            if let Some(g) = declared
+                && let Some(check) = gates::check_signature(&g.gate, &r, ledger_id.as_deref())
             {
                 r.signature_status = Some(match check {
                     crate::signing::Check::Verified => "verified",
                     crate::signing::Check::Unsigned => "unsigned",
+                    _ if g.gate.unverifiable.is_some() => "unchecked",
                     crate::signing::Check::Invalid(_) => "invalid",
                 });
                 r.signature_problem = check.problem();
@@ -610,14 +612,16 @@ impl Engine {
 /// `None` when the gates must be read as well and `second` does not allow a
 /// second statement (the caller then reads both in one snapshot).
 async fn env_status(
+    keys: &Keys,
     c: &mut sqlx::AnyConnection,
     d: crate::store::Dialect,
     env: Env,
     second: bool,
 ) -> Result<Option<EnvStatus>> {
-    let o = ledger::overview(c, d, env, RECENT)
+    let mut o = ledger::overview(c, d, env, RECENT)
         .await
         .db("reading the environment")?;
+    keys.apply(&mut o.env);
     let policy = o.env.policy.as_ref();
     // A second statement only where there is something to say: gates declared
     // and deployments waiting on them.

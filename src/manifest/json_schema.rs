@@ -11,6 +11,7 @@
 //! What no JSON Schema can say is left to `shipctl check` (see `BEYOND`).
 
 use super::API_VERSION;
+use super::duration_bounds::{self as bounds, Low};
 use super::schema::{
     Approvers, DurationText, EnvName, Environment, Gate, Label, OnFailureName, UniqueMap,
 };
@@ -20,6 +21,7 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde_json::{Value, json};
 use std::borrow::Cow;
+use std::time::Duration;
 
 /// The rules `shipctl check` enforces that the schema does not express, and
 /// why: a file that validates can still be refused for one of these.
@@ -45,17 +47,12 @@ pub const BEYOND: &[(&str, &str)] = &[
         "limits of the YAML text, not of its values",
     ),
     (
-        "bounds of durations: a timeout from 1s to 24h, expires of at least 1s, a verify \
-         interval up to 1h, a kill_grace from 1ms to 1h",
-        "durations are text with a unit; the schema checks their form only",
-    ),
-    (
         "a gate's approvers fewer than its approvals",
         "a comparison between two values",
     ),
     (
-        "a window empty or ending before it starts, and a date that is not in the calendar (2027-02-30)",
-        "a comparison between two values; the schema checks the form of dates only",
+        "a window empty or ending before it starts",
+        "a comparison between two values",
     ),
     (
         "an approver's SSH key that is not an ed25519 or RSA (2048 bits or more) public key, \
@@ -83,7 +80,14 @@ const SAFE: &str = r"\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069";
 /// `{word}` placeholders must be known ones (`crate::verify::check_template`).
 const TEMPLATE: &str = r"^([^{]|\{(version|tag|env)\}|\{(?![A-Za-z0-9_]+\}))*$";
 const TIME: &str = "([01]?[0-9]|2[0-3]):[0-5][0-9]";
-const DATE: &str = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
+/// A date of the calendar: 30 days hath September, and February 29 only in
+/// leap years (every 4th, but of the centuries only every 4th).
+const DATE: &str = concat!(
+    "(?:[0-9]{4}-(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])",
+    "|[0-9]{4}-(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)",
+    "|[0-9]{4}-02-(?:0[1-9]|1[0-9]|2[0-8])",
+    "|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
+);
 
 /// The manifests' schema, as `shipctl schema` prints it.
 pub fn generate() -> Value {
@@ -128,11 +132,101 @@ impl JsonSchema for DurationText {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration: a number and a unit, ms, s, m or h (500ms, 2s, 1.5s, 10m, 1h).",
+            "description": "A duration: a number and a unit, ms, s, m or h (500ms, 2s, 1.5s, \
+                10m, 1h), at most 366 days.",
             "type": "string",
             "pattern": DURATION,
+            "allOf": [{ "pattern": bounds::pattern(Low::Zero, bounds::MAX_MS) }],
             "examples": ["500ms", "30s", "10m"],
         })
+    }
+}
+
+/// A duration with bounds of its own, named in `$defs`: a `Duration`, and
+/// within `low` to `high` (`duration_bounds`).
+fn bounded(generator: &mut SchemaGenerator, description: &str, low: Low, high: Duration) -> Schema {
+    let duration = generator.subschema_for::<DurationText>();
+    json_schema!({
+        "description": description,
+        "allOf": [duration],
+        "pattern": bounds::pattern(low, high.as_millis() as u64),
+    })
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// A command's `timeout:` (a gate's, the executor's, a verification try's).
+pub struct Timeout;
+
+impl JsonSchema for Timeout {
+    fn schema_name() -> Cow<'static, str> {
+        "Timeout".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        bounded(
+            generator,
+            "How long a command may run: a duration from 1s to 24h (30s, 10m, 2h).",
+            Low::AtLeast(ms(super::MIN_TIMEOUT)),
+            super::MAX_TIMEOUT,
+        )
+    }
+}
+
+/// `kill_grace:`, between SIGTERM and SIGKILL.
+pub struct KillGrace;
+
+impl JsonSchema for KillGrace {
+    fn schema_name() -> Cow<'static, str> {
+        "KillGrace".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        bounded(
+            generator,
+            "Between SIGTERM and SIGKILL when a command is stopped: more than 0, at most 1h \
+             (default 10s).",
+            Low::AboveZero,
+            crate::executor::command::MAX_KILL_GRACE,
+        )
+    }
+}
+
+/// A gate's `expires:`.
+pub struct Expiry;
+
+impl JsonSchema for Expiry {
+    fn schema_name() -> Cow<'static, str> {
+        "Expiry".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        bounded(
+            generator,
+            "How long an approval counts: a duration of at least 1s (24h; 168h for a week).",
+            Low::AtLeast(ms(super::MIN_EXPIRES)),
+            Duration::from_millis(bounds::MAX_MS),
+        )
+    }
+}
+
+/// `verify.interval:`, between tries.
+pub struct Interval;
+
+impl JsonSchema for Interval {
+    fn schema_name() -> Cow<'static, str> {
+        "Interval".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        bounded(
+            generator,
+            "Between verification tries: a duration up to 1h (default 5s).",
+            Low::Zero,
+            super::MAX_VERIFY_INTERVAL,
+        )
     }
 }
 

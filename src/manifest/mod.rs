@@ -2,6 +2,7 @@
 //! directory (sorted, not recursive), merged; every error names the file and the
 //! line or key path, and says what to do.
 
+mod duration_bounds;
 pub mod json_schema;
 mod lex;
 pub mod schema;
@@ -617,7 +618,7 @@ fn policy(path: &Path, text: &str, env: Env, spec: &schema::Environment) -> Resu
             }
             (Some(_), None) => {
                 if let Some(e) = gate.expires
-                    && e.0 < Duration::from_secs(1)
+                    && e.0 < MIN_EXPIRES
                 {
                     return Err(bad(
                         &format!("{key}.expires"),
@@ -855,7 +856,7 @@ fn check_verify(v: &VerifySpec) -> std::result::Result<(), (String, String, Stri
         ));
     }
     if let Some(i) = v.interval
-        && i.0 > Duration::from_secs(3600)
+        && i.0 > MAX_VERIFY_INTERVAL
     {
         return Err(err(
             "verify.interval",
@@ -868,6 +869,11 @@ fn check_verify(v: &VerifySpec) -> std::result::Result<(), (String, String, Stri
     }
     Ok(())
 }
+
+/// A gate's `expires:` below this would let no approval count.
+pub const MIN_EXPIRES: Duration = Duration::from_secs(1);
+/// `verify.interval:` above this (1h) is a mistake (a typo of unit, most likely).
+pub const MAX_VERIFY_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A command's `timeout:` below this would stop it before it could do anything:
 /// every run would fail, so `check` refuses it.

@@ -95,7 +95,7 @@ pub struct Environment {
 
 /// A gate: either `approvals: N` (people approve with `shipctl approve`) or
 /// `command: [...]` (exit 0 passes), never both.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(transform = js::gate)]
 pub struct Gate {
@@ -111,9 +111,11 @@ pub struct Gate {
     #[schemars(transform = js::argv)]
     pub command: Option<Vec<String>>,
     /// How long the command may run (1s to 24h); default 10m.
+    #[schemars(with = "Option<js::Timeout>")]
     pub timeout: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when the gate's command is stopped.
     #[serde(default)]
+    #[schemars(with = "Option<js::KillGrace>")]
     pub kill_grace: Option<DurationText>,
     /// Whether whoever planned a deployment may approve it; default false
     /// (the four-eyes rule).
@@ -121,7 +123,14 @@ pub struct Gate {
     pub self_approval: Option<bool>,
     /// Approvals older than this do not count; default: they never expire.
     #[serde(default)]
+    #[schemars(with = "Option<js::Expiry>")]
     pub expires: Option<DurationText>,
+    /// Never read from a file: set when the gate has keys in the ledger's
+    /// copy and no manifests could be read to take them from (it says why).
+    /// Its signed decisions then count for nothing (`engine::keys`).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub unverifiable: Option<String>,
 }
 
 /// `approvers:` — who may approve a gate: a list of login names, or a mapping
@@ -292,9 +301,11 @@ pub struct CommandSpec {
     pub rollback: Option<Vec<String>>,
     /// How long the run may last (1s to 24h); default: until it ends.
     #[serde(default)]
+    #[schemars(with = "Option<js::Timeout>")]
     pub timeout: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when the run or the rollback is stopped.
     #[serde(default)]
+    #[schemars(with = "Option<js::KillGrace>")]
     pub kill_grace: Option<DurationText>,
 }
 
@@ -313,6 +324,7 @@ pub struct VerifySpec {
     pub http: Option<HttpSpec>,
     /// Per try (1s to 24h); default 30s.
     #[serde(default)]
+    #[schemars(with = "Option<js::Timeout>")]
     pub timeout: Option<DurationText>,
     /// Tries before verification counts as failed, 1 to 100; default 1.
     #[serde(default)]
@@ -320,9 +332,11 @@ pub struct VerifySpec {
     pub retries: Option<u32>,
     /// Between tries (up to 1h); default 5s.
     #[serde(default)]
+    #[schemars(with = "Option<js::Interval>")]
     pub interval: Option<DurationText>,
     /// Between SIGTERM and SIGKILL when a check's command is stopped.
     #[serde(default)]
+    #[schemars(with = "Option<js::KillGrace>")]
     pub kill_grace: Option<DurationText>,
 }
 

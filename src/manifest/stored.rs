@@ -348,6 +348,7 @@ mod tests {
                     kill_grace: None,
                     self_approval: Some(true),
                     expires: None,
+                    unverifiable: None,
                 },
             }],
             ..Policy::default()

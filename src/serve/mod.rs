@@ -89,7 +89,7 @@ pub fn start(
         .build()
         .map_err(cannot)?;
     let app = Arc::new(App {
-        reader: Reader::new(url, limits, who, stop.clone()).map_err(cannot)?,
+        reader: Reader::new(url, limits, who, watched.clone(), stop.clone()).map_err(cannot)?,
         watched,
         interval,
     });

@@ -45,6 +45,9 @@ pub struct Reader {
     url: DbUrl,
     limits: Limits,
     who: Who,
+    /// Where the watch leaves the manifests' keys, which readings judge
+    /// signed approvals by.
+    watched: super::Watched,
     /// The reader's own connection, opened on first use and after a failure.
     engine: tokio::sync::Mutex<Option<Engine>>,
     readings: watch::Sender<Option<Arc<Reading>>>,
@@ -79,6 +82,7 @@ impl Reader {
         url: DbUrl,
         limits: Limits,
         who: Who,
+        watched: super::Watched,
         stop: CancellationToken,
     ) -> std::io::Result<Arc<Reader>> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -95,6 +99,7 @@ impl Reader {
             url,
             limits,
             who,
+            watched,
             engine: tokio::sync::Mutex::new(None),
             readings: watch::Sender::new(None),
             reading_since: Mutex::new(None),
@@ -200,6 +205,7 @@ impl Reader {
             let Some(engine) = slot.as_mut() else {
                 unreachable!("opened above")
             };
+            engine.keys = self.watched.keys();
             snapshot(engine).await
         };
         let ledger = match tokio::time::timeout(self.limit(), read).await {

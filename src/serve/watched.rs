@@ -3,7 +3,7 @@
 //! stands, and whether this watcher applies (leader). A mutex held for a few
 //! assignments: the loop never waits on a request.
 
-use crate::engine::{EnvOutcome, Reconciled};
+use crate::engine::{EnvOutcome, Keys, Reconciled};
 use crate::model::Env;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -24,6 +24,8 @@ pub struct State {
     /// Whether this watcher applies changes (leader election, DESIGN §11,
     /// sets it; until then every watcher applies).
     pub leader: bool,
+    /// The last good manifests' gates: approvers' keys for the readings.
+    pub keys: Arc<Keys>,
 }
 
 /// An environment as the last round left it.
@@ -76,6 +78,7 @@ impl Default for Watched {
             errors_total: 0,
             envs: Vec::new(),
             leader: true,
+            keys: Arc::default(),
         })))
     }
 }
@@ -104,6 +107,18 @@ impl Watched {
             s.last_error = Some(error);
             s.errors_total += 1;
         });
+    }
+
+    /// The manifests loaded: where the readings take approvers' keys from.
+    pub fn set_keys(&self, keys: Keys) {
+        self.with(|s| s.keys = Arc::new(keys));
+    }
+
+    pub fn keys(&self) -> Arc<Keys> {
+        self.0
+            .lock()
+            .map(|s| Arc::clone(&s.keys))
+            .unwrap_or_default()
     }
 
     pub fn set_leader(&self, leader: bool) {

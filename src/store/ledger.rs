@@ -1059,7 +1059,8 @@ pub struct GateResult {
     /// The statement that signature signs, as it was signed.
     pub signed_statement: Option<String>,
     /// Whether the signature verifies against the approver's declared key
-    /// (`verified`, `unsigned`, `invalid`); `None` when the approver has no key.
+    /// (`verified`, `unsigned`, `invalid`, or `unchecked` when no manifests
+    /// could be read to take the keys from); `None` when the approver has no key.
     /// Set by the reader that knows the policy (history).
     pub signature_status: Option<&'static str>,
     /// Why it does not verify.

@@ -494,14 +494,9 @@ const BEYOND_MESSAGES: &[(&str, &str)] = &[
         "bytes; a manifest may be at most",
         "YAML that makes no JSON",
     ),
-    ("a timeout of", "bounds of durations"),
-    ("would never count", "bounds of durations"),
-    ("is longer than 1h", "bounds of durations"),
-    ("a grace period of", "bounds of durations"),
     ("approver(s) listed but", "a gate's approvers fewer"),
     ("the window would be empty", "a window empty"),
     ("the window ends", "a window empty"),
-    ("is not a date of the calendar", "a window empty"),
     ("once stored", "an environment's policy over"),
 ];
 

@@ -271,6 +271,180 @@ fn a_signed_approval_counts_and_a_forged_one_is_named() {
     });
 }
 
+/// The base64 body of a public key line: what the ledger's copy stores of it.
+fn body(k: &Key) -> &str {
+    k.public.split_whitespace().nth(1).expect("a key line")
+}
+
+/// Sets prod's stored policy with SQL, as someone with write access could.
+fn tamper(db: &TestDb, set: &str) {
+    db.query(&format!(
+        "UPDATE environnements SET policy = {set} WHERE nom = 'prod'"
+    ));
+}
+
+/// Keys are read from the manifests, never from the ledger's copy of a gate
+/// (DESIGN §12): a key swapped there with SQL, keys taken out, the gate
+/// dropped, change nothing while the manifests are read; without them,
+/// nothing acts on a signed gate and status says why.
+#[test]
+fn keys_changed_in_the_ledgers_copy_count_for_nothing() {
+    let keys = tempfile::tempdir().expect("key dir");
+    let alice = keygen(keys.path(), "alice", "ed25519", "");
+    let mallory = keygen(keys.path(), "mallory", "ed25519", "");
+    each_backend(|db| {
+        keyed(db, "1.0", 1, &[("alice", &alice)]);
+        let id = plan_prod(db);
+        // Mallory puts her key in alice's place in the stored gate, and signs
+        // in alice's name with manifests of her own.
+        tamper(
+            db,
+            &format!("REPLACE(policy, '{}', '{}')", body(&alice), body(&mallory)),
+        );
+        let stored = db.scalar("SELECT policy FROM environnements WHERE nom = 'prod'");
+        assert!(stored.contains(body(&mallory)), "{stored}");
+        let hers = db.dir.path().join("hers");
+        std::fs::create_dir_all(&hers).expect("dir");
+        let real = std::fs::read_to_string(db.dir.path().join("manifests/shipctl.yaml"))
+            .expect("manifest");
+        std::fs::write(
+            hers.join("shipctl.yaml"),
+            real.replace(&alice.public, &mallory.public),
+        )
+        .expect("write");
+        let r = decide(
+            db,
+            (&id, "qa", "alice"),
+            Some(&mallory),
+            None,
+            &["--manifests", "hers"],
+        );
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let forged = db.scalar("SELECT MAX(id) FROM gate_results");
+
+        // Where the manifests are, her row does not count, and says why.
+        let reasons = unverified(db);
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].0 == "alice"
+                && reasons[0].1.starts_with("signed with key SHA256:")
+                && reasons[0]
+                    .1
+                    .ends_with("which is not declared for this approver"),
+            "{reasons:?}"
+        );
+        let r = db.expect(&["validate", "--deploy-id", &id], 4);
+        assert!(
+            r.stderr.contains(&format!(
+                "alice's approval (gate result {forged}) does not verify: signed with key"
+            )),
+            "{}",
+            r.stderr
+        );
+        let history = db.expect(&["history", "--env", "prod", "--output", "json"], 0);
+        let results = &history.json()["deployments"][0]["gate_results"];
+        assert_eq!(results[0]["signature_status"], "invalid", "{results:#}");
+
+        // Keys taken out of the stored gate (approvers as a plain list) and an
+        // unsigned approval in alice's name: it still waits for her signature.
+        tamper(
+            db,
+            &format!(
+                "REPLACE(policy, '{{\"alice\":\"ssh-ed25519 {}\"}}', '[\"alice\"]')",
+                body(&mallory)
+            ),
+        );
+        let stored = db.scalar("SELECT policy FROM environnements WHERE nom = 'prod'");
+        assert!(stored.contains(r#""approvers":["alice"]"#), "{stored}");
+        db.query(&format!(
+            "INSERT INTO gate_results (id_deploiement, gate, kind, outcome, acteur, message) \
+             VALUES ({id}, 'qa', 'approval', 'approved', 'alice', '')"
+        ));
+        assert!(
+            unverified(db).contains(&("alice".into(), "it is not signed".into())),
+            "{:#}",
+            gate(db)
+        );
+        db.expect(&["validate", "--deploy-id", &id], 4);
+
+        // The signed gate dropped from the stored policy: the manifests bring it back.
+        tamper(
+            db,
+            "'{\"executor\":{\"simulate\":{\"duration\":\"0ms\",\"failure_rate\":0.0}}}'",
+        );
+        let g = gate(db);
+        assert_eq!(
+            (&g["gate"], &g["status"]),
+            (&"qa".into(), &"waiting".into()),
+            "{g:#}"
+        );
+        db.expect(&["validate", "--deploy-id", &id], 4);
+
+        // Without manifests, a signed gate in the ledger's copy is acted on by
+        // nobody: validate and approve refuse, status says why nothing counts.
+        tamper(db, "NULL");
+        keyed(db, "1.0", 1, &[("alice", &alice)]);
+        db.expect(&["reconcile", "--manifests", "manifests"], 4);
+        let elsewhere = ["--manifests", "nowhere"];
+        let r = db.expect(
+            &["validate", "--deploy-id", &id, elsewhere[0], elsewhere[1]],
+            1,
+        );
+        assert!(
+            r.stderr.contains(
+                "error: gate qa of prod takes signed decisions, and its approvers' keys are \
+                 read from the manifests, never from the ledger: there is no manifest directory \
+                 at nowhere"
+            ) && r.stderr.contains("--manifests DIR"),
+            "{}",
+            r.stderr
+        );
+        let r = decide(db, (&id, "qa", "alice"), Some(&alice), None, &elsewhere);
+        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("never from the ledger"), "{}", r.stdout);
+        let status = db.expect(
+            &[
+                "status",
+                "--env",
+                "prod",
+                "--output",
+                "json",
+                elsewhere[0],
+                elsewhere[1],
+            ],
+            0,
+        );
+        let g = &status.json()["gates"][0]["gates"][0];
+        assert_eq!(g["approved_by"], serde_json::json!([]), "{g:#}");
+        let why = g["unverified"][0]["reason"].as_str().unwrap_or_default();
+        assert_eq!(
+            why,
+            "its keys are read from the manifests, and there is no manifest directory at nowhere",
+            "{g:#}"
+        );
+        let history = db.expect(
+            &[
+                "history",
+                "--env",
+                "prod",
+                "--output",
+                "json",
+                elsewhere[0],
+                elsewhere[1],
+            ],
+            0,
+        );
+        let results = &history.json()["deployments"][0]["gate_results"];
+        assert_eq!(results[0]["signature_status"], "unchecked", "{results:#}");
+        assert_eq!(db.state(id.parse().expect("id")), "planifié");
+
+        // Alice signs with her own key, where the manifests are: it deploys.
+        let r = sign(db, &id, "alice", &alice, &[]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        db.expect(&["validate", "--deploy-id", &id], 0);
+    });
+}
+
 #[test]
 fn a_signature_from_another_ledger_does_not_count() {
     let keys = tempfile::tempdir().expect("key dir");
