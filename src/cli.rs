@@ -227,6 +227,8 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         deploy_id: i64,
         #[command(flatten)]
+        keys: KeysArgs,
+        #[command(flatten)]
         sim: SimArgs,
     },
 
@@ -465,7 +467,7 @@ pub struct ReconcileArgs {
 #[derive(Debug, Args, Clone)]
 pub struct KeysArgs {
     /// Directory of the manifests: approvers' SSH keys are read from them, never from the
-    /// ledger (only gates with keys need them)
+    /// ledger, and the stored policy of an environment they declare must be theirs
     #[arg(long, value_name = "DIR", default_value = "manifests")]
     pub manifests: PathBuf,
 }

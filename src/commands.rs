@@ -222,6 +222,7 @@ async fn execute(
     // Approvers' keys come from the manifests (DESIGN §12), for the commands
     // that judge approvals; reconcile takes them from the manifests it applies.
     if let Command::Validate { keys, .. }
+    | Command::Rollback { keys, .. }
     | Command::Status { keys, .. }
     | Command::Approve { keys, .. }
     | Command::History { keys, .. } = &command
@@ -269,7 +270,7 @@ async fn execute(
                 engine::Validated::Refused(refused) => Err(refused.into_error()),
             }
         }
-        Command::Rollback { deploy_id, sim } => {
+        Command::Rollback { deploy_id, sim, .. } => {
             let report = engine.rollback(deploy_id, &overrides(&sim)).await?;
             printer.emit(&report);
             Ok(match &report {

@@ -357,7 +357,8 @@ impl Desires {
                     ));
                 }
                 let same = self.last_good.as_ref() == Some(&desired);
-                self.watched.set_keys(crate::engine::Keys::of(&desired));
+                self.watched
+                    .set_keys(crate::engine::Keys::of(&desired, "the watched manifests"));
                 self.last_good = Some(desired);
                 if same && self.last_good == self.applied {
                     printer.note(

@@ -212,7 +212,7 @@ impl Engine {
 
         let mut tx = self.store.write_env(env_id).await?;
         let mut env = keys::env_row(&self.keys, &mut tx, d, dep.env).await?;
-        if let Err(e) = env.known_policy().and_then(|p| gates::trusted(p, env.env)) {
+        if let Err(e) = env.known_policy().and_then(|p| keys::judgeable(p, env.env)) {
             return fail(tx, e).await;
         }
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env_id).await?;
@@ -282,7 +282,7 @@ impl Engine {
             let held = gates::record_run(&mut self.store, &self.who, &dep, &outcomes).await?;
             tx = self.store.write_env(env_id).await?;
             env = keys::env_row(&self.keys, &mut tx, d, dep.env).await?;
-            if let Err(e) = env.known_policy().and_then(|p| gates::trusted(p, env.env)) {
+            if let Err(e) = env.known_policy().and_then(|p| keys::judgeable(p, env.env)) {
                 return fail(tx, e).await;
             }
             dep = load(&mut tx, d, id).await?;

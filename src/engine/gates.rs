@@ -50,6 +50,9 @@ pub struct GateState {
     /// Whether approvers have SSH keys here: a decision then counts only when
     /// signed by its approver's key (DESIGN §12).
     pub signed: bool,
+    /// Why the approvers' keys cannot be checked here (no manifests declare
+    /// the environment); its signed decisions then count for nothing.
+    pub keys_unchecked: Option<String>,
     /// Decisions that do not count because their signature does not verify
     /// (each person's newest such decision): forged, copied, altered or unsigned.
     pub unverified: Vec<Unverified>,
@@ -154,6 +157,12 @@ impl GateState {
                     ));
                     if self.signed {
                         s.push_str(", each signing with their key (approve --sign)");
+                    }
+                    if let Some(why) = &self.keys_unchecked {
+                        s.push_str(&format!(
+                            ", where the manifests can be read: their keys cannot be checked \
+                             here ({why})"
+                        ));
                     }
                 }
                 s
@@ -333,6 +342,7 @@ fn state<'a>(
         message: None,
         command: g.gate.command.clone(),
         signed: g.gate.approvers.as_ref().is_some_and(|a| a.signed()),
+        keys_unchecked: g.gate.unverifiable.clone(),
         unverified: Vec::new(),
     };
     if g.gate.command.is_some() {
@@ -444,26 +454,6 @@ pub(super) fn to_run(policy: Option<&Policy>, state: Etat, states: &[GateState])
         })
         .cloned()
         .collect()
-}
-
-/// Refuses to act on a gate whose keys are in the ledger's copy only: they
-/// are read from the manifests, and none could be (`keys`).
-pub(super) fn trusted(policy: Option<&Policy>, env: crate::model::Env) -> Result<()> {
-    let unverifiable = policy
-        .into_iter()
-        .flat_map(|p| &p.gates)
-        .find_map(|g| Some((&g.name, g.gate.unverifiable.as_ref()?)));
-    match unverifiable {
-        None => Ok(()),
-        Some((gate, why)) => Err(Error::input(format!(
-            "gate {gate} of {env} takes signed decisions, and its approvers' keys are read \
-             from the manifests, never from the ledger: {why}"
-        ))
-        .hint(
-            "run shipctl in the repository that holds the manifests, or point at them \
-             with --manifests DIR",
-        )),
-    }
 }
 
 /// The approval gates' states for a deployment, read in the caller's transaction.
@@ -978,7 +968,7 @@ impl Engine {
                 let c = self.store.conn();
                 let env = keys::env_row(&self.keys, c, d, dep.env).await?;
                 let policy = env.known_policy()?;
-                trusted(policy, dep.env)?;
+                keys::judgeable(policy, dep.env)?;
                 let g = admit(c, d, policy, &dep, gate, &actor, &decision).await?;
                 let keys = g
                     .gate
@@ -1010,7 +1000,7 @@ impl Engine {
         let recovered = super::lease::recover_stale(&mut tx, d, &self.who, dep.env_id).await?;
         let env = keys::env_row(&self.keys, &mut tx, d, dep.env).await?;
         let policy = env.known_policy()?;
-        trusted(policy, dep.env)?;
+        keys::judgeable(policy, dep.env)?;
         let dep = load(&mut tx, d, id).await?;
         let g = admit(&mut tx, d, policy, &dep, gate, &actor, &decision).await?;
         if let Some(s) = &signed {

@@ -546,7 +546,11 @@ impl Engine {
         };
         // Each decision judged against the manifests' keys, as validation
         // would judge it now: a forged or copied approval says so here too.
-        let policy = row.known_policy().ok().flatten();
+        // Shown even where nothing may act on it (`untrusted`).
+        let policy = row
+            .policy
+            .as_ref()
+            .filter(|_| row.policy_unknown.is_empty());
         let ledger_id = if gates::signs(policy) && !results.is_empty() {
             Some(
                 ledger::ledger_id(&mut tx, d)

@@ -4,7 +4,7 @@
 //! command never makes it plan twice or run two deployments at once.
 
 use super::gates::{self, GateStatus};
-use super::{Engine, Execution, Outcome, Validated, Why, keys, lease, record};
+use super::{Engine, Execution, Outcome, Validated, Why, lease, record};
 use crate::error::{DbContext, Error, Kind, Result};
 use crate::executor::Overrides;
 use crate::exit::Exit;
@@ -440,7 +440,7 @@ impl Engine {
         saved: Option<&SavedPlan>,
     ) -> Result<Reconciled> {
         // The manifests being applied are where approvers' keys come from.
-        self.keys = std::sync::Arc::new(super::Keys::of(desired));
+        self.keys = std::sync::Arc::new(super::Keys::of(desired, "the manifests applied"));
         let first = match saved {
             // The saved plan is checked against the ledger as it is now, before
             // anything is written; each environment checks again under its lock.
@@ -660,12 +660,19 @@ impl Engine {
     ) -> Result<EnvResult> {
         let d = self.store.d;
         let who = self.who.clone();
-        let row = keys::env_row(&self.keys, self.store.conn(), d, env).await?;
+        // The ledger's copy of the policy as it is: this reconcile replaces
+        // it with the manifests' (and validates under the lock with that).
+        let row = ledger::env_row(self.store.conn(), d, env)
+            .await
+            .db("reading the environment")?;
         let mut tx = self.store.write_env(row.id).await?;
         // Under the lock: a newer shipctl may have stored its policy since the plan.
-        keys::env_row(&self.keys, &mut tx, d, env)
-            .await?
-            .known_policy()?;
+        let under = ledger::env_row(&mut tx, d, env)
+            .await
+            .db("reading the environment")?;
+        if !under.policy_unknown.is_empty() {
+            return Err(ledger::newer_policy_refusal(env, &under.policy_unknown));
+        }
         // A saved plan holds only if nothing was audited here since it was
         // made: checked under the lock the writes below take, so a change
         // between the first check and now is refused, not applied.

@@ -33,17 +33,25 @@ pub struct EnvRow {
     /// Fields of the stored policy this version does not know (written by a
     /// newer shipctl): `canary`, `gates.qa.sign`.
     pub policy_unknown: Vec<String>,
+    /// Why nothing may act on the stored policy, with a hint: it differs from
+    /// the manifests at hand, or its gates' keys cannot be read from any
+    /// (`engine::keys`). `None` as read from the database.
+    pub untrusted: Option<(String, String)>,
 }
 
 impl EnvRow {
     /// The policy to act on (validate, rollback, approve, reconcile). Refused
     /// when a newer shipctl stored fields this version does not know: a gate or
     /// a check must never be skipped because this version cannot read it.
+    /// Refused too when the policy cannot be trusted (`untrusted`).
     pub fn known_policy(&self) -> crate::error::Result<Option<&Policy>> {
-        if self.policy_unknown.is_empty() {
-            return Ok(self.policy.as_ref());
+        if !self.policy_unknown.is_empty() {
+            return Err(newer_policy_refusal(self.env, &self.policy_unknown));
         }
-        Err(newer_policy_refusal(self.env, &self.policy_unknown))
+        if let Some((message, hint)) = &self.untrusted {
+            return Err(crate::error::Error::input(message.clone()).hint(hint.clone()));
+        }
+        Ok(self.policy.as_ref())
     }
 
     /// "policy written by a newer shipctl: canary; upgrade shipctl to deploy to prod".
@@ -261,6 +269,7 @@ fn env_from_row(row: &AnyRow, env: Env) -> Res<EnvRow> {
         hold,
         policy,
         policy_unknown,
+        untrusted: None,
     })
 }
 

@@ -283,10 +283,25 @@ fn tamper(db: &TestDb, set: &str) {
     ));
 }
 
+/// `validate` refused, exit 1, because the ledger's copy of prod's policy
+/// differs from the manifests in `fields`; nothing changed.
+fn refused_as_differing(db: &TestDb, id: &str, fields: &str) {
+    let before = db.rows_hash();
+    let r = db.expect(&["validate", "--deploy-id", id], 1);
+    let want = format!(
+        "error: the policy of prod in the ledger differs from the manifests in manifests \
+         ({fields}): nothing acts on it until they agree"
+    );
+    assert!(r.stderr.contains(&want), "{want}\n{}", r.stderr);
+    assert!(r.stderr.contains("shipctl reconcile"), "{}", r.stderr);
+    assert_eq!(db.rows_hash(), before, "a refusal changes nothing");
+}
+
 /// Keys are read from the manifests, never from the ledger's copy of a gate
 /// (DESIGN §12): a key swapped there with SQL, keys taken out, the gate
-/// dropped, change nothing while the manifests are read; without them,
-/// nothing acts on a signed gate and status says why.
+/// dropped, the executor changed: the manifests' keys judge, and nothing
+/// acts on the copy until reconcile stores the manifests' again. Without
+/// manifests declaring prod, nothing acts on a signed gate and status says why.
 #[test]
 fn keys_changed_in_the_ledgers_copy_count_for_nothing() {
     let keys = tempfile::tempdir().expect("key dir");
@@ -322,7 +337,8 @@ fn keys_changed_in_the_ledgers_copy_count_for_nothing() {
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
         let forged = db.scalar("SELECT MAX(id) FROM gate_results");
 
-        // Where the manifests are, her row does not count, and says why.
+        // Where the manifests are, her row does not count, and says why;
+        // nothing acts on the copy she changed.
         let reasons = unverified(db);
         assert_eq!(reasons.len(), 1, "{reasons:?}");
         assert!(
@@ -333,20 +349,14 @@ fn keys_changed_in_the_ledgers_copy_count_for_nothing() {
                     .ends_with("which is not declared for this approver"),
             "{reasons:?}"
         );
-        let r = db.expect(&["validate", "--deploy-id", &id], 4);
-        assert!(
-            r.stderr.contains(&format!(
-                "alice's approval (gate result {forged}) does not verify: signed with key"
-            )),
-            "{}",
-            r.stderr
-        );
+        refused_as_differing(db, &id, "gates.qa");
         let history = db.expect(&["history", "--env", "prod", "--output", "json"], 0);
         let results = &history.json()["deployments"][0]["gate_results"];
+        assert_eq!(results[0]["id"].to_string(), forged, "{results:#}");
         assert_eq!(results[0]["signature_status"], "invalid", "{results:#}");
 
-        // Keys taken out of the stored gate (approvers as a plain list) and an
-        // unsigned approval in alice's name: it still waits for her signature.
+        // Keys taken out of the stored gate (approvers as a plain list), and
+        // an unsigned approval in alice's name: refused, and not counted.
         tamper(
             db,
             &format!(
@@ -365,12 +375,13 @@ fn keys_changed_in_the_ledgers_copy_count_for_nothing() {
             "{:#}",
             gate(db)
         );
-        db.expect(&["validate", "--deploy-id", &id], 4);
+        refused_as_differing(db, &id, "gates.qa");
 
-        // The signed gate dropped from the stored policy: the manifests bring it back.
+        // The gate dropped, and the executor made a command of hers: the
+        // manifests bring the gate back, and nothing runs her command.
         tamper(
             db,
-            "'{\"executor\":{\"simulate\":{\"duration\":\"0ms\",\"failure_rate\":0.0}}}'",
+            "'{\"executor\":{\"command\":{\"run\":[\"sh\",\"-c\",\"touch pwned\"]}}}'",
         );
         let g = gate(db);
         assert_eq!(
@@ -378,64 +389,79 @@ fn keys_changed_in_the_ledgers_copy_count_for_nothing() {
             (&"qa".into(), &"waiting".into()),
             "{g:#}"
         );
-        db.expect(&["validate", "--deploy-id", &id], 4);
+        refused_as_differing(db, &id, "gates.qa, executor");
+        assert!(!db.dir.path().join("pwned").exists());
 
-        // Without manifests, a signed gate in the ledger's copy is acted on by
-        // nobody: validate and approve refuse, status says why nothing counts.
-        tamper(db, "NULL");
-        keyed(db, "1.0", 1, &[("alice", &alice)]);
+        // Without manifests that declare prod, a signed gate in the ledger's
+        // copy is acted on by nobody: validate and approve refuse, status and
+        // history say why nothing counts.
         db.expect(&["reconcile", "--manifests", "manifests"], 4);
-        let elsewhere = ["--manifests", "nowhere"];
-        let r = db.expect(
-            &["validate", "--deploy-id", &id, elsewhere[0], elsewhere[1]],
-            1,
-        );
-        assert!(
-            r.stderr.contains(
+        let others = db.dir.path().join("others");
+        std::fs::create_dir_all(&others).expect("dir");
+        std::fs::write(
+            others.join("shipctl.yaml"),
+            "releases:\n  - { version: \"1.0\", tag: v1.0 }\nenvironments:\n  dev:\n    \
+             release: \"1.0\"\n",
+        )
+        .expect("write");
+        for (dir, why) in [
+            ("nowhere", "there is no manifest directory at nowhere"),
+            ("others", "the manifests in others do not declare prod"),
+        ] {
+            let before = db.rows_hash();
+            let r = db.expect(&["validate", "--deploy-id", &id, "--manifests", dir], 1);
+            let want = format!(
                 "error: gate qa of prod takes signed decisions, and its approvers' keys are \
-                 read from the manifests, never from the ledger: there is no manifest directory \
-                 at nowhere"
-            ) && r.stderr.contains("--manifests DIR"),
-            "{}",
-            r.stderr
-        );
-        let r = decide(db, (&id, "qa", "alice"), Some(&alice), None, &elsewhere);
-        assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
-        assert!(r.stdout.contains("never from the ledger"), "{}", r.stdout);
-        let status = db.expect(
-            &[
-                "status",
-                "--env",
-                "prod",
-                "--output",
-                "json",
-                elsewhere[0],
-                elsewhere[1],
-            ],
-            0,
-        );
-        let g = &status.json()["gates"][0]["gates"][0];
-        assert_eq!(g["approved_by"], serde_json::json!([]), "{g:#}");
-        let why = g["unverified"][0]["reason"].as_str().unwrap_or_default();
-        assert_eq!(
-            why,
-            "its keys are read from the manifests, and there is no manifest directory at nowhere",
-            "{g:#}"
-        );
-        let history = db.expect(
-            &[
-                "history",
-                "--env",
-                "prod",
-                "--output",
-                "json",
-                elsewhere[0],
-                elsewhere[1],
-            ],
-            0,
-        );
-        let results = &history.json()["deployments"][0]["gate_results"];
-        assert_eq!(results[0]["signature_status"], "unchecked", "{results:#}");
+                 read from the manifests, never from the ledger: {why}"
+            );
+            assert!(r.stderr.contains(&want), "{want}\n{}", r.stderr);
+            assert!(r.stderr.contains("--manifests DIR"), "{}", r.stderr);
+            let r = decide(
+                db,
+                (&id, "qa", "alice"),
+                Some(&alice),
+                None,
+                &["--manifests", dir],
+            );
+            assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+            let message = want.trim_start_matches("error: ");
+            assert_eq!(r.json()["error"]["message"], message, "{}", r.stdout);
+            assert_eq!(db.rows_hash(), before, "a refusal changes nothing");
+            let status = db.expect(
+                &[
+                    "status",
+                    "--env",
+                    "prod",
+                    "--output",
+                    "json",
+                    "--manifests",
+                    dir,
+                ],
+                0,
+            );
+            let g = &status.json()["gates"][0]["gates"][0];
+            assert_eq!(g["approved_by"], serde_json::json!([]), "{g:#}");
+            assert_eq!(g["keys_unchecked"], why, "{g:#}");
+            assert_eq!(
+                g["unverified"][0]["reason"],
+                format!("its keys are read from the manifests, and {why}"),
+                "{g:#}"
+            );
+            let history = db.expect(
+                &[
+                    "history",
+                    "--env",
+                    "prod",
+                    "--output",
+                    "json",
+                    "--manifests",
+                    dir,
+                ],
+                0,
+            );
+            let results = &history.json()["deployments"][0]["gate_results"];
+            assert_eq!(results[0]["signature_status"], "unchecked", "{results:#}");
+        }
         assert_eq!(db.state(id.parse().expect("id")), "planifié");
 
         // Alice signs with her own key, where the manifests are: it deploys.
