@@ -19,7 +19,7 @@
 //! without them, its signed decisions count for nothing and say why.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{DbContext, Result};
 use crate::manifest::{self, Desired, NamedGate, Policy};
@@ -34,6 +34,8 @@ pub enum Keys {
     Manifests {
         place: String,
         policies: BTreeMap<Env, Policy>,
+        /// Where they were read from, to read them again (`env_row`).
+        dir: Option<PathBuf>,
     },
     /// No manifests could be read, and why: "there is no manifest directory at manifests".
     Unavailable(String),
@@ -62,6 +64,7 @@ impl Keys {
                 .iter()
                 .map(|(env, spec)| (*env, spec.policy.clone()))
                 .collect(),
+            dir: None,
         }
     }
 
@@ -77,7 +80,17 @@ impl Keys {
             ));
         }
         match manifest::load(dir) {
-            Ok(desired) => Keys::of(&desired, &format!("the manifests in {}", dir.display())),
+            Ok(desired) => match Keys::of(&desired, &format!("the manifests in {}", dir.display()))
+            {
+                Keys::Manifests {
+                    place, policies, ..
+                } => Keys::Manifests {
+                    place,
+                    policies,
+                    dir: Some(dir.to_path_buf()),
+                },
+                unavailable => unavailable,
+            },
             Err(e) => Keys::Unavailable(format!(
                 "the manifests in {} do not load ({})",
                 dir.display(),
@@ -92,7 +105,9 @@ impl Keys {
     pub fn apply(&self, row: &mut EnvRow) {
         let env = row.env;
         let (place, declared) = match self {
-            Keys::Manifests { place, policies } => match policies.get(&env) {
+            Keys::Manifests {
+                place, policies, ..
+            } => match policies.get(&env) {
                 Some(declared) => (place, declared),
                 None => return unverifiable(row, &format!("{place} do not declare {env}")),
             },
@@ -222,10 +237,18 @@ pub(super) async fn env_row(
     d: Dialect,
     env: Env,
 ) -> Result<EnvRow> {
-    let mut row = ledger::env_row(c, d, env)
+    let stored = ledger::env_row(c, d, env)
         .await
         .db("reading the environment")?;
+    let mut row = stored.clone();
     keys.apply(&mut row);
+    // The manifests may have moved since they were read (a merge and a
+    // reconcile while this command's gates ran): read again before refusing.
+    if let (Some(_), Keys::Manifests { dir: Some(dir), .. }) = (&row.untrusted, keys) {
+        let mut again = stored;
+        Keys::load(dir).apply(&mut again);
+        return Ok(again);
+    }
     Ok(row)
 }
 
@@ -289,6 +312,7 @@ mod tests {
         Keys::Manifests {
             place: "the manifests in m".into(),
             policies: [(Env::Prod, policy(gates))].into_iter().collect(),
+            dir: None,
         }
     }
 
@@ -394,6 +418,7 @@ mod tests {
                 Keys::Manifests {
                     place: "the manifests in other".into(),
                     policies: BTreeMap::new(),
+                    dir: None,
                 },
                 "the manifests in other do not declare prod",
             ),

@@ -78,7 +78,9 @@ impl Default for Watched {
             errors_total: 0,
             envs: Vec::new(),
             leader: true,
-            keys: Arc::default(),
+            keys: Arc::new(Keys::Unavailable(
+                "the watch has read no valid manifests yet".into(),
+            )),
         })))
     }
 }
