@@ -17,8 +17,11 @@ use tokio::io::AsyncWriteExt;
 /// The SSHSIG namespace: a signature made for git or for a file is not an
 /// approval, and an approval is not a git signature.
 pub const NAMESPACE: &str = "shipctl-approval";
-/// The statement's first line; its version changes if its fields ever do.
-pub const HEADER: &str = "shipctl approval statement v1";
+/// The statement's first line; its version changes when its fields do. v2
+/// adds `decided`, the database's clock when the decision was admitted; v1
+/// statements (without it) still verify, and their age is the row's.
+pub const HEADER: &str = "shipctl approval statement v2";
+const HEADER_V1: &str = "shipctl approval statement v1";
 /// Longest wait for `ssh-keygen` when nobody can answer it (no terminal).
 const UNATTENDED: Duration = Duration::from_secs(30);
 /// Longest wait when a person may be typing a passphrase or touching a key.
@@ -38,10 +41,15 @@ pub struct Statement<'a> {
     /// `approved` or `rejected`.
     pub decision: &'a str,
     pub approver: &'a str,
+    /// When, RFC 3339 UTC to the second (`2026-12-01T09:30:00Z`): the
+    /// database's clock as the decision was admitted, which expiry counts
+    /// from. `None`: a v1 statement.
+    pub decided: Option<&'a str>,
 }
 
-/// The fields in the order they are written, with their names.
-const FIELDS: [&str; 8] = [
+/// The fields in the order they are written, with their names (v1: all but
+/// the last).
+const FIELDS: [&str; 9] = [
     "ledger",
     "deployment",
     "environment",
@@ -50,11 +58,12 @@ const FIELDS: [&str; 8] = [
     "gate",
     "decision",
     "approver",
+    "decided",
 ];
 
 impl Statement<'_> {
-    fn values(&self) -> [String; 8] {
-        [
+    fn values(&self) -> Vec<String> {
+        let mut out = vec![
             self.ledger.to_string(),
             self.deployment.to_string(),
             self.env.to_string(),
@@ -63,7 +72,9 @@ impl Statement<'_> {
             self.gate.to_string(),
             self.decision.to_string(),
             self.approver.to_string(),
-        ]
+        ];
+        out.extend(self.decided.map(str::to_string));
+        out
     }
 
     /// The exact bytes signed: the header, then one `name: value` line per
@@ -71,7 +82,12 @@ impl Statement<'_> {
     /// control character) so that two different decisions never read alike,
     /// whatever an altered row holds.
     pub fn text(&self) -> String {
-        let mut out = format!("{HEADER}\n");
+        let header = if self.decided.is_some() {
+            HEADER
+        } else {
+            HEADER_V1
+        };
+        let mut out = format!("{header}\n");
         for (name, value) in FIELDS.iter().zip(self.values()) {
             out.push_str(name);
             out.push_str(": ");
@@ -96,15 +112,25 @@ fn escape(value: &str) -> String {
     out
 }
 
-/// The fields of a statement text, or `None` when it is not one of this format.
+/// The fields of a statement text, or `None` when it is not one of these formats.
 fn fields(text: &str) -> Option<Vec<(&str, &str)>> {
     let mut lines = text.strip_suffix('\n')?.split('\n');
-    if lines.next()? != HEADER {
-        return None;
-    }
+    let count = match lines.next()? {
+        HEADER => FIELDS.len(),
+        HEADER_V1 => FIELDS.len() - 1,
+        _ => return None,
+    };
     let out: Vec<(&str, &str)> = lines.map(|l| l.split_once(": ")).collect::<Option<_>>()?;
     let names: Vec<&str> = out.iter().map(|(n, _)| *n).collect();
-    (names == FIELDS).then_some(out)
+    (names == FIELDS[..count]).then_some(out)
+}
+
+/// The time a stored statement says it was decided (v2), unchecked: it
+/// means something only once the signature over it verifies.
+pub fn decided_of(text: &str) -> Option<&str> {
+    fields(text)?
+        .into_iter()
+        .find_map(|(name, value)| (name == "decided").then_some(value))
 }
 
 /// Why a statement that was validly signed is not this row's: its first field
@@ -129,6 +155,7 @@ fn difference(signed: &str, expected: &str) -> String {
                 decision_words(was),
                 decision_words(is)
             ),
+            "decided" => format!("signed as decided at {was}, not {is}"),
             _ => format!("signed for {was}, not {is}"),
         };
     }
@@ -395,16 +422,36 @@ mod tests {
             gate: "qa",
             decision: "approved",
             approver: "alice",
+            decided: Some("2026-12-01T09:30:00Z"),
         }
     }
 
     #[test]
     fn the_statement_is_fixed_text() {
+        let v2 = statement().text();
         assert_eq!(
-            statement().text(),
+            v2,
+            "shipctl approval statement v2\nledger: 7f3c9a\ndeployment: 9\nenvironment: prod\n\
+             version: 1.0\ntag: v1.0\ngate: qa\ndecision: approved\napprover: alice\n\
+             decided: 2026-12-01T09:30:00Z\n"
+        );
+        assert_eq!(decided_of(&v2), Some("2026-12-01T09:30:00Z"));
+        // v1, as the first signed approvals were made: the same, undated.
+        let v1 = Statement {
+            decided: None,
+            ..statement()
+        }
+        .text();
+        assert_eq!(
+            v1,
             "shipctl approval statement v1\nledger: 7f3c9a\ndeployment: 9\nenvironment: prod\n\
              version: 1.0\ntag: v1.0\ngate: qa\ndecision: approved\napprover: alice\n"
         );
+        assert!(fields(&v1).is_some());
+        assert_eq!(decided_of(&v1), None);
+        // A v1 header over v2 fields, or the reverse, is neither.
+        assert!(fields(&v2.replace(" v2\n", " v1\n")).is_none());
+        assert!(fields(&v1.replace(" v1\n", " v2\n")).is_none());
     }
 
     #[test]

@@ -280,9 +280,14 @@ pub async fn decisions(
 }
 
 /// The statement a gate result's approver signed, if it was theirs: rebuilt
-/// from the row itself, its deployment and this ledger's id.
+/// from the row itself, its deployment and this ledger's id, and the time
+/// its stored statement says (v2), which the signature then vouches for.
 pub fn statement_of(r: &GateResult, ledger: &str) -> String {
     crate::signing::Statement {
+        decided: r
+            .signed_statement
+            .as_deref()
+            .and_then(crate::signing::decided_of),
         ledger,
         deployment: r.deployment,
         env: &r.subject.env,
@@ -320,6 +325,21 @@ pub fn check_signature(
         ),
         None => crate::signing::Check::Invalid("this ledger has no id to check it by".into()),
     })
+}
+
+/// A verified decision's age by the time it signs (v2): the row's age,
+/// corrected by how far its recorded time is from the signed one, so that a
+/// `date_resultat` moved with SQL changes nothing. v1: the row's age.
+fn signed_age(r: &GateResult) -> i64 {
+    let signed = r
+        .signed_statement
+        .as_deref()
+        .and_then(crate::signing::decided_of)
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    match (signed, r.date.instant()) {
+        (Some(signed), Some(recorded)) => r.age_s + (recorded.as_second() - signed.as_second()),
+        _ => r.age_s,
+    }
 }
 
 fn state<'a>(
@@ -361,7 +381,7 @@ fn state<'a>(
     // Each person's newest decision, in the order they first decided. A
     // decision whose signature does not verify is set aside: it neither
     // approves nor rejects, and the person's previous decision stands.
-    let mut newest: BTreeMap<&str, (usize, &GateResult)> = BTreeMap::new();
+    let mut newest: BTreeMap<&str, (usize, &GateResult, i64)> = BTreeMap::new();
     let mut unverified: BTreeMap<&str, Unverified> = BTreeMap::new();
     for (i, r) in results.filter(|r| r.kind == "approval").enumerate() {
         let allowed = g
@@ -372,7 +392,8 @@ fn state<'a>(
         if !allowed {
             continue;
         }
-        if let Some(problem) = check_signature(&g.gate, r, ledger).and_then(|c| c.problem()) {
+        let check = check_signature(&g.gate, r, ledger);
+        if let Some(problem) = check.as_ref().and_then(|c| c.problem()) {
             unverified.insert(
                 &r.actor,
                 Unverified {
@@ -384,13 +405,17 @@ fn state<'a>(
             );
             continue;
         }
-        let first = newest.get(r.actor.as_str()).map_or(i, |(f, _)| *f);
-        newest.insert(&r.actor, (first, r));
+        let first = newest.get(r.actor.as_str()).map_or(i, |(f, ..)| *f);
+        let age = match check {
+            Some(crate::signing::Check::Verified) => signed_age(r),
+            _ => r.age_s,
+        };
+        newest.insert(&r.actor, (first, r, age));
     }
     s.unverified = unverified.into_values().collect();
-    let mut decided: Vec<(usize, &GateResult)> = newest.into_values().collect();
-    decided.sort_by_key(|(first, _)| *first);
-    for (_, r) in decided {
+    let mut decided: Vec<(usize, &GateResult, i64)> = newest.into_values().collect();
+    decided.sort_by_key(|(first, ..)| *first);
+    for (_, r, age) in decided {
         if r.outcome == "rejected" {
             if s.rejected_by.is_none() {
                 s.rejected_by = Some(r.actor.clone());
@@ -401,7 +426,7 @@ fn state<'a>(
         } else if g
             .gate
             .expires
-            .is_some_and(|e| r.age_s.max(0) as u64 > e.0.as_secs())
+            .is_some_and(|e| age.max(0) as u64 > e.0.as_secs())
         {
             s.expired.push(r.actor.clone());
         } else {
@@ -980,7 +1005,14 @@ impl Engine {
                 let ledger_id = ledger::ledger_id(c, d)
                     .await
                     .db("reading the ledger's id")?;
+                // Expiry counts from here, by the database's clock: signed,
+                // so that nobody can make an approval younger with SQL.
+                let decided = ledger::db_now(c, d)
+                    .await
+                    .db("reading the database clock")?
+                    .rfc3339();
                 let statement = crate::signing::Statement {
+                    decided: Some(&decided),
                     ledger: &ledger_id,
                     deployment: id,
                     env: dep.env.as_str(),

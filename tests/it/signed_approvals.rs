@@ -110,12 +110,32 @@ fn a_signed_approval_counts_and_a_forged_one_is_named() {
         let signed = &r.json()["signed"];
         let statement = signed["statement"].as_str().unwrap_or_default().to_string();
         assert!(
-            statement.starts_with("shipctl approval statement v1\nledger: ")
-                && statement.ends_with(&format!(
+            statement.starts_with("shipctl approval statement v2\nledger: ")
+                && statement.contains(&format!(
                     "deployment: {old}\nenvironment: prod\nversion: 1.0\ntag: v1.0\ngate: qa\n\
-                     decision: approved\napprover: alice\n"
+                     decision: approved\napprover: alice\ndecided: "
                 )),
             "{statement}"
+        );
+        // Decided by the database's clock, to the second, as the row was recorded.
+        let decided = statement
+            .lines()
+            .find_map(|l| l.strip_prefix("decided: "))
+            .expect("a decided line");
+        let history = db.expect(&["history", "--env", "prod", "--output", "json"], 0);
+        let recorded = history.json()["deployments"][0]["gate_results"][0]["date"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let (Ok(at), Ok(row)) = (
+            decided.parse::<jiff::Timestamp>(),
+            recorded.parse::<jiff::Timestamp>(),
+        ) else {
+            panic!("{decided} / {recorded}");
+        };
+        assert!(
+            decided.len() == 20 && (row.as_second() - at.as_second()).abs() <= 5,
+            "{decided} / {recorded}"
         );
         assert!(
             signed["key_fingerprint"]
@@ -468,6 +488,42 @@ fn keys_changed_in_the_ledgers_copy_count_for_nothing() {
         let r = sign(db, &id, "alice", &alice, &[]);
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
         db.expect(&["validate", "--deploy-id", &id], 0);
+    });
+}
+
+/// An approval's age counts from the time it signs (statement v2), by the
+/// database's clock: a `date_resultat` moved with SQL does not bring an
+/// expired approval back.
+#[test]
+fn an_expired_signed_approval_stays_expired_whatever_its_row_says() {
+    let keys = tempfile::tempdir().expect("key dir");
+    let alice = keygen(keys.path(), "alice", "ed25519", "");
+    each_backend(|db| {
+        declare(
+            db,
+            &format!(
+                "releases:\n  - {{ version: \"1.0\", tag: v1.0 }}\nenvironments:\n  prod:\n    \
+                 release: \"1.0\"\n    gates:\n      qa:\n        approvals: 1\n        \
+                 expires: 1s\n        approvers:\n          alice: \"{}\"\n    executor: {SIM_OK}\n",
+                alice.public
+            ),
+        );
+        let id = plan_prod(db);
+        let r = sign(db, &id, "alice", &alice, &[]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let row = db.scalar("SELECT MAX(id) FROM gate_results");
+        std::thread::sleep(std::time::Duration::from_millis(2200));
+        assert_eq!(gate(db)["expired"], serde_json::json!(["alice"]));
+        // A write now, and alice's row moved to its time.
+        db.expect(&["release", "--create", "9.9", "--tag", "v9.9"], 0);
+        db.query(&format!(
+            "UPDATE gate_results SET date_resultat = (SELECT MAX(date_log) FROM audit_logs) \
+             WHERE id = {row}"
+        ));
+        let g = gate(db);
+        assert_eq!(g["expired"], serde_json::json!(["alice"]), "{g:#}");
+        assert_eq!(g["approved_by"], serde_json::json!([]), "{g:#}");
+        db.expect(&["validate", "--deploy-id", &id], 4);
     });
 }
 
