@@ -439,8 +439,11 @@ impl Engine {
             crate::progress::start(format!("rollback of deployment {id} in {}", dep.env));
         crate::progress::step("claim");
         let env = keys::env_row(&self.keys, self.store.conn(), d, dep.env).await?;
-        env.known_policy()?;
-        let exec = executor_for(&env, overrides)?;
+        // Only a redeploy acts on the policy: a cancellation needs none, even
+        // one that nothing may act on.
+        let exec = env
+            .known_policy()
+            .and_then(|_| executor_for(&env, overrides));
 
         let mut tx = self.store.write_env(env.id).await?;
         let recovered = lease::recover_stale(&mut tx, d, &self.who, env.id).await?;
@@ -490,6 +493,10 @@ impl Engine {
                 .await
             }
             Etat::Reussi => {
+                let exec = match exec {
+                    Ok(exec) => exec,
+                    Err(e) => return fail(tx, e).await,
+                };
                 let live = ledger::live(&mut tx, d, env.id)
                     .await
                     .db("reading the live release")?;

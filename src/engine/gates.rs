@@ -229,7 +229,7 @@ pub fn states(policy: Option<&Policy>, decisions: &Decisions, deployment: i64) -
                 .results
                 .iter()
                 .filter(|r| r.deployment == deployment && r.gate == g.name);
-            state(g, mine, planner, decisions.ledger.as_deref())
+            state(g, mine, planner, decisions)
         })
         .collect()
 }
@@ -242,6 +242,9 @@ pub struct Decisions {
     pub planners: BTreeMap<i64, String>,
     /// The ledger's id, read when some gate has keys: signed statements name it.
     pub ledger: Option<String>,
+    /// The database's clock, read with it: a signed decision's age counts
+    /// from the time it signs.
+    pub now: Option<crate::model::Utc>,
 }
 
 /// Whether some gate of `policy` has approvers with keys.
@@ -273,6 +276,14 @@ pub async fn decisions(
                 ledger::ledger_id(c, d)
                     .await
                     .db("reading the ledger's id")?,
+            ),
+            false => None,
+        },
+        now: match signs(policy) {
+            true => Some(
+                ledger::db_now(c, d)
+                    .await
+                    .db("reading the database clock")?,
             ),
             false => None,
         },
@@ -327,18 +338,19 @@ pub fn check_signature(
     })
 }
 
-/// A verified decision's age by the time it signs (v2): the row's age,
-/// corrected by how far its recorded time is from the signed one, so that a
-/// `date_resultat` moved with SQL changes nothing. v1: the row's age.
-fn signed_age(r: &GateResult) -> i64 {
+/// A verified decision's age, in seconds: from the time it signs (v2) to the
+/// database's clock now, so that nothing in its row can make it younger. A
+/// time that cannot be read counts as long ago, and so does a v1 statement,
+/// which signs no time: where approvals expire, they must be signed again.
+fn signed_age(r: &GateResult, now: Option<&crate::model::Utc>) -> i64 {
     let signed = r
         .signed_statement
         .as_deref()
         .and_then(crate::signing::decided_of)
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    match (signed, r.date.instant()) {
-        (Some(signed), Some(recorded)) => r.age_s + (recorded.as_second() - signed.as_second()),
-        _ => r.age_s,
+    match (signed, now.and_then(crate::model::Utc::instant)) {
+        (Some(signed), Some(now)) => now.as_second() - signed.as_second(),
+        _ => i64::MAX,
     }
 }
 
@@ -346,8 +358,9 @@ fn state<'a>(
     g: &NamedGate,
     results: impl Iterator<Item = &'a GateResult>,
     planner: Option<&str>,
-    ledger: Option<&str>,
+    decisions: &Decisions,
 ) -> GateState {
+    let ledger = decisions.ledger.as_deref();
     let mut s = GateState {
         gate: g.name.clone(),
         kind: "approval",
@@ -407,7 +420,7 @@ fn state<'a>(
         }
         let first = newest.get(r.actor.as_str()).map_or(i, |(f, ..)| *f);
         let age = match check {
-            Some(crate::signing::Check::Verified) => signed_age(r),
+            Some(crate::signing::Check::Verified) => signed_age(r, decisions.now.as_ref()),
             _ => r.age_s,
         };
         newest.insert(&r.actor, (first, r, age));

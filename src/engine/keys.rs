@@ -245,9 +245,13 @@ pub(super) async fn env_row(
     // The manifests may have moved since they were read (a merge and a
     // reconcile while this command's gates ran): read again before refusing.
     if let (Some(_), Keys::Manifests { dir: Some(dir), .. }) = (&row.untrusted, keys) {
-        let mut again = stored;
-        Keys::load(dir).apply(&mut again);
-        return Ok(again);
+        // Unless they no longer load (mid-edit): then the first refusal stands.
+        let fresh = Keys::load(dir);
+        if matches!(fresh, Keys::Manifests { .. }) {
+            let mut again = stored;
+            fresh.apply(&mut again);
+            return Ok(again);
+        }
     }
     Ok(row)
 }

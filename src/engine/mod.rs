@@ -188,6 +188,9 @@ pub struct EnvStatus {
     /// The stored policy has fields this version does not know: shown, and
     /// nothing acts on the environment's policy until shipctl is upgraded.
     pub newer_policy: Option<NewerPolicy>,
+    /// Why `validate`, `approve` and `rollback` refuse to act on the stored
+    /// policy here: it differs from the manifests read (`--manifests`).
+    pub policy_refused: Option<String>,
     /// Where the gates of each pending deployment stand (environments with gates).
     pub gates: Vec<DeploymentGates>,
     pub recent: Vec<Deployment>,
@@ -653,6 +656,7 @@ async fn env_status(
             unknown_fields: o.env.policy_unknown.clone(),
             message,
         }),
+        policy_refused: o.env.untrusted.as_ref().map(|(message, _)| message.clone()),
         window: match policy.filter(|p| p.windows.is_some()) {
             Some(p) => {
                 // The clock is one more statement: read in the snapshot.

@@ -5,8 +5,8 @@
 //! timeout from 1s to 24h is 1000 to 86,400,000 in ms, 1 to 86,400 in s,
 //! 1/60 to 1,440 in m and 1/3600 to 24 in h. The patterns below say exactly
 //! that in decimal digits (`0.017m` is at least 1s, `0.0166m` is not), so
-//! that an editor refuses what `shipctl check` refuses, and nothing else.
-//! (Only `check`'s floating point can differ, on a digit past the 15th.)
+//! that an editor refuses what `shipctl check` refuses, and nothing else
+//! (`crate::duration::parse` reads decimals exactly too).
 
 /// Milliseconds per unit, as `crate::duration::parse` reads them.
 const UNITS: [(&str, u64); 4] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000)];

@@ -416,6 +416,13 @@ impl Text for EnvStatus {
             out.push_str(&field("policy"));
             out.push_str(&format!("{}\n", s.red(&esc(&newer.message))));
         }
+        if let Some(refused) = &self.policy_refused {
+            out.push_str(&field("policy"));
+            out.push_str(&format!(
+                "{}; `shipctl reconcile` stores the manifests' policy\n",
+                s.red(&esc(refused))
+            ));
+        }
         if let Some(pin) = &self.pin {
             out.push_str(&field("pinned"));
             out.push_str(&format!(

@@ -527,6 +527,64 @@ fn an_expired_signed_approval_stays_expired_whatever_its_row_says() {
     });
 }
 
+/// A policy using every field, with durations no shorter form says exactly
+/// (1.25s, 100.5ms): reconcile stores it, reads it back equal (the dry run
+/// has nothing to store), and validate and rollback act on it.
+#[test]
+fn a_stored_policy_reads_back_as_the_manifests_wrote_it() {
+    let keys = tempfile::tempdir().expect("key dir");
+    let alice = keygen(keys.path(), "alice", "ed25519", "");
+    each_backend(|db| {
+        let manifest = |release: &str| {
+            format!(
+                "releases:\n  - {{ version: \"1.0\", tag: v1.0 }}\n  - {{ version: \"2.0\", tag: v2.0 }}\n\
+                 environments:\n  dev:\n    release: \"{release}\"\n    executor: {SIM_OK}\n  prod:\n    release: \"{release}\"\n    \
+                 requires: dev\n    max_attempts: 2\n    on_failure: cancel\n    gates:\n      \
+                 qa: {{ approvals: 1, expires: 1.75h, self_approval: true, approvers: {{ alice: \"{}\" }} }}\n      \
+                 scan: {{ command: [\"true\"], timeout: 1.05s, kill_grace: 250.5ms }}\n    \
+                 executor: {{ simulate: {{ duration: 100.5ms, failure_rate: 0.0 }} }}\n    \
+                 verify: {{ command: [\"true\"], timeout: 1.25s, retries: 2, interval: 0.0175m }}\n    \
+                 windows: {{ timezone: Europe/Paris, deny: [{{ days: [sun], from: \"00:00\", to: \"00:01\" }}] }}\n",
+                alice.public
+            )
+        };
+        declare(db, &manifest("1.0"));
+        let r = db.run(&["reconcile", "--manifests", "manifests"]);
+        assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
+        db.expect(&["reconcile", "--dry-run", "--manifests", "manifests"], 2);
+        let plan = db.expect(
+            &[
+                "reconcile",
+                "--dry-run",
+                "--manifests",
+                "manifests",
+                "-o",
+                "json",
+            ],
+            2,
+        );
+        let envs = plan.json()["plan"]["environments"].clone();
+        assert!(
+            envs.as_array()
+                .is_some_and(|e| e.iter().all(|e| e["update_policy"] == false)),
+            "the stored policy reads back equal: {envs:#}"
+        );
+        let status = db.expect(&["status", "--env", "prod", "-o", "json"], 0);
+        assert_eq!(status.json()["policy_refused"], serde_json::Value::Null);
+        let id = db.scalar("SELECT MAX(id) FROM deploiements");
+        let r = sign(db, &id, "alice", &alice, &[]);
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        db.expect(&["validate", "--deploy-id", &id], 0);
+        declare(db, &manifest("2.0"));
+        let r = db.run(&["reconcile", "--manifests", "manifests"]);
+        assert_eq!(r.code, 4, "{}\n{}", r.stdout, r.stderr);
+        let next = db.scalar("SELECT MAX(id) FROM deploiements");
+        assert_eq!(sign(db, &next, "alice", &alice, &[]).code, 0);
+        db.expect(&["validate", "--deploy-id", &next], 0);
+        db.expect(&["rollback", "--deploy-id", &next], 0);
+    });
+}
+
 #[test]
 fn a_signature_from_another_ledger_does_not_count() {
     let keys = tempfile::tempdir().expect("key dir");
