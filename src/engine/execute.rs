@@ -439,8 +439,11 @@ impl Engine {
             crate::progress::start(format!("rollback of deployment {id} in {}", dep.env));
         crate::progress::step("claim");
         let env = keys::env_row(&self.keys, self.store.conn(), d, dep.env).await?;
-        // Only a redeploy acts on the policy: a cancellation needs none, even
-        // one that nothing may act on.
+        // A policy this version cannot read stops everything; one that differs
+        // from the manifests only a redeploy (a cancellation runs nothing).
+        if !env.policy_unknown.is_empty() {
+            return Err(ledger::newer_policy_refusal(env.env, &env.policy_unknown));
+        }
         let exec = env
             .known_policy()
             .and_then(|_| executor_for(&env, overrides));
