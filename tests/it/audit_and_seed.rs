@@ -102,11 +102,13 @@ fn wait_expired(db: &TestDb, deploy: i64) {
 /// holds the deployment, kills it with SIGKILL and waits for its lease to expire.
 fn dead_holder(db: &TestDb, deploy: i64) -> String {
     let id = deploy.to_string();
+    // A lease of 2s: renewed every 2/3s, it holds on a loaded machine (the
+    // holder gives up a lease it cannot renew, and would exit on its own).
     let mut child = Proc::start(
         db,
         &[
             "--lease-ttl",
-            "1s",
+            "2s",
             "validate",
             "--deploy-id",
             &id,
