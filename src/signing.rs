@@ -155,7 +155,6 @@ fn difference(signed: &str, expected: &str) -> String {
                 decision_words(was),
                 decision_words(is)
             ),
-            "decided" => format!("signed as decided at {was}, not {is}"),
             _ => format!("signed for {was}, not {is}"),
         };
     }

@@ -357,8 +357,11 @@ impl Desires {
                     ));
                 }
                 let same = self.last_good.as_ref() == Some(&desired);
-                self.watched
-                    .set_keys(crate::engine::Keys::of(&desired, "the watched manifests"));
+                self.watched.set_keys(crate::engine::Keys::of(
+                    &desired,
+                    "the watched manifests",
+                    None,
+                ));
                 self.last_good = Some(desired);
                 if same && self.last_good == self.applied {
                     printer.note(

@@ -257,13 +257,23 @@ pub fn signs(policy: Option<&Policy>) -> bool {
 }
 
 /// Reads the decisions about `deployments` in two statements, and the
-/// ledger's id in a third when `policy` has keys to check signatures against.
+/// ledger's id and clock in a third when `policy` has keys to check
+/// signatures against.
 pub async fn decisions(
     c: &mut sqlx::AnyConnection,
     d: Dialect,
     deployments: &[i64],
     policy: Option<&Policy>,
 ) -> Result<Decisions> {
+    let (ledger, now) = match signs(policy) {
+        true => {
+            let (id, now) = ledger::ledger_id_and_now(c, d)
+                .await
+                .db("reading the ledger's id")?;
+            (Some(id), Some(now))
+        }
+        false => (None, None),
+    };
     Ok(Decisions {
         results: ledger::gate_results(c, d, deployments)
             .await
@@ -271,22 +281,8 @@ pub async fn decisions(
         planners: ledger::planners(c, d, deployments)
             .await
             .db("reading who planned the deployments")?,
-        ledger: match signs(policy) {
-            true => Some(
-                ledger::ledger_id(c, d)
-                    .await
-                    .db("reading the ledger's id")?,
-            ),
-            false => None,
-        },
-        now: match signs(policy) {
-            true => Some(
-                ledger::db_now(c, d)
-                    .await
-                    .db("reading the database clock")?,
-            ),
-            false => None,
-        },
+        ledger,
+        now,
     })
 }
 
@@ -1015,15 +1011,12 @@ impl Engine {
                     .and_then(|a| a.keys_of(&actor))
                     .unwrap_or_default()
                     .to_vec();
-                let ledger_id = ledger::ledger_id(c, d)
+                // Expiry counts from now, by the database's clock: signed,
+                // so that nobody can make an approval younger with SQL.
+                let (ledger_id, now) = ledger::ledger_id_and_now(c, d)
                     .await
                     .db("reading the ledger's id")?;
-                // Expiry counts from here, by the database's clock: signed,
-                // so that nobody can make an approval younger with SQL.
-                let decided = ledger::db_now(c, d)
-                    .await
-                    .db("reading the database clock")?
-                    .rfc3339();
+                let decided = now.rfc3339();
                 let statement = crate::signing::Statement {
                     decided: Some(&decided),
                     ledger: &ledger_id,

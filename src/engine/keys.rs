@@ -55,8 +55,9 @@ const HINT: &str = "run shipctl from a checkout of the manifests that manage thi
                     (--manifests DIR), or run `shipctl reconcile` there to store their policy";
 
 impl Keys {
-    /// The policies of a desired state already loaded (reconcile, the watch).
-    pub fn of(desired: &Desired, place: &str) -> Keys {
+    /// The policies of a desired state already loaded (reconcile, the
+    /// watch), named `place`; `dir`: where to read them again.
+    pub fn of(desired: &Desired, place: &str, dir: Option<&Path>) -> Keys {
         Keys::Manifests {
             place: place.to_string(),
             policies: desired
@@ -64,7 +65,7 @@ impl Keys {
                 .iter()
                 .map(|(env, spec)| (*env, spec.policy.clone()))
                 .collect(),
-            dir: None,
+            dir: dir.map(Path::to_path_buf),
         }
     }
 
@@ -80,17 +81,11 @@ impl Keys {
             ));
         }
         match manifest::load(dir) {
-            Ok(desired) => match Keys::of(&desired, &format!("the manifests in {}", dir.display()))
-            {
-                Keys::Manifests {
-                    place, policies, ..
-                } => Keys::Manifests {
-                    place,
-                    policies,
-                    dir: Some(dir.to_path_buf()),
-                },
-                unavailable => unavailable,
-            },
+            Ok(desired) => Keys::of(
+                &desired,
+                &format!("the manifests in {}", dir.display()),
+                Some(dir),
+            ),
             Err(e) => Keys::Unavailable(format!(
                 "the manifests in {} do not load ({})",
                 dir.display(),
@@ -240,18 +235,21 @@ pub(super) async fn env_row(
     let stored = ledger::env_row(c, d, env)
         .await
         .db("reading the environment")?;
-    let mut row = stored.clone();
-    keys.apply(&mut row);
     // The manifests may have moved since they were read (a merge and a
-    // reconcile while this command's gates ran): read again before refusing.
-    if let (Some(_), Keys::Manifests { dir: Some(dir), .. }) = (&row.untrusted, keys) {
-        // Unless they no longer load (mid-edit): then the first refusal stands.
-        let fresh = Keys::load(dir);
-        if matches!(fresh, Keys::Manifests { .. }) {
-            let mut again = stored;
-            fresh.apply(&mut again);
-            return Ok(again);
-        }
+    // reconcile while this command's gates ran): read again before refusing,
+    // unless they no longer load (mid-edit), when the first refusal stands.
+    let dir = match keys {
+        Keys::Manifests { dir: Some(dir), .. } => Some((dir, stored.clone())),
+        _ => None,
+    };
+    let mut row = stored;
+    keys.apply(&mut row);
+    if let (Some(_), Some((dir, stored))) = (&row.untrusted, dir)
+        && let fresh @ Keys::Manifests { .. } = Keys::load(dir)
+    {
+        let mut again = stored;
+        fresh.apply(&mut again);
+        return Ok(again);
     }
     Ok(row)
 }

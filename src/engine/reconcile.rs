@@ -440,7 +440,7 @@ impl Engine {
         saved: Option<&SavedPlan>,
     ) -> Result<Reconciled> {
         // The manifests being applied are where approvers' keys come from.
-        self.keys = std::sync::Arc::new(super::Keys::of(desired, "the manifests applied"));
+        self.keys = std::sync::Arc::new(super::Keys::of(desired, "the manifests applied", None));
         let first = match saved {
             // The saved plan is checked against the ledger as it is now, before
             // anything is written; each environment checks again under its lock.

@@ -515,6 +515,16 @@ pub async fn ledger_id(c: &mut AnyConnection, _d: Dialect) -> Res<String> {
         .await
 }
 
+/// The ledger's id and the database clock (UTC, to the second), in one
+/// statement: what signed statements name and are dated by.
+pub async fn ledger_id_and_now(c: &mut AnyConnection, d: Dialect) -> Res<(String, Utc)> {
+    let row =
+        sqlx::query(d.sql("SELECT ledger_id, {now_text} AS now FROM ledger_info WHERE id = 1"))
+            .fetch_one(c)
+            .await?;
+    Ok((row.try_get("ledger_id")?, ts(&row, "now")?))
+}
+
 /// The current leader, if any watcher leads (or led and its lease expired).
 pub async fn leader(c: &mut AnyConnection, d: Dialect) -> Res<Option<Leader>> {
     let row = sqlx::query(d.sql(
